@@ -1,0 +1,95 @@
+# OP25B Observatory. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO       ?= go
+BIN      := $(CURDIR)/bin
+OUT      := $(CURDIR)/out
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+export PATH := $(BIN):$(PATH)
+export CGO_ENABLED ?= 0
+
+# Pinned tool versions; `make tools` installs them into ./bin.
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+STATICCHECK_VERSION        := v0.8.2
+
+COMMANDS := ./agent/cmd/op25b-agent ./refmta/cmd/op25b-refmta ./deploy/testbed/cmd/op25b-testbed
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-15s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the static binaries into ./out.
+	@mkdir -p $(OUT)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/ $(COMMANDS)
+
+.PHONY: demo
+demo: build ## Run a reference MTA and a check round on loopback, then the emulated-ISP testbed (as root).
+	@deploy/demo.sh $(OUT)
+
+.PHONY: testbed
+testbed: build testdeps ## Run every emulated-ISP scenario (root); writes testbed-report.json.
+	$(OUT)/op25b-testbed run --bin $(OUT) --report $(CURDIR)/testbed-report.json
+
+.PHONY: test
+test: tools testdeps checkgenerate lint ## Run every test (CI sets OP25B_REQUIRE_ALL=1: no skips allowed).
+	$(GO) test -count=1 ./...
+
+.PHONY: bench
+bench: build ## Run the benchmarks and rewrite BENCHMARKS.md.
+	deploy/bench.sh $(OUT)
+
+.PHONY: generate
+generate: tools ## Regenerate the protobuf and gRPC code.
+	cd proto && buf generate
+
+.PHONY: checkgenerate
+checkgenerate: tools ## Fail if the committed generated code is stale.
+	@rm -rf $(OUT)/_gen && mkdir -p $(OUT)/_gen
+	cd proto && buf generate --output $(OUT)/_gen
+	@for f in $$(cd $(OUT)/_gen && find . -name '*.go'); do \
+	  cmp -s $(OUT)/_gen/$$f proto/$$f || { echo "checkgenerate: proto/$$f is stale: run 'make generate' and commit"; exit 1; }; \
+	done
+	@for f in $$(cd proto && find . -name '*.pb.go'); do \
+	  [ -f $(OUT)/_gen/$$f ] || { echo "checkgenerate: proto/$$f has no .proto: remove it"; exit 1; }; \
+	done
+	@echo "checkgenerate: generated code is current"
+
+.PHONY: lint
+lint: tools ## gofmt, go vet, staticcheck, buf lint and buf breaking against main.
+	@fmt=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$fmt" ]; then echo "gofmt needed: $$fmt"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+	cd proto && buf lint
+	@if git rev-parse --verify -q main >/dev/null && git cat-file -e main:proto/buf.yaml 2>/dev/null; then \
+	  echo "buf breaking against main"; cd proto && buf breaking --against '../.git#branch=main,subdir=proto'; \
+	else echo "buf breaking: no proto on main yet, nothing to compare"; fi
+
+.PHONY: tools
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/staticcheck ## Install the pinned tools into ./bin.
+
+$(BIN)/buf:
+	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
+$(BIN)/protoc-gen-go:
+	GOBIN=$(BIN) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(BIN)/protoc-gen-go-grpc:
+	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+.PHONY: testdeps
+testdeps: ## Install what the integration tests need (nftables, iproute2) when root and missing.
+	@need=""; command -v nft >/dev/null || need="$$need nftables"; command -v ip >/dev/null || need="$$need iproute2"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing$$need"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
+	else echo "testdeps: missing$$need (install them as root; the testbed tests will skip or, with OP25B_REQUIRE_ALL=1, fail)"; fi
+
+.PHONY: clean
+clean: ## Remove build outputs.
+	rm -rf $(OUT) testbed-report.json

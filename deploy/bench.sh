@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# make bench: measure, and rewrite BENCHMARKS.md with each figure next to a
+# limit measured in the same run on the same machine.
+set -euo pipefail
+out=${1:?usage: bench.sh OUT_DIR}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d -t op25b-bench.XXXXXX)
+refmta_pid=""
+cleanup() { [ -n "$refmta_pid" ] && kill "$refmta_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+cd "$root"
+go build -o "$work/maxrss" ./deploy/bench/maxrss
+
+echo "bench: agent binary size" >&2
+agent_size=$(stat -c %s "$out/op25b-agent")
+cat > "$work/hello.go" <<'GO'
+package main
+
+import "fmt"
+
+func main() { fmt.Println("hello") }
+GO
+CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/hello" "$work/hello.go"
+hello_size=$(stat -c %s "$work/hello")
+
+echo "bench: peak RSS of a check round" >&2
+"$out/op25b-refmta" --listen 127.0.0.1 --listen ::1 --ports 2525:smtp,5870:submission,4650:smtps \
+  --control-port 4430 --state-dir "$work/refmta" --log-level warn &
+refmta_pid=$!
+for _ in $(seq 1 100); do [ -s "$work/refmta/identity.json" ] && break; sleep 0.1; done
+rss() { "$work/maxrss" -- "$@" 2>&1 >/dev/null | awk '/^maxrss_kib/ {print $2}'; }
+check_rss=0
+for _ in 1 2 3; do # the worst of three rounds
+  r=$(rss "$out/op25b-agent" check --refmta "$work/refmta/identity.json" --quiet --format json)
+  [ "$r" -gt "$check_rss" ] && check_rss=$r
+done
+floor_rss=$(rss "$out/op25b-agent" version)
+kill "$refmta_pid"; wait "$refmta_pid" 2>/dev/null || true; refmta_pid=""
+
+echo "bench: reference MTA sessions/s (go test -bench, 5 runs each)" >&2
+go test -run '^$' -bench 'AcceptClose|Session' -benchtime 2s -count 5 ./refmta/smtpd | tee "$work/smtpd.txt" >&2
+median() { grep "^$1-" "$work/smtpd.txt" | awk '{for(i=1;i<=NF;i++) if($i=="sessions/s") print $(i-1)}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+accept=$(median BenchmarkAcceptClose)
+smtp=$(median BenchmarkSessionSMTP)
+smtps=$(median BenchmarkSessionSMTPS)
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+mib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1048576}'; }
+kmib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1024}'; }
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+
+cat > BENCHMARKS.md <<MD
+# Benchmarks
+
+Written by \`make bench\` (deploy/bench.sh) on $(date -u +%Y-%m-%d), $(nproc) cores ($cpu),
+$(go version | cut -d' ' -f3). Every figure stands next to a limit measured in the
+same run on the same machine; goals are from the issues.
+
+## Agent
+
+| what | measured | limit in the same run | ratio | goal |
+|---|---|---|---|---|
+| static agent binary (CGO_ENABLED=0, -s -w) | $(mib "$agent_size") | hello-world built the same way: $(mib "$hello_size") | $(ratio "$agent_size" "$hello_size") | at most 15 MiB: $(ratio "$agent_size" 15728640) of the goal |
+| peak RSS of a full \`check\` round (worst of 3; 1 reference MTA, IPv4 + IPv6, 3 ports + control) | $(kmib "$check_rss") | the same binary running \`version\`: $(kmib "$floor_rss") | $(ratio "$check_rss" "$floor_rss") | at most 20 MiB: $(ratio "$check_rss" 20480) of the goal |
+
+## Reference MTA
+
+Sessions per second on loopback, median of 5 runs of \`go test -bench\` with
+GOMAXPROCS=$(nproc) parallel clients on the same machine, against a plain TCP
+server that accepts and closes (the limit of the kernel and Go's net package).
+
+| session | sessions/s | accept-and-close sessions/s | ratio |
+|---|---|---|---|
+| port 25: banner, EHLO with nonce, signed statement, QUIT | $smtp | $accept | $(ratio "$smtp" "$accept") |
+| port 465: TLS handshake (Ed25519), banner, EHLO, statement, QUIT | $smtps | $accept | $(ratio "$smtps" "$accept") |
+
+Reproduce: \`make bench\`.
+MD
+echo "bench: wrote BENCHMARKS.md" >&2
+cat BENCHMARKS.md

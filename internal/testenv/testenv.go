@@ -1,0 +1,42 @@
+// Package testenv decides what a test does when this machine cannot run it:
+// on a developer's machine it skips with the reason; in CI, where
+// OP25B_REQUIRE_ALL=1, a skip would hide a suite that never ran, so it
+// fails instead.
+package testenv
+
+import (
+	"net"
+	"os"
+	"testing"
+)
+
+// RequireAll reports whether every suite must run (OP25B_REQUIRE_ALL=1).
+func RequireAll() bool { return os.Getenv("OP25B_REQUIRE_ALL") == "1" }
+
+// Unavailable skips t with reason, or fails it under OP25B_REQUIRE_ALL=1.
+func Unavailable(t testing.TB, reason string) {
+	t.Helper()
+	if RequireAll() {
+		t.Fatalf("cannot run, and OP25B_REQUIRE_ALL=1 forbids skipping: %s", reason)
+	}
+	t.Skip(reason)
+}
+
+// NeedRoot stops t unless it runs as root (network namespaces, nftables).
+func NeedRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "needs root to build network namespaces and nftables rules (run: sudo make test)")
+	}
+}
+
+// NeedIPv6Loopback stops t unless [::1] can be bound.
+func NeedIPv6Loopback(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		Unavailable(t, "no IPv6 loopback on this host: "+err.Error())
+		return
+	}
+	ln.Close()
+}

@@ -1,0 +1,264 @@
+// Command op25b-refmta is the OP25B Observatory reference MTA: it answers
+// agents' probes on 25, 587, 465 and a control port with signed statements
+// that prove they reached it unmodified, and never accepts mail.
+//
+//	op25b-refmta [serve] [flags]   run the reference MTA
+//	op25b-refmta identity [flags]  print the identity document agents use
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/op25b/observatory/internal/flagenv"
+	"github.com/op25b/observatory/internal/proof"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+	"github.com/op25b/observatory/refmta/identity"
+	"github.com/op25b/observatory/refmta/sighting"
+	"github.com/op25b/observatory/refmta/smtpd"
+)
+
+var version = "dev"
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+type options struct {
+	listen, advertise listFlag
+	ports             string
+	controlPort       uint
+	stateDir          string
+	id, hostname      string
+	maxSessions       int
+	rate              float64
+	burst             int
+	idle, total       time.Duration
+	queue             int
+	logLevel          string
+}
+
+func main() {
+	args := os.Args[1:]
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve", "identity":
+		err = run(cmd, args)
+	case "version":
+		fmt.Println("op25b-refmta", version)
+	default:
+		fmt.Fprintf(os.Stderr, "op25b-refmta: unknown command %q (want serve, identity or version)\n", cmd)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "op25b-refmta:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cmd string, args []string) error {
+	var o options
+	fs := flag.NewFlagSet("op25b-refmta "+cmd, flag.ContinueOnError)
+	fs.Var(&o.listen, "listen", "address to listen on, repeatable or comma-separated (default: all addresses)")
+	fs.Var(&o.advertise, "advertise", "addresses published in the identity document (default: the --listen addresses)")
+	fs.StringVar(&o.ports, "ports", "25,587,465", "SMTP ports, each PORT or PORT:KIND with KIND smtp, submission or smtps")
+	fs.UintVar(&o.controlPort, "control-port", 443, "control port (implicit TLS; tells agents their egress address)")
+	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/op25b-refmta", "directory for the key (key.pem, 0600) and identity.json")
+	fs.StringVar(&o.id, "id", "", "reference MTA id (default: refmta-<key id>)")
+	fs.StringVar(&o.hostname, "hostname", "", "host name in banners and the certificate (default: the system host name)")
+	fs.IntVar(&o.maxSessions, "max-sessions", 512, "maximum concurrent sessions")
+	fs.Float64Var(&o.rate, "rate", 5, "new sessions per second per source address (negative: no limit)")
+	fs.IntVar(&o.burst, "burst", 20, "burst of new sessions per source address")
+	fs.DurationVar(&o.idle, "idle-timeout", 30*time.Second, "time allowed for each command")
+	fs.DurationVar(&o.total, "session-timeout", 60*time.Second, "time allowed for a whole session")
+	fs.IntVar(&o.queue, "sighting-queue", 100000, "sightings kept for upload before the oldest are dropped")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		os.Exit(2)
+	}
+	if err := flagenv.Apply(fs, "OP25B"); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ports, err := parsePorts(o.ports)
+	if err != nil {
+		return err
+	}
+	if o.controlPort == 0 || o.controlPort > 65535 {
+		return fmt.Errorf("--control-port %d out of range", o.controlPort)
+	}
+	if o.hostname == "" {
+		o.hostname, _ = os.Hostname()
+	}
+	key, created, err := identity.LoadOrCreateKey(filepath.Join(o.stateDir, "key.pem"))
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("generated a new identity key", "path", filepath.Join(o.stateDir, "key.pem"))
+	}
+	doc, err := document(o, key, ports)
+	if err != nil {
+		return err
+	}
+	if cmd == "identity" {
+		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(doc)
+		if err != nil {
+			return err
+		}
+		fmt.Println(string(b))
+		return nil
+	}
+	return serve(o, log, key, ports, doc)
+}
+
+type port struct {
+	num  uint16
+	kind smtpd.Kind
+}
+
+func parsePorts(s string) ([]port, error) {
+	var out []port
+	for _, f := range strings.Split(s, ",") {
+		num, kind, hasKind := strings.Cut(strings.TrimSpace(f), ":")
+		n, err := strconv.ParseUint(num, 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("--ports: %q is not a port", f)
+		}
+		p := port{num: uint16(n), kind: smtpd.KindForPort(uint16(n))}
+		if hasKind {
+			if p.kind, err = smtpd.ParseKind(kind); err != nil {
+				return nil, fmt.Errorf("--ports: %w", err)
+			}
+		}
+		if p.kind == smtpd.Control {
+			return nil, fmt.Errorf("--ports: %d is the control port's kind; use --control-port", n)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func document(o options, key ed25519.PrivateKey, ports []port) (*op25bv1.ReferenceMTA, error) {
+	pub := key.Public().(ed25519.PublicKey)
+	doc := &op25bv1.ReferenceMTA{Id: o.id, PublicKey: pub, ControlPort: uint32(o.controlPort), Hostname: o.hostname}
+	if doc.Id == "" {
+		doc.Id = "refmta-" + proof.KeyID(pub)
+	}
+	for _, p := range ports {
+		doc.Ports = append(doc.Ports, uint32(p.num))
+	}
+	adv := o.advertise
+	if len(adv) == 0 {
+		adv = o.listen
+	}
+	for _, a := range adv {
+		ip, err := netip.ParseAddr(strings.Trim(a, "[]"))
+		if err != nil {
+			return nil, fmt.Errorf("--advertise/--listen: %q is not an IP address", a)
+		}
+		if ip.IsUnspecified() {
+			continue
+		}
+		doc.Addresses = append(doc.Addresses, ip.Unmap().String())
+	}
+	return doc, nil
+}
+
+func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, doc *op25bv1.ReferenceMTA) error {
+	cert, err := identity.Certificate(key, o.hostname, time.Now())
+	if err != nil {
+		return err
+	}
+	var smtpPorts []uint16
+	for _, p := range ports {
+		smtpPorts = append(smtpPorts, p.num)
+	}
+	queue := sighting.NewQueue(o.queue)
+	srv := smtpd.New(smtpd.Config{Key: key, Cert: cert, Hostname: o.hostname, SMTPPorts: smtpPorts,
+		MaxSessions: o.maxSessions, PerSourceRate: o.rate, PerSourceBurst: o.burst,
+		IdleTimeout: o.idle, SessionTimeout: o.total, Sightings: queue, Logger: log})
+
+	all := append(ports, port{num: uint16(o.controlPort), kind: smtpd.Control})
+	addrs := []string(o.listen)
+	if len(addrs) == 0 {
+		addrs = []string{""}
+	}
+	type bound struct {
+		ln   net.Listener
+		kind smtpd.Kind
+	}
+	var lns []bound
+	for _, a := range addrs {
+		for _, p := range all {
+			addr := net.JoinHostPort(strings.Trim(a, "[]"), strconv.Itoa(int(p.num)))
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				for _, b := range lns {
+					b.ln.Close()
+				}
+				return fmt.Errorf("listen %s (%s): %w", addr, p.kind, err)
+			}
+			lns = append(lns, bound{ln, p.kind})
+		}
+	}
+	if err := identity.WriteDocument(filepath.Join(o.stateDir, "identity.json"), doc); err != nil {
+		return err
+	}
+	log.Info("reference MTA ready", "id", doc.Id, "key", proof.EncodeKey(doc.PublicKey),
+		"listen", len(lns), "identity", filepath.Join(o.stateDir, "identity.json"), "version", version)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var wg sync.WaitGroup
+	for _, b := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ctx, b.ln, b.kind); err != nil {
+				log.Error("listener stopped", "addr", b.ln.Addr(), "err", err)
+			}
+		}()
+	}
+	<-ctx.Done()
+	log.Info("shutting down; waiting for sessions to end")
+	wg.Wait()
+	log.Info("stopped", "sightings_queued", queue.Len(), "sightings_dropped", queue.Dropped())
+	return nil
+}

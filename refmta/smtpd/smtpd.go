@@ -1,0 +1,426 @@
+// Package smtpd is the reference MTA's SMTP service: just enough SMTP
+// (banner, EHLO, STARTTLS, QUIT; implicit TLS on 465 and on the control
+// port) for an agent to prove it reached this server unmodified. Every EHLO
+// reply ends with a signed statement (internal/proof) binding the agent's
+// nonce, the source address seen here, the port and the time. Mail is never
+// accepted. Resources are bounded: concurrent sessions, sessions per source,
+// line length, idle and total time per session.
+//
+// The dialog is specified in docs/methodology.md.
+package smtpd
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/op25b/observatory/internal/proof"
+	"github.com/op25b/observatory/internal/smtpwire"
+	"github.com/op25b/observatory/internal/uuidv7"
+	"github.com/op25b/observatory/refmta/sighting"
+)
+
+// Kind is what a listening port serves.
+type Kind int
+
+// The kinds of port.
+const (
+	// SMTP is MTA-to-MTA SMTP with STARTTLS (port 25).
+	SMTP Kind = iota
+	// Submission is message submission with STARTTLS and AUTH advertised
+	// (port 587, RFC 6409).
+	Submission
+	// SMTPS is submission over implicit TLS (port 465, RFC 8314).
+	SMTPS
+	// Control is the control port (443): implicit TLS and a statement that
+	// also lists the SMTP ports served.
+	Control
+)
+
+// KindForPort is the default kind of the well-known ports.
+func KindForPort(port uint16) Kind {
+	switch port {
+	case 587:
+		return Submission
+	case 465:
+		return SMTPS
+	case 443:
+		return Control
+	}
+	return SMTP
+}
+
+// ParseKind parses "smtp", "submission", "smtps" or "control".
+func ParseKind(s string) (Kind, error) {
+	for k, n := range kindNames {
+		if n == s {
+			return Kind(k), nil
+		}
+	}
+	return 0, fmt.Errorf("smtpd: unknown port kind %q (want smtp, submission, smtps or control)", s)
+}
+
+var kindNames = [...]string{SMTP: "smtp", Submission: "submission", SMTPS: "smtps", Control: "control"}
+
+func (k Kind) String() string { return kindNames[k] }
+
+func (k Kind) implicitTLS() bool { return k == SMTPS || k == Control }
+
+// Config configures a Server. Zero limits take the defaults below.
+type Config struct {
+	Key      ed25519.PrivateKey
+	Cert     tls.Certificate
+	Hostname string
+	// SMTPPorts are the SMTP ports this reference MTA serves, signed in
+	// control statements.
+	SMTPPorts []uint16
+	// MaxSessions bounds concurrent sessions over all ports (default 512).
+	MaxSessions int
+	// PerSourceRate and PerSourceBurst bound new sessions per source
+	// address (token bucket; default 5/s, burst 20). A negative rate turns
+	// the limit off.
+	PerSourceRate  float64
+	PerSourceBurst int
+	// IdleTimeout bounds the wait for each command (default 30s);
+	// SessionTimeout bounds a whole session (default 60s).
+	IdleTimeout    time.Duration
+	SessionTimeout time.Duration
+	// Sightings receives a sighting per session that presented a nonce;
+	// nil discards them.
+	Sightings *sighting.Queue
+	Logger    *slog.Logger
+	Now       func() time.Time
+}
+
+// Server serves SMTP and control sessions on any number of listeners.
+type Server struct {
+	cfg     Config
+	tls     *tls.Config
+	slots   chan struct{}
+	limiter *limiter
+	wg      sync.WaitGroup
+}
+
+// maxErrors closes a session after this many refused commands: a client
+// that keeps trying to send mail is not an agent.
+const maxErrors = 10
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 512
+	}
+	if cfg.PerSourceRate == 0 {
+		cfg.PerSourceRate = 5
+	}
+	if cfg.PerSourceBurst <= 0 {
+		cfg.PerSourceBurst = 20
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	if cfg.SessionTimeout <= 0 {
+		cfg.SessionTimeout = 60 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = "refmta.op25b.invalid"
+	}
+	s := &Server{
+		cfg:   cfg,
+		slots: make(chan struct{}, cfg.MaxSessions),
+		tls: &tls.Config{
+			Certificates: []tls.Certificate{cfg.Cert},
+			MinVersion:   tls.VersionTLS12,
+		},
+	}
+	if cfg.PerSourceRate > 0 {
+		s.limiter = newLimiter(cfg.PerSourceRate, cfg.PerSourceBurst, cfg.Now)
+	}
+	return s
+}
+
+// Serve accepts sessions on ln, which serves kind, until ctx is done; it
+// then closes ln and waits for its sessions to end. Temporary accept errors
+// (such as running out of file descriptors) are logged and retried.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				s.wg.Wait()
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				s.wg.Wait()
+				return err
+			}
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			s.cfg.Logger.Warn("accept failed; retrying", "kind", kind, "err", err, "delay", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(ctx, c, kind)
+		}()
+	}
+}
+
+// handle runs one session on c and always closes it.
+func (s *Server) handle(ctx context.Context, c net.Conn, kind Kind) {
+	defer c.Close()
+	src, port := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "421 4.3.2 Too many sessions, try again later\r\n")
+		return
+	}
+	if s.limiter != nil && !s.limiter.allow(src.Addr()) {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "421 4.7.0 Too many sessions from your address, slow down\r\n")
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	ss := &session{srv: s, kind: kind, src: src.Addr().Unmap(), port: port.Port(), conn: c,
+		deadline: time.Now().Add(s.cfg.SessionTimeout)}
+	err := ss.run()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		s.cfg.Logger.Debug("session ended", "kind", kind, "port", ss.port, "err", err)
+	}
+	if ss.nonce != nil && s.cfg.Sightings != nil {
+		now := s.cfg.Now()
+		s.cfg.Sightings.Add(sighting.Sighting{ID: uuidv7.New(now), Nonce: ss.nonce,
+			Source: ss.src, Port: ss.port, Time: now, TLS: ss.tlsDone})
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+type session struct {
+	srv      *Server
+	kind     Kind
+	src      netip.Addr
+	port     uint16
+	conn     net.Conn
+	r        *bufio.Reader
+	deadline time.Time
+	tlsDone  bool
+	nonce    []byte
+	errors   int
+}
+
+func (ss *session) run() error {
+	if ss.kind.implicitTLS() {
+		if err := ss.startTLS(); err != nil {
+			return err
+		}
+	} else {
+		ss.r = bufio.NewReaderSize(ss.conn, 1024)
+	}
+	banner := "220 " + ss.srv.cfg.Hostname + " ESMTP OP25B Observatory reference MTA; no mail accepted"
+	if ss.kind == Control {
+		banner = "220 " + ss.srv.cfg.Hostname + " OP25B Observatory control"
+	}
+	if err := ss.reply(banner); err != nil {
+		return err
+	}
+	for {
+		ss.setDeadline(ss.srv.cfg.IdleTimeout)
+		line, err := smtpwire.ReadLine(ss.r, smtpwire.MaxCommandLen)
+		if errors.Is(err, smtpwire.ErrLineTooLong) {
+			return ss.reply("500 5.5.2 Line too long")
+		}
+		if err != nil {
+			return err
+		}
+		verb, arg := smtpwire.Command(line)
+		switch verb {
+		case "EHLO":
+			if arg == "" {
+				err = ss.refuse("501 5.5.4 EHLO needs a domain")
+				break
+			}
+			if n, ok := smtpwire.NonceFromEHLO(arg); ok {
+				ss.nonce = n
+			}
+			err = ss.ehlo()
+		case "HELO":
+			err = ss.reply("250 " + ss.srv.cfg.Hostname)
+		case "STARTTLS":
+			if ss.tlsDone || ss.kind.implicitTLS() {
+				err = ss.refuse("503 5.5.1 TLS already active")
+				break
+			}
+			if err = ss.reply("220 2.0.0 Ready to start TLS"); err == nil {
+				err = ss.startTLS()
+			}
+		case "QUIT":
+			ss.reply("221 2.0.0 Bye")
+			return nil
+		case "NOOP", "RSET":
+			err = ss.reply("250 2.0.0 OK")
+		case "MAIL", "RCPT", "DATA", "BDAT":
+			err = ss.refuse("550 5.7.1 This is an OP25B Observatory reference MTA; it accepts no mail")
+		case "AUTH":
+			err = ss.refuse("535 5.7.8 Authentication is never accepted here")
+		case "VRFY", "EXPN":
+			err = ss.refuse("502 5.5.1 Command not implemented")
+		default:
+			err = ss.refuse("500 5.5.2 Command unrecognized")
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// refuse answers a refused command and ends sessions that keep trying.
+func (ss *session) refuse(reply string) error {
+	ss.errors++
+	if ss.errors >= maxErrors {
+		ss.reply("421 4.7.0 Too many errors, closing")
+		return errors.New("too many refused commands")
+	}
+	return ss.reply(reply)
+}
+
+// capabilities are the EHLO keywords of this session's state, in the order
+// they are sent and signed.
+func (ss *session) capabilities() []string {
+	caps := []string{"ENHANCEDSTATUSCODES", "8BITMIME"}
+	if (ss.kind == SMTP || ss.kind == Submission) && !ss.tlsDone {
+		caps = append(caps, "STARTTLS")
+	}
+	if ss.kind == Submission || ss.kind == SMTPS {
+		caps = append(caps, "AUTH PLAIN LOGIN")
+	}
+	return caps
+}
+
+func (ss *session) ehlo() error {
+	caps := ss.capabilities()
+	var b strings.Builder
+	fmt.Fprintf(&b, "250-%s greets [%s]\r\n", ss.srv.cfg.Hostname, ss.src)
+	keywords := make([]string, len(caps))
+	for i, c := range caps {
+		fmt.Fprintf(&b, "250-%s\r\n", c)
+		keywords[i], _, _ = strings.Cut(c, " ")
+	}
+	if ss.nonce != nil {
+		st := proof.Statement{Nonce: ss.nonce, Source: ss.src, Port: ss.port,
+			Time: ss.srv.cfg.Now(), Capabilities: keywords}
+		if ss.kind == Control {
+			st.Ports = ss.srv.cfg.SMTPPorts
+		}
+		fmt.Fprintf(&b, "250 %s %s", smtpwire.ProofKeyword, proof.Sign(ss.srv.cfg.Key, st))
+	} else {
+		// Without a nonce there is nothing to bind: plain SMTP clients get
+		// an ordinary EHLO reply.
+		b.WriteString("250 HELP")
+	}
+	return ss.reply(b.String())
+}
+
+func (ss *session) startTLS() error {
+	ss.setDeadline(ss.srv.cfg.IdleTimeout)
+	tc := tls.Server(ss.conn, ss.srv.tls)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	ss.conn, ss.tlsDone = tc, true
+	// RFC 3207: after STARTTLS the client starts over; discard any state
+	// (and anything pipelined before the handshake).
+	ss.r = bufio.NewReaderSize(tc, 1024)
+	return nil
+}
+
+func (ss *session) setDeadline(idle time.Duration) {
+	d := time.Now().Add(idle)
+	if d.After(ss.deadline) {
+		d = ss.deadline
+	}
+	ss.conn.SetDeadline(d)
+}
+
+func (ss *session) reply(s string) error {
+	_, err := io.WriteString(ss.conn, s+"\r\n")
+	return err
+}
+
+// limiter is a token bucket per source address. Buckets that are full are
+// forgotten on sweep so that the map stays as small as the set of recent
+// sources.
+type limiter struct {
+	mu      sync.Mutex
+	rate    float64
+	burst   float64
+	now     func() time.Time
+	buckets map[netip.Addr]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
+	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: map[netip.Addr]*bucket{}}
+}
+
+func (l *limiter) allow(a netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.swept) > time.Minute {
+		for k, b := range l.buckets {
+			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+				delete(l.buckets, k)
+			}
+		}
+		l.swept = now
+	}
+	b := l.buckets[a.Unmap()]
+	if b == nil {
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[a.Unmap()] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}

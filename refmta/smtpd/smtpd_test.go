@@ -1,0 +1,289 @@
+package smtpd_test
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/op25b/observatory/internal/proof"
+	"github.com/op25b/observatory/internal/smtpwire"
+	"github.com/op25b/observatory/internal/testenv"
+	"github.com/op25b/observatory/refmta/refmtatest"
+	"github.com/op25b/observatory/refmta/smtpd"
+)
+
+// client is a test-only SMTP client; unlike the probe it may send anything.
+type client struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dial(t *testing.T, s *refmtatest.Server, kind smtpd.Kind) *client {
+	t.Helper()
+	c, err := net.Dial("tcp", netip.AddrPortFrom(s.Addr, s.Ports[kind]).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	cl := &client{t: t, conn: c, r: bufio.NewReader(c)}
+	if kind == smtpd.SMTPS || kind == smtpd.Control {
+		cl.tls(s)
+	}
+	return cl
+}
+
+func (c *client) tls(s *refmtatest.Server) {
+	c.t.Helper()
+	tc := tls.Client(c.conn, &tls.Config{InsecureSkipVerify: true})
+	if err := tc.Handshake(); err != nil {
+		c.t.Fatalf("tls handshake: %v", err)
+	}
+	if !proof.CertificateMatches(tc.ConnectionState().PeerCertificates[0].Raw, s.Public()) {
+		c.t.Errorf("certificate does not carry the reference MTA key")
+	}
+	c.conn, c.r = tc, bufio.NewReader(tc)
+}
+
+func (c *client) read() smtpwire.Reply {
+	c.t.Helper()
+	r, err := smtpwire.ReadReply(c.r)
+	if err != nil {
+		c.t.Fatalf("read reply: %v", err)
+	}
+	return r
+}
+
+func (c *client) cmd(line string) smtpwire.Reply {
+	c.t.Helper()
+	if _, err := io.WriteString(c.conn, line+"\r\n"); err != nil {
+		c.t.Fatalf("write %q: %v", line, err)
+	}
+	return c.read()
+}
+
+func nonce(t *testing.T) []byte {
+	n := make([]byte, proof.NonceLen)
+	rand.Read(n)
+	return n
+}
+
+// ehlo sends EHLO with n and checks the statement in the reply.
+func (c *client) ehlo(s *refmtatest.Server, n []byte, port uint16) (caps []string, st proof.Statement) {
+	c.t.Helper()
+	rep := c.cmd("EHLO " + smtpwire.EHLODomain(n))
+	if rep.Code != 250 {
+		c.t.Fatalf("EHLO: %s", rep.Text())
+	}
+	caps, tok := smtpwire.Capabilities(rep)
+	st, err := proof.Verify(s.Public(), tok)
+	if err != nil {
+		c.t.Fatalf("EHLO proof %q: %v", tok, err)
+	}
+	if !bytes.Equal(st.Nonce, n) || st.Port != port || st.Source != s.Addr {
+		c.t.Errorf("statement = nonce %x port %d src %s; want %x %d %s", st.Nonce, st.Port, st.Source, n, port, s.Addr)
+	}
+	if !slices.Equal(st.Capabilities, caps) {
+		c.t.Errorf("signed capabilities %v differ from advertised %v", st.Capabilities, caps)
+	}
+	if d := time.Since(st.Time); d < -time.Second || d > 5*time.Second {
+		c.t.Errorf("statement time %v is %v from now", st.Time, d)
+	}
+	return caps, st
+}
+
+func TestSTARTTLSDialog(t *testing.T) {
+	for _, tc := range []struct {
+		kind     smtpd.Kind
+		wantAuth bool
+	}{{smtpd.SMTP, false}, {smtpd.Submission, true}} {
+		t.Run(tc.kind.String(), func(t *testing.T) {
+			s := refmtatest.Start(t, "127.0.0.1", nil)
+			c := dial(t, s, tc.kind)
+			if b := c.read(); b.Code != 220 {
+				t.Fatalf("banner = %s", b.Text())
+			}
+			n := nonce(t)
+			caps, _ := c.ehlo(s, n, s.Ports[tc.kind])
+			if !slices.Contains(caps, "STARTTLS") || slices.Contains(caps, "AUTH") != tc.wantAuth {
+				t.Errorf("plaintext capabilities = %v; want STARTTLS, AUTH %v", caps, tc.wantAuth)
+			}
+			if r := c.cmd("STARTTLS"); r.Code != 220 {
+				t.Fatalf("STARTTLS = %s", r.Text())
+			}
+			c.tls(s)
+			caps, _ = c.ehlo(s, n, s.Ports[tc.kind])
+			if slices.Contains(caps, "STARTTLS") {
+				t.Errorf("capabilities over TLS = %v; want no STARTTLS", caps)
+			}
+			if r := c.cmd("STARTTLS"); r.Code != 503 {
+				t.Errorf("second STARTTLS = %s; want 503", r.Text())
+			}
+			if r := c.cmd("QUIT"); r.Code != 221 {
+				t.Errorf("QUIT = %s; want 221", r.Text())
+			}
+			waitSightings(t, s, 1)
+			got := s.Sightings.Peek(10)[0]
+			if !bytes.Equal(got.Nonce, n) || got.Port != s.Ports[tc.kind] || got.Source != s.Addr || !got.TLS {
+				t.Errorf("sighting = %+v; want nonce %x port %d source %s tls", got, n, s.Ports[tc.kind], s.Addr)
+			}
+		})
+	}
+}
+
+func waitSightings(t *testing.T, s *refmtatest.Server, n int) {
+	t.Helper()
+	// The sighting is recorded when the server side of the session ends,
+	// which races with the client reading 221.
+	for i := 0; i < 200 && s.Sightings.Len() < n; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := s.Sightings.Len(); got != n {
+		t.Fatalf("sightings = %d; want %d", got, n)
+	}
+}
+
+func TestImplicitTLS(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.SMTPS)
+	c.read()
+	caps, st := c.ehlo(s, nonce(t), s.Ports[smtpd.SMTPS])
+	if slices.Contains(caps, "STARTTLS") || !slices.Contains(caps, "AUTH") || st.Ports != nil {
+		t.Errorf("465 capabilities = %v, ports %v; want AUTH, no STARTTLS, no ports", caps, st.Ports)
+	}
+}
+
+func TestControlListsPorts(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1", "::1"} {
+		t.Run(addr, func(t *testing.T) {
+			if addr == "::1" {
+				testenv.NeedIPv6Loopback(t)
+			}
+			s := refmtatest.Start(t, addr, nil)
+			c := dial(t, s, smtpd.Control)
+			c.read()
+			_, st := c.ehlo(s, nonce(t), s.Ports[smtpd.Control])
+			if !slices.Equal(st.Ports, s.SMTPPorts()) {
+				t.Errorf("control statement ports = %v; want %v", st.Ports, s.SMTPPorts())
+			}
+		})
+	}
+}
+
+func TestRefusesMail(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.Submission)
+	c.read()
+	c.cmd("EHLO client.example")
+	for _, cmd := range []string{"AUTH PLAIN AGFsaWNlAHNlY3JldA==", "MAIL FROM:<a@example.org>", "RCPT TO:<b@example.org>", "DATA", "VRFY root", "EXPN staff", "BDAT 10 LAST", "XCLIENT ADDR=1.2.3.4"} {
+		if r := c.cmd(cmd); r.Code < 500 {
+			t.Errorf("%s = %s; want 5xx", cmd, r.Text())
+		}
+	}
+	if r := c.cmd("NOOP"); r.Code != 250 {
+		t.Errorf("NOOP = %s; want 250", r.Text())
+	}
+	if n := s.Sightings.Len(); n != 0 {
+		t.Errorf("a session without a nonce left %d sightings; want 0", n)
+	}
+}
+
+func TestNoProofWithoutNonce(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.SMTP)
+	c.read()
+	r := c.cmd("EHLO mail.example.org")
+	if _, tok := smtpwire.Capabilities(r); r.Code != 250 || tok != "" {
+		t.Errorf("EHLO without nonce = %s; want 250 without a proof", r.Text())
+	}
+}
+
+func TestTooManyErrorsCloses(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.SMTP)
+	c.read()
+	var last smtpwire.Reply
+	for i := 0; i < 10; i++ {
+		last = c.cmd("MAIL FROM:<spam@example.org>")
+	}
+	if last.Code != 421 {
+		t.Errorf("10th refused command = %s; want 421", last.Text())
+	}
+	if _, err := smtpwire.ReadReply(c.r); !errors.Is(err, io.EOF) {
+		t.Errorf("after 421 read = %v; want EOF", err)
+	}
+}
+
+func TestLineTooLong(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.SMTP)
+	c.read()
+	if r := c.cmd("EHLO " + strings.Repeat("a", 100000)); r.Code != 500 {
+		t.Errorf("over-long line = %s; want 500", r.Text())
+	}
+	if _, err := smtpwire.ReadReply(c.r); err == nil {
+		t.Errorf("session still open after an over-long line")
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", func(c *smtpd.Config) { c.IdleTimeout = 200 * time.Millisecond })
+	c := dial(t, s, smtpd.SMTP)
+	c.read()
+	start := time.Now()
+	if _, err := smtpwire.ReadReply(c.r); err == nil {
+		t.Fatalf("idle session got a reply; want it closed")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("idle session closed after %v; want about 200ms", d)
+	}
+}
+
+func TestMaxSessions(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", func(c *smtpd.Config) { c.MaxSessions = 1 })
+	first := dial(t, s, smtpd.SMTP)
+	if r := first.read(); r.Code != 220 {
+		t.Fatalf("first banner = %s", r.Text())
+	}
+	second := dial(t, s, smtpd.SMTP)
+	if r := second.read(); r.Code != 421 {
+		t.Errorf("second concurrent session banner = %s; want 421", r.Text())
+	}
+}
+
+func TestPerSourceRate(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", func(c *smtpd.Config) { c.PerSourceRate, c.PerSourceBurst = 0.001, 3 })
+	var codes []int
+	for i := 0; i < 5; i++ {
+		codes = append(codes, dial(t, s, smtpd.SMTP).read().Code)
+	}
+	if want := []int{220, 220, 220, 421, 421}; !slices.Equal(codes, want) {
+		t.Errorf("banners of 5 quick sessions = %v; want %v", codes, want)
+	}
+}
+
+func TestParsePortKind(t *testing.T) {
+	for port, want := range map[uint16]smtpd.Kind{25: smtpd.SMTP, 587: smtpd.Submission, 465: smtpd.SMTPS, 443: smtpd.Control, 2525: smtpd.SMTP} {
+		if got := smtpd.KindForPort(port); got != want {
+			t.Errorf("KindForPort(%d) = %v; want %v", port, got, want)
+		}
+	}
+	for _, k := range []smtpd.Kind{smtpd.SMTP, smtpd.Submission, smtpd.SMTPS, smtpd.Control} {
+		if got, err := smtpd.ParseKind(k.String()); err != nil || got != k {
+			t.Errorf("ParseKind(%q) = %v, %v", k.String(), got, err)
+		}
+	}
+	if _, err := smtpd.ParseKind("pop3"); err == nil {
+		t.Errorf("ParseKind(%q) succeeded", "pop3")
+	}
+}
