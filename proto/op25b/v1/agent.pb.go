@@ -36,9 +36,12 @@ type ReferenceMTA struct {
 	// Port that is almost never filtered (normally 443), probed every round.
 	ControlPort uint32 `protobuf:"varint,5,opt,name=control_port,json=controlPort,proto3" json:"control_port,omitempty"`
 	// Informational host name; agents dial addresses, never names.
-	Hostname      string `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Hostname string `protobuf:"bytes,6,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// The ports among `ports` that speak implicit TLS (RFC 8314, normally
+	// 465); the others speak plaintext SMTP with STARTTLS.
+	ImplicitTlsPorts []uint32 `protobuf:"varint,7,rep,packed,name=implicit_tls_ports,json=implicitTlsPorts,proto3" json:"implicit_tls_ports,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReferenceMTA) Reset() {
@@ -111,6 +114,13 @@ func (x *ReferenceMTA) GetHostname() string {
 		return x.Hostname
 	}
 	return ""
+}
+
+func (x *ReferenceMTA) GetImplicitTlsPorts() []uint32 {
+	if x != nil {
+		return x.ImplicitTlsPorts
+	}
+	return nil
 }
 
 // Schedule is an agent's plan. Agents compare versions and apply a new plan
@@ -550,7 +560,7 @@ var File_op25b_v1_agent_proto protoreflect.FileDescriptor
 
 const file_op25b_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14op25b/v1/agent.proto\x12\bop25b.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14op25b/v1/probe.proto\"\xb0\x01\n" +
+	"\x14op25b/v1/agent.proto\x12\bop25b.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x14op25b/v1/probe.proto\"\xde\x01\n" +
 	"\fReferenceMTA\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
 	"\n" +
@@ -558,7 +568,8 @@ const file_op25b_v1_agent_proto_rawDesc = "" +
 	"\taddresses\x18\x03 \x03(\tR\taddresses\x12\x14\n" +
 	"\x05ports\x18\x04 \x03(\rR\x05ports\x12!\n" +
 	"\fcontrol_port\x18\x05 \x01(\rR\vcontrolPort\x12\x1a\n" +
-	"\bhostname\x18\x06 \x01(\tR\bhostname\"\xa3\x02\n" +
+	"\bhostname\x18\x06 \x01(\tR\bhostname\x12,\n" +
+	"\x12implicit_tls_ports\x18\a \x03(\rR\x10implicitTlsPorts\"\xa3\x02\n" +
 	"\bSchedule\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12=\n" +
 	"\x0ereference_mtas\x18\x02 \x03(\v2\x16.op25b.v1.ReferenceMTAR\rreferenceMtas\x12\x14\n" +

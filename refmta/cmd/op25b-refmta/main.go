@@ -183,6 +183,9 @@ func document(o options, key ed25519.PrivateKey, ports []port) (*op25bv1.Referen
 	}
 	for _, p := range ports {
 		doc.Ports = append(doc.Ports, uint32(p.num))
+		if p.kind == smtpd.SMTPS {
+			doc.ImplicitTlsPorts = append(doc.ImplicitTlsPorts, uint32(p.num))
+		}
 	}
 	adv := o.advertise
 	if len(adv) == 0 {

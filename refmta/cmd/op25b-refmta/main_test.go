@@ -35,7 +35,7 @@ func TestDocument(t *testing.T) {
 	if want := []string{"192.0.2.25", "2001:db8::25", "198.51.100.1"}; !slices.Equal(doc.Addresses, want) {
 		t.Errorf("addresses = %v; want %v (unspecified dropped, mapped unmapped)", doc.Addresses, want)
 	}
-	if !slices.Equal(doc.Ports, []uint32{25, 465}) || doc.ControlPort != 443 || len(doc.Id) != len("refmta-")+16 {
+	if !slices.Equal(doc.Ports, []uint32{25, 465}) || !slices.Equal(doc.ImplicitTlsPorts, []uint32{465}) || doc.ControlPort != 443 || len(doc.Id) != len("refmta-")+16 {
 		t.Errorf("document = %v", doc)
 	}
 	o.listen = listFlag{"not-an-ip"}
