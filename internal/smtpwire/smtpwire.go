@@ -105,6 +105,9 @@ func ReadLine(r *bufio.Reader, max int) (string, error) {
 	if n := len(b); n > 0 && b[n-1] == '\r' {
 		b = b[:n-1]
 	}
+	if len(b) > max { // a bare-LF line may have slipped one byte past the check above
+		return "", ErrLineTooLong
+	}
 	return string(b), nil
 }
 

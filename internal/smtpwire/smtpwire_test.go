@@ -95,3 +95,14 @@ func TestCommand(t *testing.T) {
 		}
 	}
 }
+
+func TestReadLineLimitExact(t *testing.T) {
+	for _, end := range []string{"\r\n", "\n"} {
+		for n, want := range map[int]error{MaxLineLen: nil, MaxLineLen + 1: ErrLineTooLong} {
+			_, err := ReadLine(bufio.NewReader(strings.NewReader(strings.Repeat("a", n)+end)), MaxLineLen)
+			if !errors.Is(err, want) && err != want {
+				t.Errorf("ReadLine(%d bytes + %q) = %v; want %v", n, end, err, want)
+			}
+		}
+	}
+}

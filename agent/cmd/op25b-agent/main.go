@@ -1,0 +1,239 @@
+// Command op25b-agent is the OP25B Observatory agent: it probes outbound
+// SMTP (ports 25, 587 and 465) against reference MTAs and reports, per port
+// and address family, whether the line it runs on lets it through.
+//
+//	op25b-agent check --refmta SPEC [flags]   run one round and print a report
+//	op25b-agent version                       print the version
+//
+// Every flag can also be set from the environment: --control-port from
+// OP25B_CONTROL_PORT, and so on; a flag on the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/op25b/observatory/agent/probe"
+	"github.com/op25b/observatory/agent/refmtaspec"
+	"github.com/op25b/observatory/agent/report"
+	"github.com/op25b/observatory/internal/flagenv"
+	"github.com/op25b/observatory/internal/uuidv7"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Exit statuses.
+const (
+	exitOK     = 0 // the round ran, whatever it found
+	exitFailed = 1 // the round could not run
+	exitUsage  = 2
+)
+
+const usage = `usage:
+  op25b-agent check --refmta SPEC [--refmta SPEC...] [flags]
+  op25b-agent version
+
+check runs one round of probes and prints what this line does with
+outbound SMTP. SPEC is the path or http(s) URL of a reference MTA's
+identity document, or KEY@ADDR[,ADDR...].
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "check":
+		return check(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "op25b-agent", version)
+		return exitOK
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "op25b-agent: unknown command %q (want check or version)\n", args[0])
+	return exitUsage
+}
+
+type specsFlag []string
+
+func (s *specsFlag) String() string { return strings.Join(*s, " ") }
+
+// Set adds one spec, or several separated by spaces, as
+// OP25B_REFMTA="SPEC SPEC" gives them.
+func (s *specsFlag) Set(v string) error {
+	*s = append(*s, strings.Fields(v)...)
+	return nil
+}
+
+func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var (
+		specs       specsFlag
+		portsFlag   string
+		controlPort uint
+		timeout     time.Duration
+		familyFlag  string
+		format      string
+		quiet       bool
+		logLevel    string
+	)
+	fs := flag.NewFlagSet("op25b-agent check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage+"\nflags (each also from OP25B_<FLAG>, e.g. OP25B_CONTROL_PORT):\n")
+		fs.PrintDefaults()
+	}
+	fs.Var(&specs, "refmta", "reference MTA to probe: identity file, http(s) URL of one, or KEY@ADDR[,ADDR...] (repeatable; required)")
+	fs.StringVar(&portsFlag, "ports", "25,587,465", "SMTP ports to probe (given explicitly, replaces the identity's ports); 465 is spoken with implicit TLS")
+	fs.UintVar(&controlPort, "control-port", refmtaspec.DefaultControlPort, "control port (given explicitly, replaces the identity's)")
+	fs.DurationVar(&timeout, "timeout", probe.DefaultTimeout, "time allowed for each probe")
+	fs.StringVar(&familyFlag, "family", "any", "address family to probe: any, 4 or 6")
+	fs.StringVar(&format, "format", "table", "output: table or json (protojson of op25b.v1.ProbeReport)")
+	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
+	fs.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if err := flagenv.Apply(fs, "OP25B"); err != nil {
+		return usageError(stderr, err.Error())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true }) // after Apply: the environment counts as given
+
+	if fs.NArg() > 0 {
+		return usageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if len(specs) == 0 {
+		return usageError(stderr, "--refmta is required")
+	}
+	var opts refmtaspec.Options
+	if given["ports"] {
+		ports, err := parsePorts(portsFlag)
+		if err != nil {
+			return usageError(stderr, err.Error())
+		}
+		opts.Ports = ports
+	}
+	if controlPort == 0 || controlPort > 65535 {
+		return usageError(stderr, fmt.Sprintf("--control-port %d out of range", controlPort))
+	}
+	if given["control-port"] {
+		opts.ControlPort = uint16(controlPort)
+	}
+	switch familyFlag {
+	case "any":
+	case "4":
+		opts.Family = probe.IPv4
+	case "6":
+		opts.Family = probe.IPv6
+	default:
+		return usageError(stderr, fmt.Sprintf("--family %q: want any, 4 or 6", familyFlag))
+	}
+	if format != "table" && format != "json" {
+		return usageError(stderr, fmt.Sprintf("--format %q: want table or json", format))
+	}
+	if timeout <= 0 {
+		return usageError(stderr, "--timeout must be positive")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return usageError(stderr, fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel))
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var targets []probe.Target
+	for _, spec := range specs {
+		id, err := refmtaspec.Resolve(ctx, spec)
+		if err != nil {
+			return failure(stderr, err)
+		}
+		targets = append(targets, id.Targets(opts)...)
+	}
+	if len(targets) == 0 {
+		return failure(stderr, fmt.Errorf("no reference MTA has an address of family %s", opts.Family))
+	}
+
+	cfg := probe.Config{Timeout: timeout, Logger: log}
+	if !quiet && isTerminal(stderr) {
+		total := 0
+		for _, t := range targets {
+			total += 1 + len(t.Ports)
+		}
+		cfg.Progress = report.Progress(stderr, total)
+	}
+	round := report.Round{AgentVersion: version, Started: time.Now()}
+	round.ID = uuidv7.New(round.Started)
+	results, err := probe.Round(ctx, cfg, targets)
+	if err != nil {
+		if ctx.Err() != nil {
+			return failure(stderr, errors.New("interrupted; no report"))
+		}
+		return failure(stderr, err)
+	}
+	round.Finished, round.Results = time.Now(), results
+	if format == "json" {
+		err = report.WriteJSON(stdout, round)
+	} else {
+		err = report.WriteTable(stdout, round)
+	}
+	if err != nil {
+		return failure(stderr, err)
+	}
+	return exitOK
+}
+
+func parsePorts(s string) ([]uint16, error) {
+	var ports []uint16
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 16)
+		if err != nil || n == 0 {
+			return nil, fmt.Errorf("--ports: %q is not a port", f)
+		}
+		ports = append(ports, uint16(n))
+	}
+	return ports, nil
+}
+
+func usageError(stderr io.Writer, msg string) int {
+	fmt.Fprintf(stderr, "op25b-agent check: %s (see op25b-agent check -h)\n", msg)
+	return exitUsage
+}
+
+func failure(stderr io.Writer, err error) int {
+	fmt.Fprintln(stderr, "op25b-agent:", err)
+	return exitFailed
+}
+
+// isTerminal reports whether w is a terminal, where progress lines help a
+// person; in a pipe or a log they are noise.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

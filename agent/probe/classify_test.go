@@ -1,0 +1,65 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "timed out" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+func TestClassifyDial(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{dialErr(syscall.ECONNREFUSED), FailureConnectionRefused},
+		{dialErr(syscall.ECONNRESET), FailureConnectionReset},
+		{dialErr(syscall.EHOSTUNREACH), FailureHostUnreachable},
+		{dialErr(syscall.ENETUNREACH), FailureNetworkUnreachable},
+		{dialErr(syscall.ETIMEDOUT), FailureTimeout},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, FailureTimeout},
+		{fmt.Errorf("dial: %w", context.DeadlineExceeded), FailureTimeout},
+		{&net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}, FailureTimeout},
+		{dialErr(syscall.EADDRNOTAVAIL), FailureDialError},
+		{errors.New("something else"), FailureDialError},
+	} {
+		if got := classifyDial(tc.err); got != tc.want {
+			t.Errorf("classifyDial(%q) = %q; want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestClassifyDialog(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{fmt.Errorf("banner: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}), FailureDeadline},
+		{fmt.Errorf("banner: %w", errors.New("EOF")), FailureProtocolError},
+		{dialErr(syscall.ECONNRESET), FailureProtocolError},
+	} {
+		if got := classifyDialog(tc.err); got != tc.want {
+			t.Errorf("classifyDialog(%q) = %q; want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestDescribeLeavesOutAddresses(t *testing.T) {
+	err := fmt.Errorf("banner: %w", &net.OpError{Op: "read", Net: "tcp",
+		Source: &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 40000},
+		Addr:   &net.TCPAddr{IP: net.IPv4(192, 0, 2, 25), Port: 25}, Err: syscall.ECONNRESET})
+	got := describe(err)
+	if strings.Contains(got, "198.51.100.7") || strings.Contains(got, "192.0.2.25") || !strings.Contains(got, "banner: ") {
+		t.Errorf("describe(%q) = %q; want the error without addresses", err, got)
+	}
+}
