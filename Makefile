@@ -36,8 +36,8 @@ testbed: build testdeps ## Run every emulated-ISP scenario (root); writes testbe
 	$(OUT)/op25b-testbed run --bin $(OUT) --report $(CURDIR)/testbed-report.json
 
 .PHONY: test
-test: tools testdeps checkgenerate lint ## Run every test (CI sets OP25B_REQUIRE_ALL=1: no skips allowed).
-	$(GO) test -count=1 ./...
+test: tools testdeps checkgenerate lint ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed).
+	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 .PHONY: bench
 bench: build ## Run the benchmarks and rewrite BENCHMARKS.md.
@@ -83,8 +83,9 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: testdeps
-testdeps: ## Install what the integration tests need (nftables, iproute2) when root and missing.
+testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race) when root and missing.
 	@need=""; command -v nft >/dev/null || need="$$need nftables"; command -v ip >/dev/null || need="$$need iproute2"; \
+	command -v gcc >/dev/null || need="$$need gcc libc6-dev"; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing$$need"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
