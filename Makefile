@@ -35,6 +35,10 @@ demo: build ## Run a reference MTA and a check round on loopback, then the emula
 testbed: build testdeps ## Run every emulated-ISP scenario (root); writes testbed-report.json.
 	$(OUT)/op25b-testbed run --bin $(OUT) --report $(CURDIR)/testbed-report.json
 
+.PHONY: testbed-sweep
+testbed-sweep: build ## Remove namespaces and processes left by killed testbed runs (root).
+	$(OUT)/op25b-testbed sweep
+
 .PHONY: test
 test: tools testdeps checkgenerate lint ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed).
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...

@@ -1,0 +1,221 @@
+// Command op25b-testbed runs the emulated-ISP testbed (package
+// deploy/testbed) and its middleboxes.
+//
+//	op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
+//	op25b-testbed sweep
+//	op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
+//
+// run and sweep need root. middlebox is what run starts inside an ISP
+// router's namespace; it is not meant to be run by hand. Every flag can
+// also be set from OP25B_TESTBED_<FLAG> (for example OP25B_TESTBED_BIN);
+// the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/op25b/observatory/deploy/testbed"
+	"github.com/op25b/observatory/deploy/testbed/middlebox"
+	"github.com/op25b/observatory/internal/flagenv"
+)
+
+const usage = `usage:
+  op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
+  op25b-testbed sweep
+  op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// After the first signal clean-up is under way; restoring the default
+	// lets a second one end the process at once (the next run sweeps).
+	go func() { <-ctx.Done(); stop() }()
+
+	var code int
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "run":
+		code = runCmd(ctx, args)
+	case "sweep":
+		code = sweepCmd(ctx, args)
+	case "middlebox":
+		code = middleboxCmd(ctx, args)
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "op25b-testbed: unknown command %q\n%s", cmd, usage)
+		code = 2
+	}
+	stop()
+	os.Exit(code)
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// parse parses args into fs, applies the environment and builds the logger.
+// It returns false when the program should exit with code.
+func parse(fs *flag.FlagSet, args []string, logLevel *string) (*slog.Logger, int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, 0, false
+		}
+		return nil, 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return nil, 2, false
+	}
+	if err := flagenv.Apply(fs, "OP25B_TESTBED"); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		return nil, 2, false
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: --log-level: %v\n", fs.Name(), err)
+		return nil, 2, false
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})), 0, true
+}
+
+func runCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed run", flag.ContinueOnError)
+	var (
+		cfg       testbed.Config
+		scenarios listFlag
+		report    string
+		logLevel  string
+	)
+	fs.StringVar(&cfg.BinDir, "bin", "", "directory holding op25b-refmta, op25b-agent and op25b-testbed (required)")
+	fs.StringVar(&report, "report", "testbed-report.json", "write the JSON report to this file")
+	fs.Var(&scenarios, "scenario", "run only this scenario, repeatable or comma-separated (default: all)")
+	fs.DurationVar(&cfg.Timeout, "timeout", 3*time.Second, "timeout of each probe, passed to the agent")
+	fs.StringVar(&logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	if cfg.BinDir == "" {
+		fmt.Fprintln(os.Stderr, "op25b-testbed run: --bin is required")
+		return 2
+	}
+	cfg.Scenarios = scenarios
+	cfg.Log = log
+
+	rep, err := testbed.Run(ctx, cfg)
+	if err != nil {
+		log.Error("testbed run failed", "err", err)
+	}
+	if len(rep.Scenarios) > 0 {
+		if err := rep.WriteTable(os.Stdout); err != nil {
+			log.Error("writing table", "err", err)
+		}
+	}
+	if err := rep.WriteFile(report); err != nil {
+		log.Error("writing report", "err", err)
+		return 1
+	}
+	log.Info("report written", "file", report, "passed", rep.Passed)
+	if !rep.Passed {
+		return 1
+	}
+	return 0
+}
+
+func sweepCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed sweep", flag.ContinueOnError)
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	log, code, ok := parse(fs, args, logLevel)
+	if !ok {
+		return code
+	}
+	if os.Geteuid() != 0 {
+		log.Error("sweep needs root (it deletes network namespaces); run it with sudo")
+		return 1
+	}
+	removed, err := testbed.Sweep(ctx, log)
+	log.Info("sweep done", "removed", len(removed))
+	if err != nil {
+		log.Error("sweep", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func middleboxCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed middlebox", flag.ContinueOnError)
+	var (
+		mode, hostname, ready, logLevel string
+		port                            uint
+	)
+	fs.StringVar(&mode, "mode", "", "relay (the ISP's SMTP relay), strip (STARTTLS stripper) or mitm (TLS interception)")
+	fs.UintVar(&port, "port", 0, "port to listen on, IPv4 and IPv6")
+	fs.StringVar(&hostname, "hostname", "middlebox.isp.example", "host name in the relay's banner or the mitm certificate")
+	fs.StringVar(&ready, "ready", "", "file to create once listening")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	log = log.With("mode", mode, "port", port)
+	if port == 0 || port > 65535 {
+		log.Error("--port must be 1..65535")
+		return 2
+	}
+	var h middlebox.Handler
+	switch mode {
+	case "relay":
+		h = &middlebox.Relay{Hostname: hostname, Log: log}
+	case "strip":
+		h = &middlebox.Stripper{Upstream: middlebox.OriginalDst, Log: log}
+	case "mitm":
+		m, err := middlebox.NewMITM(hostname, middlebox.OriginalDst, log)
+		if err != nil {
+			log.Error("mitm", "err", err)
+			return 1
+		}
+		h = m
+	default:
+		log.Error("--mode must be relay, strip or mitm")
+		return 2
+	}
+	lns, err := middlebox.Listen(uint16(port))
+	if err != nil {
+		log.Error("listen", "err", err)
+		return 1
+	}
+	if ready != "" {
+		if err := os.WriteFile(ready, nil, 0o644); err != nil {
+			log.Error("ready file", "err", err)
+			return 1
+		}
+	}
+	log.Info("middlebox listening")
+	if err := middlebox.Serve(ctx, lns, h); err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	return 0
+}
