@@ -33,4 +33,4 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 make --no-print-directory testdeps
-"$out/op25b-testbed" run --bin "$out" --report "$work/testbed-report.json"
+"$out/op25b-testbed" run --bin "$out" --report "$PWD/testbed-report.json"
