@@ -17,14 +17,16 @@ trap 'exit 130' INT TERM
 echo "== 1. A reference MTA on loopback and one check round"
 "$out/op25b-refmta" --listen 127.0.0.1 --listen ::1 --hostname refmta.demo.invalid \
   --ports 2525:smtp,5870:submission,4650:smtps --control-port 4430 \
-  --state-dir "$work/refmta" --log-level warn &
+  --http-listen 127.0.0.1:8025 --state-dir "$work/refmta" --log-level warn &
 refmta_pid=$!
 for _ in $(seq 1 100); do [ -s "$work/refmta/identity.json" ] && break; sleep 0.1; done
 if [ ! -s "$work/refmta/identity.json" ]; then echo "demo: the reference MTA did not start" >&2; exit 1; fi
-echo "reference MTA identity ($work/refmta/identity.json):"
+url=http://127.0.0.1:8025/.well-known/op25b-refmta.json
+echo "reference MTA identity, published at $url:"
 sed 's/^/  /' "$work/refmta/identity.json"
 echo
-"$out/op25b-agent" check --refmta "$work/refmta/identity.json" --timeout 5s
+echo "\$ op25b-agent check --refmta $url"
+"$out/op25b-agent" check --refmta "$url" --timeout 5s
 echo
 
 echo "== 2. The emulated-ISP testbed"

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -125,4 +126,23 @@ func WriteDocument(path string, doc *op25bv1.ReferenceMTA) error {
 		return fmt.Errorf("identity: write document: %w", err)
 	}
 	return nil
+}
+
+// DocumentPath is where the HTTP listener publishes the identity document.
+const DocumentPath = "/.well-known/op25b-refmta.json"
+
+// Handler publishes doc at DocumentPath, so that a volunteer can run
+// `op25b-agent check --refmta http://HOST:PORT/.well-known/op25b-refmta.json`.
+func Handler(doc *op25bv1.ReferenceMTA) (http.Handler, error) {
+	b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("identity: encode document: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+DocumentPath, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Write(append(b, '\n'))
+	})
+	return mux, nil
 }

@@ -2,6 +2,9 @@ package identity
 
 import (
 	"crypto/ed25519"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,5 +77,28 @@ func TestWriteDocument(t *testing.T) {
 	var got op25bv1.ReferenceMTA
 	if err := protojson.Unmarshal(b, &got); err != nil || !proto.Equal(&got, doc) {
 		t.Errorf("document read back = %v, %v; want %v", &got, err, doc)
+	}
+}
+
+func TestHandler(t *testing.T) {
+	doc := &op25bv1.ReferenceMTA{Id: "refmta-x", PublicKey: make([]byte, 32), Addresses: []string{"192.0.2.25"}}
+	h, err := Handler(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + DocumentPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var got op25bv1.ReferenceMTA
+	if err := protojson.Unmarshal(b, &got); err != nil || resp.StatusCode != 200 || !proto.Equal(&got, doc) {
+		t.Errorf("GET %s = %d %s, %v; want the document", DocumentPath, resp.StatusCode, b, err)
+	}
+	if resp, err := http.Get(srv.URL + "/other"); err != nil || resp.StatusCode != 404 {
+		t.Errorf("GET /other = %v, %v; want 404", resp.StatusCode, err)
 	}
 }

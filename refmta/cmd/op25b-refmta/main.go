@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -50,6 +51,7 @@ func (l *listFlag) Set(v string) error {
 
 type options struct {
 	listen, advertise listFlag
+	httpListen        string
 	ports             string
 	controlPort       uint
 	stateDir          string
@@ -89,6 +91,7 @@ func run(cmd string, args []string) error {
 	fs := flag.NewFlagSet("op25b-refmta "+cmd, flag.ContinueOnError)
 	fs.Var(&o.listen, "listen", "address to listen on, repeatable or comma-separated (default: all addresses)")
 	fs.Var(&o.advertise, "advertise", "addresses published in the identity document (default: the --listen addresses)")
+	fs.StringVar(&o.httpListen, "http-listen", "", "also publish the identity document over HTTP on this address (e.g. :8025), at "+identity.DocumentPath)
 	fs.StringVar(&o.ports, "ports", "25,587,465", "SMTP ports, each PORT or PORT:KIND with KIND smtp, submission or smtps")
 	fs.UintVar(&o.controlPort, "control-port", 443, "control port (implicit TLS; tells agents their egress address)")
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/op25b-refmta", "directory for the key (key.pem, 0600) and identity.json")
@@ -241,6 +244,24 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 			lns = append(lns, bound{ln, p.kind})
 		}
 	}
+	var web *http.Server
+	if o.httpListen != "" {
+		h, err := identity.Handler(doc)
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", o.httpListen)
+		if err != nil {
+			for _, b := range lns {
+				b.ln.Close()
+			}
+			return fmt.Errorf("--http-listen: %w", err)
+		}
+		web = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second}
+		go web.Serve(ln)
+		log.Info("publishing the identity document", "url", "http://"+ln.Addr().String()+identity.DocumentPath)
+	}
 	if err := identity.WriteDocument(filepath.Join(o.stateDir, "identity.json"), doc); err != nil {
 		return err
 	}
@@ -260,6 +281,9 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 		}()
 	}
 	<-ctx.Done()
+	if web != nil {
+		web.Close()
+	}
 	log.Info("shutting down; waiting for sessions to end")
 	wg.Wait()
 	log.Info("stopped", "sightings_queued", queue.Len(), "sightings_dropped", queue.Dropped())
