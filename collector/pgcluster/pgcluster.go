@@ -1,0 +1,233 @@
+// Package pgcluster runs a private PostgreSQL cluster from the locally
+// installed server binaries: the collector's embedded default when no
+// DATABASE_URL is given, and the real database of integration tests.
+//
+// The cluster lives in one directory (data, socket, log). It listens on
+// 127.0.0.1 only, on a free port, with trust authentication limited to that
+// address and to its private socket directory. PostgreSQL refuses to run as
+// root, so when the caller is root the cluster runs as an unprivileged
+// system user ("postgres" if it exists, else "nobody") that owns the
+// directory.
+package pgcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Database is the database the cluster creates for the collector.
+const Database = "op25b"
+
+// Cluster is a running private PostgreSQL cluster.
+type Cluster struct {
+	Dir  string
+	Port int
+	bin  string
+	cred *syscall.Credential
+}
+
+// Options configure Start.
+type Options struct {
+	// BinDir holds initdb, pg_ctl and postgres; empty means $PG_BINDIR, the
+	// newest /usr/lib/postgresql/*/bin, or $PATH.
+	BinDir string
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// Settings are extra postgres -c settings, such as "fsync=off" for
+	// throwaway test clusters.
+	Settings []string
+}
+
+// FindBinDir locates the PostgreSQL server binaries.
+func FindBinDir() (string, error) {
+	if d := os.Getenv("PG_BINDIR"); d != "" {
+		return d, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "initdb")); err == nil {
+			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		return filepath.Dir(p), nil
+	}
+	return "", errors.New("pgcluster: no PostgreSQL server binaries found (install the Debian package postgresql, set PG_BINDIR, or give DATABASE_URL)")
+}
+
+func version(dir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
+	return n
+}
+
+// Start initialises dir if it holds no cluster yet, starts the server and
+// creates Database. Stop it with Stop.
+func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
+	bin := o.BinDir
+	if bin == "" {
+		var err error
+		if bin, err = FindBinDir(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{Dir: dir, Port: o.Port, bin: bin}
+	if os.Geteuid() == 0 {
+		if c.cred, err = unprivileged(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o700); err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	if c.cred != nil {
+		if err := chownTree(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		if out, err := c.run(ctx, "initdb", "-D", filepath.Join(dir, "data"), "-U", "op25b",
+			"--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--no-locale", "--no-instructions"); err != nil {
+			return nil, fmt.Errorf("pgcluster: initdb: %w: %s", err, out)
+		}
+		hba := "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+		if err := os.WriteFile(filepath.Join(dir, "data", "pg_hba.conf"), []byte(hba), 0o600); err != nil {
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
+		if c.cred != nil {
+			os.Chown(filepath.Join(dir, "data", "pg_hba.conf"), int(c.cred.Uid), int(c.cred.Gid))
+		}
+	}
+	if err := c.start(ctx, o.Settings); err != nil {
+		return nil, err
+	}
+	if out, err := c.run(ctx, "psql", "-h", c.socketDir(), "-p", strconv.Itoa(c.Port), "-U", "op25b", "-d", "postgres",
+		"-tAc", "SELECT 1 FROM pg_database WHERE datname = '"+Database+"'"); err != nil {
+		c.Stop()
+		return nil, fmt.Errorf("pgcluster: psql: %w: %s", err, out)
+	} else if strings.TrimSpace(out) != "1" {
+		if out, err := c.run(ctx, "createdb", "-h", c.socketDir(), "-p", strconv.Itoa(c.Port), "-U", "op25b", Database); err != nil {
+			c.Stop()
+			return nil, fmt.Errorf("pgcluster: createdb: %w: %s", err, out)
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context, settings []string) error {
+	if c.Port == 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("pgcluster: pick a port: %w", err)
+		}
+		c.Port = ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+	}
+	opts := []string{"-p", strconv.Itoa(c.Port), "-k", c.socketDir(), "-c", "listen_addresses=127.0.0.1"}
+	for _, s := range settings {
+		opts = append(opts, "-c", s)
+	}
+	out, err := c.run(ctx, "pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-l", filepath.Join(c.Dir, "postgres.log"),
+		"-w", "-t", "60", "-o", strings.Join(opts, " "), "start")
+	if err != nil {
+		return fmt.Errorf("pgcluster: pg_ctl start: %w: %s (see %s)", err, out, filepath.Join(c.Dir, "postgres.log"))
+	}
+	return nil
+}
+
+// URL is the connection string of the collector's database.
+func (c *Cluster) URL() string {
+	return fmt.Sprintf("postgres://op25b@127.0.0.1:%d/%s?sslmode=disable", c.Port, Database)
+}
+
+// Stop stops the server (fast shutdown: sessions are disconnected,
+// committed data is safe).
+func (c *Cluster) Stop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := c.run(ctx, "pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "fast", "-w", "stop")
+	if err != nil {
+		return fmt.Errorf("pgcluster: pg_ctl stop: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Restart starts a stopped cluster again on the same port.
+func (c *Cluster) Restart(ctx context.Context, settings ...string) error {
+	return c.start(ctx, settings)
+}
+
+func (c *Cluster) socketDir() string { return filepath.Join(c.Dir, "run") }
+
+func (c *Cluster) run(ctx context.Context, name string, args ...string) (string, error) {
+	path := filepath.Join(c.bin, name)
+	if _, err := os.Stat(path); err != nil {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+		}
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Dir = c.Dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	}
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// unprivileged returns the credentials of the user the cluster runs as
+// when the caller is root.
+func unprivileged() (*syscall.Credential, error) {
+	for _, name := range []string{"postgres", "nobody"} {
+		u, err := user.Lookup(name)
+		if err != nil {
+			continue
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	}
+	return nil, errors.New("pgcluster: running as root and no unprivileged user (postgres or nobody) to run PostgreSQL as")
+}
+
+// chownTree gives dir to the cluster's user, and makes every parent
+// directory traversable, since PostgreSQL must reach its data directory.
+func chownTree(dir string, uid, gid int) error {
+	err := filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		return fmt.Errorf("pgcluster: chown %s: %w", dir, err)
+	}
+	for p := filepath.Dir(dir); p != "/"; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("pgcluster: %w", err)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(p, st.Mode().Perm()|0o001); err != nil {
+				return fmt.Errorf("pgcluster: make %s traversable: %w", p, err)
+			}
+		}
+	}
+	return nil
+}

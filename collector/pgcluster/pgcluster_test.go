@@ -1,0 +1,50 @@
+package pgcluster
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/op25b/observatory/internal/testenv"
+)
+
+func TestStartStopRestart(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "pg")
+	c, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := func() string {
+		out, err := exec.Command(filepath.Join(c.bin, "psql"), c.URL(), "-tAc", "SELECT current_database()").CombinedOutput()
+		if err != nil {
+			return "error: " + string(out)
+		}
+		return string(out)
+	}
+	if got := query(); got != Database+"\n" {
+		t.Errorf("query over %s = %q; want %q", c.URL(), got, Database)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := query(); got == Database+"\n" {
+		t.Errorf("query after Stop succeeded")
+	}
+	// A second Start on the same directory reuses the cluster.
+	c2, err := Start(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Stop()
+	c = c2
+	if got := query(); got != Database+"\n" {
+		t.Errorf("query after a second Start = %q", got)
+	}
+}

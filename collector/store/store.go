@@ -1,0 +1,283 @@
+// Package store is the collector's PostgreSQL storage: schema migrations,
+// time-partitioned raw results written exactly once, and the restricted
+// tables that hold volunteers' full addresses. It speaks native Go types;
+// protobuf stays at the gRPC boundary (collector/ingest).
+//
+// Migrations are the numbered SQL files in migrations/, embedded in the
+// binary and applied in order at start, in one transaction each, under an
+// advisory lock so that collector replicas starting together apply each
+// exactly once.
+package store
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLock is the advisory lock key of schema migrations and
+// partition creation ("op25b" in ASCII).
+const migrationLock = 0x6f70323562
+
+// Store is the collector's database.
+type Store struct {
+	Pool *pgxpool.Pool
+	log  *slog.Logger
+
+	mu         sync.Mutex
+	partitions map[string]bool // partitions known to exist, by name
+}
+
+// Open connects to url, applies pending migrations and returns the Store.
+func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("store: parse database url: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	s := &Store{Pool: pool, log: log, partitions: map[string]bool{}}
+	if err := s.Migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.Pool.Close() }
+
+// Migrate applies the embedded migrations that the database lacks.
+func (s *Store) Migrate(ctx context.Context) error {
+	files, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	type migration struct {
+		version int
+		name    string
+	}
+	var all []migration
+	for _, f := range files {
+		base := strings.TrimPrefix(f, "migrations/")
+		n, err := strconv.Atoi(strings.SplitN(base, "_", 2)[0])
+		if err != nil {
+			return fmt.Errorf("store: migration %s: name must start with its number", base)
+		}
+		all = append(all, migration{n, f})
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].version < all[j].version })
+	for i, m := range all {
+		if m.version != i+1 {
+			return fmt.Errorf("store: migrations must be numbered 1, 2, 3...; %s is number %d", m.name, i+1)
+		}
+	}
+	return pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
+			return fmt.Errorf("store: migration lock: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("store: schema_migrations: %w", err)
+		}
+		var current int
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current); err != nil {
+			return fmt.Errorf("store: schema version: %w", err)
+		}
+		if current > len(all) {
+			return fmt.Errorf("store: the database is at schema version %d, newer than this collector (%d): upgrade the collector", current, len(all))
+		}
+		for _, m := range all[current:] {
+			sql, err := migrations.ReadFile(m.name)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return fmt.Errorf("store: apply %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
+				return fmt.Errorf("store: record %s: %w", m.name, err)
+			}
+			s.log.Info("applied schema migration", "version", m.version, "file", m.name)
+		}
+		return nil
+	})
+}
+
+// Result is one raw result as stored.
+type Result struct {
+	ID              string // UUIDv7
+	MeasuredAt      time.Time
+	AgentID         string
+	RefMTA          string
+	Port            uint16
+	Family          uint8 // 4 or 6
+	Verdict         uint8 // op25b.v1.Verdict
+	Failure, Detail string
+	Nonce           []byte
+	RoundID         string
+	ScheduleVersion string
+	AgentVersion    string
+	Egress          netip.Addr // restricted
+	EgressSource    EgressSource
+	Prefix          netip.Prefix
+	ASN             uint32 // 0: unknown
+	ASNSnapshot     int64  // 0: none
+	Evidence        []byte
+}
+
+// EgressSource says how the collector learnt a result's egress address.
+type EgressSource uint8
+
+// The sources of the egress address, most trusted first.
+const (
+	EgressUnknown   EgressSource = 0
+	EgressStatement EgressSource = 1 // a reference MTA's signed statement in the result
+	EgressControl   EgressSource = 2 // the control port's observation in the same round
+	EgressIngest    EgressSource = 3 // the address of the agent's connection to the collector
+)
+
+// partitionDay names the daily partition holding t.
+func partitionDay(table string, t time.Time) (name string, from, to time.Time) {
+	from = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+	return fmt.Sprintf("%s_%s", table, from.Format("20060102")), from, from.AddDate(0, 0, 1)
+}
+
+// ensurePartitions creates the daily partitions of table that times fall
+// in, once per collector process.
+func (s *Store) ensurePartitions(ctx context.Context, table string, times []time.Time) error {
+	need := map[string][2]time.Time{}
+	s.mu.Lock()
+	for _, t := range times {
+		name, from, to := partitionDay(table, t.UTC())
+		if !s.partitions[name] {
+			need[name] = [2]time.Time{from, to}
+		}
+	}
+	s.mu.Unlock()
+	if len(need) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		// Serialised with other collectors: concurrent CREATE TABLE ...
+		// PARTITION OF the same range would fail in one of them.
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
+			return err
+		}
+		for name, r := range need {
+			sql := fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s PARTITION OF %s FOR VALUES FROM ('%s') TO ('%s')",
+				pgx.Identifier{name}.Sanitize(), table, r[0].Format(time.RFC3339), r[1].Format(time.RFC3339))
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return fmt.Errorf("create partition %s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: partitions: %w", err)
+	}
+	s.mu.Lock()
+	for name := range need {
+		s.partitions[name] = true
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+var resultColumns = []string{"result_id", "measured_at", "agent_id", "refmta_id", "port", "family", "verdict",
+	"failure", "detail", "nonce", "round_id", "schedule_version", "agent_version", "egress", "egress_source",
+	"prefix", "asn", "asn_snapshot_id", "evidence"}
+
+// InsertResults stores rs exactly once: results already stored (a replayed
+// batch) are skipped. When it returns nil every result in rs is committed,
+// and only then may the caller acknowledge them.
+func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64, err error) {
+	if len(rs) == 0 {
+		return 0, nil
+	}
+	times := make([]time.Time, len(rs))
+	for i, r := range rs {
+		times[i] = r.MeasuredAt
+	}
+	if err := s.ensurePartitions(ctx, "results", times); err != nil {
+		return 0, err
+	}
+	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		// A staging table per transaction: COPY is the fastest way in, and
+		// only INSERT ... ON CONFLICT can skip what is already stored.
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
+			return fmt.Errorf("staging table: %w", err)
+		}
+		rows := make([][]any, len(rs))
+		for i, r := range rs {
+			rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
+				r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
+				int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
+			return fmt.Errorf("copy: %w", err)
+		}
+		cols := strings.Join(resultColumns, ", ")
+		tag, err := tx.Exec(ctx, "INSERT INTO results ("+cols+") SELECT "+cols+" FROM results_staging ON CONFLICT DO NOTHING")
+		if err != nil {
+			return fmt.Errorf("insert: %w", err)
+		}
+		inserted = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: insert results: %w", err)
+	}
+	return inserted, nil
+}
+
+func addrOrNil(a netip.Addr) any {
+	if !a.IsValid() {
+		return nil
+	}
+	return a
+}
+
+func prefixOrNil(p netip.Prefix) any {
+	if !p.IsValid() {
+		return nil
+	}
+	return p
+}
+
+func asnOrNil(a uint32) any {
+	if a == 0 {
+		return nil
+	}
+	return int64(a)
+}
+
+func snapshotOrNil(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// ErrNotFound is returned by lookups that find nothing.
+var ErrNotFound = errors.New("not found")

@@ -1,0 +1,72 @@
+package store_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/uuidv7"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func results(n int, at time.Time) []store.Result {
+	rs := make([]store.Result, n)
+	for i := range rs {
+		t := at.Add(time.Duration(i) * time.Hour) // spans partitions
+		rs[i] = store.Result{ID: uuidv7.New(t), MeasuredAt: t.Truncate(time.Millisecond), AgentID: "agent-1", RefMTA: "refmta-1",
+			Port: 25, Family: 4, Verdict: 2, Failure: "timeout", Egress: netip.MustParseAddr("198.51.100.7"),
+			EgressSource: store.EgressControl, Prefix: netip.MustParsePrefix("198.51.100.0/24"), ASN: 64500}
+	}
+	return rs
+}
+
+func count(t *testing.T, s *store.Store) int {
+	t.Helper()
+	var n int
+	if err := s.Pool.QueryRow(context.Background(), "SELECT count(*) FROM results").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestReplayStoredOnce(t *testing.T) {
+	s := storetest.New(t)
+	batch := results(50, time.Now().Add(-30*time.Hour))
+	for i := 0; i < 3; i++ {
+		n, err := s.InsertResults(context.Background(), batch)
+		if err != nil {
+			t.Fatalf("replay %d: %v", i, err)
+		}
+		if want := map[bool]int64{true: 50, false: 0}[i == 0]; n != want {
+			t.Errorf("replay %d inserted %d; want %d", i, n, want)
+		}
+	}
+	if got := count(t, s); got != 50 {
+		t.Errorf("rows after 3 replays = %d; want 50", got)
+	}
+	// Partially overlapping batch: only the new half is inserted.
+	more := append(batch[25:], results(10, time.Now().Add(-2*time.Hour))...)
+	if n, err := s.InsertResults(context.Background(), more); err != nil || n != 10 {
+		t.Errorf("overlapping batch inserted %d, %v; want 10", n, err)
+	}
+}
+
+func TestMigrateIsIdempotent(t *testing.T) {
+	url := storetest.URL(t)
+	for i := 0; i < 2; i++ {
+		s, err := store.Open(context.Background(), url, nil)
+		if err != nil {
+			t.Fatalf("open %d: %v", i, err)
+		}
+		var v int
+		s.Pool.QueryRow(context.Background(), "SELECT max(version) FROM schema_migrations").Scan(&v)
+		s.Close()
+		if v != 1 {
+			t.Errorf("schema version after open %d = %d; want 1", i, v)
+		}
+	}
+}
