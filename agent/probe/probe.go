@@ -193,6 +193,9 @@ type Control struct {
 	ServedPorts []uint16
 	RTT         time.Duration // TCP connect time
 	Port        uint16
+	// Statement is the reference MTA's signed statement, encoded, so that
+	// the collector can verify the egress address rather than trust it.
+	Statement string
 }
 
 // Round probes every target: first its control port, then its ports
@@ -292,6 +295,7 @@ func (r *runner) control(ctx context.Context, t Target) Control {
 		c.Reached = true
 		c.ObservedSource = o.first.st.Source
 		c.ServedPorts = o.first.st.Ports
+		c.Statement = o.first.token
 	}
 	r.cfg.Logger.Debug("control probe done", "refmta", t.RefMTA, "addr", t.Addr, "port", t.ControlPort,
 		"reached", c.Reached, "failure", c.Failure)

@@ -83,6 +83,9 @@ func TestOpenAgainstRefMTA(t *testing.T) {
 				if !c.Reached || c.Failure != "" || c.ObservedSource != s.Addr || !slices.Equal(c.ServedPorts, s.SMTPPorts()) || c.Port != tg.ControlPort {
 					t.Errorf("control = %+v; want reached from %s serving %v", c, s.Addr, s.SMTPPorts())
 				}
+				if st, err := proof.Verify(s.Public(), c.Statement); err != nil || st.Source != s.Addr || st.Port != tg.ControlPort {
+					t.Errorf("control statement %q = %+v, %v; want one the collector can verify", c.Statement, st, err)
+				}
 				e := r.Evidence
 				if !e.ProofValid || e.ProofError != "" || e.ObservedSource != s.Addr || !slices.Equal(e.Capabilities, e.SignedCapabilities) || e.Statement == "" {
 					t.Errorf("port %d evidence = %+v; want a valid proof from %s", r.Port, e, s.Addr)

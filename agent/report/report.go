@@ -85,6 +85,7 @@ func ProbeResult(r probe.Result, roundID, agentVersion string) *op25bv1.ProbeRes
 			ServedPorts:    ports(r.Control.ServedPorts),
 			Rtt:            duration(r.Control.RTT),
 			Port:           uint32(r.Control.Port),
+			Statement:      r.Control.Statement,
 		},
 	}
 	if t := r.TLS; t != nil {

@@ -618,9 +618,12 @@ type ControlObservation struct {
 	// Source address as the reference MTA observed it (the agent's egress).
 	ObservedSource string `protobuf:"bytes,3,opt,name=observed_source,json=observedSource,proto3" json:"observed_source,omitempty"`
 	// Ports the reference MTA signed that it serves.
-	ServedPorts   []uint32             `protobuf:"varint,4,rep,packed,name=served_ports,json=servedPorts,proto3" json:"served_ports,omitempty"`
-	Rtt           *durationpb.Duration `protobuf:"bytes,5,opt,name=rtt,proto3" json:"rtt,omitempty"`
-	Port          uint32               `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
+	ServedPorts []uint32             `protobuf:"varint,4,rep,packed,name=served_ports,json=servedPorts,proto3" json:"served_ports,omitempty"`
+	Rtt         *durationpb.Duration `protobuf:"bytes,5,opt,name=rtt,proto3" json:"rtt,omitempty"`
+	Port        uint32               `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
+	// The control port's signed statement as received, so that the collector
+	// verifies the egress address instead of trusting the agent's word.
+	Statement     string `protobuf:"bytes,7,opt,name=statement,proto3" json:"statement,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -695,6 +698,13 @@ func (x *ControlObservation) GetPort() uint32 {
 		return x.Port
 	}
 	return 0
+}
+
+func (x *ControlObservation) GetStatement() string {
+	if x != nil {
+		return x.Statement
+	}
+	return ""
 }
 
 // ProbeReport is one round of probes, as `op25b-agent check --format json`
@@ -824,14 +834,15 @@ const file_op25b_v1_probe_proto_rawDesc = "" +
 	"\fcipher_suite\x18\x02 \x01(\tR\vcipherSuite\x126\n" +
 	"\x17peer_certificate_sha256\x18\x03 \x01(\tR\x15peerCertificateSha256\x12\x1b\n" +
 	"\tpin_valid\x18\x04 \x01(\bR\bpinValid\x128\n" +
-	"\x18peer_certificate_subject\x18\x05 \x01(\tR\x16peerCertificateSubject\"\xd5\x01\n" +
+	"\x18peer_certificate_subject\x18\x05 \x01(\tR\x16peerCertificateSubject\"\xf3\x01\n" +
 	"\x12ControlObservation\x12\x18\n" +
 	"\areached\x18\x01 \x01(\bR\areached\x12\x18\n" +
 	"\afailure\x18\x02 \x01(\tR\afailure\x12'\n" +
 	"\x0fobserved_source\x18\x03 \x01(\tR\x0eobservedSource\x12!\n" +
 	"\fserved_ports\x18\x04 \x03(\rR\vservedPorts\x12+\n" +
 	"\x03rtt\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x12\n" +
-	"\x04port\x18\x06 \x01(\rR\x04port\"\xf6\x01\n" +
+	"\x04port\x18\x06 \x01(\rR\x04port\x12\x1c\n" +
+	"\tstatement\x18\a \x01(\tR\tstatement\"\xf6\x01\n" +
 	"\vProbeReport\x12\x19\n" +
 	"\bround_id\x18\x01 \x01(\tR\aroundId\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x129\n" +
