@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/op25b/observatory/internal/proof"
+	"github.com/op25b/observatory/internal/ratelimit"
 	"github.com/op25b/observatory/internal/smtpwire"
 	"github.com/op25b/observatory/internal/uuidv7"
 	"github.com/op25b/observatory/refmta/sighting"
@@ -107,7 +108,7 @@ type Server struct {
 	cfg     Config
 	tls     *tls.Config
 	slots   chan struct{}
-	limiter *limiter
+	limiter *ratelimit.Limiter[netip.Addr]
 	wg      sync.WaitGroup
 }
 
@@ -150,7 +151,7 @@ func New(cfg Config) *Server {
 		},
 	}
 	if cfg.PerSourceRate > 0 {
-		s.limiter = newLimiter(cfg.PerSourceRate, cfg.PerSourceBurst, cfg.Now)
+		s.limiter = ratelimit.New[netip.Addr](cfg.PerSourceRate, cfg.PerSourceBurst, cfg.Now)
 	}
 	return s
 }
@@ -199,7 +200,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn, kind Kind) {
 		io.WriteString(c, "421 4.3.2 Too many sessions, try again later\r\n")
 		return
 	}
-	if s.limiter != nil && !s.limiter.allow(src.Addr()) {
+	if s.limiter != nil && !s.limiter.Allow(src.Addr().Unmap()) {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(c, "421 4.7.0 Too many sessions from your address, slow down\r\n")
 		return
@@ -376,51 +377,4 @@ func (ss *session) setDeadline(idle time.Duration) {
 func (ss *session) reply(s string) error {
 	_, err := io.WriteString(ss.conn, s+"\r\n")
 	return err
-}
-
-// limiter is a token bucket per source address. Buckets that are full are
-// forgotten on sweep so that the map stays as small as the set of recent
-// sources.
-type limiter struct {
-	mu      sync.Mutex
-	rate    float64
-	burst   float64
-	now     func() time.Time
-	buckets map[netip.Addr]*bucket
-	swept   time.Time
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
-	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: map[netip.Addr]*bucket{}}
-}
-
-func (l *limiter) allow(a netip.Addr) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.swept) > time.Minute {
-		for k, b := range l.buckets {
-			if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
-	}
-	b := l.buckets[a.Unmap()]
-	if b == nil {
-		b = &bucket{tokens: l.burst, last: now}
-		l.buckets[a.Unmap()] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
