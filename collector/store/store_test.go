@@ -70,3 +70,42 @@ func TestMigrateIsIdempotent(t *testing.T) {
 		}
 	}
 }
+
+func TestSightingsCorroborateOpen(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	rs := results(3, at)
+	for i := range rs {
+		rs[i].Verdict = 1 // OPEN
+		rs[i].MeasuredAt = at
+		rs[i].ID = uuidv7.New(at)
+		rs[i].Nonce = []byte{byte(i), 1, 2, 3}
+	}
+	rs[2].AgentID = "liar"
+	if _, err := s.InsertResults(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	var ss []store.Sighting
+	for i := 0; i < 2; i++ {
+		ss = append(ss, store.Sighting{ID: uuidv7.New(at), SeenAt: at, RefMTA: "refmta-1", Nonce: rs[i].Nonce,
+			Source: netip.MustParseAddr("198.51.100.7"), Port: 25, TLS: true})
+	}
+	for i := 0; i < 2; i++ { // replayed: stored once
+		if _, err := s.InsertSightings(ctx, ss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	s.Pool.QueryRow(ctx, "SELECT count(*) FROM sightings").Scan(&n)
+	if n != 2 {
+		t.Errorf("sightings after a replay = %d; want 2", n)
+	}
+	flagged, err := s.Uncorroborated(ctx, at.Add(-time.Minute), at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(flagged) != 1 || len(flagged["liar"]) != 1 || flagged["liar"][0] != rs[2].ID {
+		t.Errorf("Uncorroborated = %v; want only liar's %s", flagged, rs[2].ID)
+	}
+}
