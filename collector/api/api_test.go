@@ -1,0 +1,197 @@
+package api_test
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/op25b/observatory/collector/api"
+	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/ingest"
+	"github.com/op25b/observatory/collector/localca"
+	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/uuidv7"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+type env struct {
+	store *store.Store
+	auth  *auth.Service
+	conn  *grpc.ClientConn
+}
+
+func start(t *testing.T, o api.Options) *env {
+	t.Helper()
+	st := storetest.New(t)
+	as := &auth.Service{Pool: st.Pool, Now: time.Now}
+	dir := t.TempDir()
+	cert, err := localca.Ensure(dir, []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &api.Guard{Auth: as, UnaryTimeout: 10 * time.Second}
+	srv, _ := api.NewGRPCServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, g, o)
+	keys := &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}
+	(&api.Server{Auth: as, Store: st, Converter: &ingest.Converter{Keys: keys, Limits: ingest.DefaultLimits, Now: time.Now},
+		Schedule: func() *op25bv1.Schedule { return &op25bv1.Schedule{Version: "v1"} },
+		Metrics: api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}).Register(srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(srv.Stop)
+	pool, err := localca.Pool(filepath.Join(dir, localca.CACert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &env{store: st, auth: as, conn: conn}
+}
+
+// enroll enrolls an agent and returns a context carrying its credential.
+func (e *env) enroll(t *testing.T) (context.Context, string) {
+	t.Helper()
+	ctx := context.Background()
+	_, secret, err := e.auth.CreateToken(ctx, "test", auth.Agent, time.Now().Add(time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _ := ed25519.GenerateKey(rand.Reader)
+	resp, err := op25bv1.NewEnrollmentServiceClient(e.conn).Enroll(ctx, &op25bv1.EnrollRequest{Token: secret,
+		Kind: op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, PublicKey: pub, Label: "test agent"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+resp.Credential), resp.PrincipalId
+}
+
+func batch(n int) []*op25bv1.ProbeResult {
+	var rs []*op25bv1.ProbeResult
+	for i := 0; i < n; i++ {
+		at := time.Now().Add(-time.Duration(i) * time.Second)
+		rs = append(rs, &op25bv1.ProbeResult{ResultId: uuidv7.New(at), RefmtaId: "refmta-x", Port: 25,
+			Family: op25bv1.AddressFamily_ADDRESS_FAMILY_IPV4, Verdict: op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT,
+			StartedAt: timestamppb.New(at)})
+	}
+	return rs
+}
+
+func upload(t *testing.T, ctx context.Context, conn *grpc.ClientConn, rs []*op25bv1.ProbeResult) (*op25bv1.UploadResultsResponse, error) {
+	t.Helper()
+	stream, err := op25bv1.NewAgentServiceClient(conn).UploadResults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&op25bv1.UploadResultsRequest{BatchId: 1, Results: rs}); err != nil {
+		return nil, err
+	}
+	resp, err := stream.Recv()
+	stream.CloseSend()
+	return resp, err
+}
+
+func TestReplayedBatchStoredOnce(t *testing.T) {
+	e := start(t, api.Options{})
+	ctx, agent := e.enroll(t)
+	rs := batch(100)
+	bad := batch(1)[0]
+	bad.Verdict = 42
+	for i := 0; i < 3; i++ {
+		resp, err := upload(t, ctx, e.conn, append(rs, bad))
+		if err != nil {
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		if len(resp.AckedResultIds) != 100 || len(resp.Rejections) != 1 || !strings.Contains(resp.Rejections[0].Reason, "invalid verdict") {
+			t.Fatalf("upload %d: %d acked, rejections %v; want 100 and one invalid verdict", i, len(resp.AckedResultIds), resp.Rejections)
+		}
+	}
+	var n int
+	var who string
+	e.store.Pool.QueryRow(ctx, "SELECT count(*), min(agent_id) FROM results").Scan(&n, &who)
+	if n != 100 || who != agent {
+		t.Errorf("stored %d results of %q after 3 replays; want 100 of %q", n, who, agent)
+	}
+	// Attributed to the ingest connection: no statement in these results.
+	var src int
+	var egress string
+	e.store.Pool.QueryRow(ctx, "SELECT min(egress_source), host(min(egress)) FROM results").Scan(&src, &egress)
+	if src != int(store.EgressIngest) || egress != "127.0.0.1" {
+		t.Errorf("egress = %s from source %d; want 127.0.0.1 from the ingest connection", egress, src)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	e := start(t, api.Options{MaxRecvMsgSize: 64 << 10})
+	ctx, agent := e.enroll(t)
+	client := op25bv1.NewAgentServiceClient(e.conn)
+	code := func(ctx context.Context) codes.Code {
+		_, err := client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{})
+		return status.Code(err)
+	}
+	bg := context.Background()
+	if c := code(bg); c != codes.Unauthenticated {
+		t.Errorf("no credential: %v; want Unauthenticated", c)
+	}
+	if c := code(metadata.AppendToOutgoingContext(bg, "authorization", "Bearer agent-x.nonsense")); c != codes.Unauthenticated {
+		t.Errorf("wrong credential: %v; want Unauthenticated", c)
+	}
+	if c := code(ctx); c != codes.OK {
+		t.Errorf("good credential: %v; want OK", c)
+	}
+	huge := batch(1)
+	huge[0].Detail = strings.Repeat("x", 128<<10)
+	if _, err := upload(t, ctx, e.conn, huge); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("oversized message: %v; want ResourceExhausted", err)
+	}
+	// An agent may not call the reference MTAs' service.
+	stream, err := op25bv1.NewRefMTAServiceClient(e.conn).UploadSightings(ctx)
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if status.Code(err) != codes.PermissionDenied {
+		t.Errorf("agent uploading sightings: %v; want PermissionDenied", err)
+	}
+	if err := e.auth.Revoke(bg, agent); err != nil {
+		t.Fatal(err)
+	}
+	if c := code(ctx); c != codes.PermissionDenied {
+		t.Errorf("revoked credential: %v; want PermissionDenied", c)
+	}
+}
+
+func TestSchedule(t *testing.T) {
+	e := start(t, api.Options{})
+	ctx, _ := e.enroll(t)
+	client := op25bv1.NewAgentServiceClient(e.conn)
+	resp, err := client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{})
+	if err != nil || resp.Schedule.GetVersion() != "v1" {
+		t.Fatalf("GetSchedule = %v, %v", resp, err)
+	}
+	resp, err = client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{CurrentVersion: "v1"})
+	if err != nil || !resp.Unchanged || resp.Schedule != nil {
+		t.Errorf("GetSchedule(current) = %v, %v; want unchanged", resp, err)
+	}
+}

@@ -1,0 +1,224 @@
+package api
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/ingest"
+	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/internal/ratelimit"
+	"github.com/op25b/observatory/internal/uuidv7"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+// MaxBatch bounds the results or sightings of one upload message; larger
+// batches are refused (ResourceExhausted) before any is stored.
+const MaxBatch = 1000
+
+// Server implements the enrollment, agent and reference-MTA services.
+type Server struct {
+	op25bv1.UnimplementedEnrollmentServiceServer
+	op25bv1.UnimplementedAgentServiceServer
+	op25bv1.UnimplementedRefMTAServiceServer
+
+	Auth      *auth.Service
+	Store     *store.Store
+	Converter *ingest.Converter
+	// Schedule returns the plan agents follow now.
+	Schedule func() *op25bv1.Schedule
+	Metrics  *Metrics
+	// Limit bounds upload batches per principal (shared with the Guard).
+	Limit *ratelimit.Limiter[string]
+	Log   *slog.Logger
+}
+
+// Register registers the services on g.
+func (s *Server) Register(g *grpc.Server) {
+	op25bv1.RegisterEnrollmentServiceServer(g, s)
+	op25bv1.RegisterAgentServiceServer(g, s)
+	op25bv1.RegisterRefMTAServiceServer(g, s)
+}
+
+// Enroll implements EnrollmentService.
+func (s *Server) Enroll(ctx context.Context, req *op25bv1.EnrollRequest) (*op25bv1.EnrollResponse, error) {
+	var kind auth.Kind
+	switch req.GetKind() {
+	case op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT:
+		kind = auth.Agent
+	case op25bv1.PrincipalKind_PRINCIPAL_KIND_REFMTA:
+		kind = auth.RefMTA
+	default:
+		return nil, status.Error(codes.InvalidArgument, "kind must be an agent or a reference MTA")
+	}
+	if len(req.GetPublicKey()) != ed25519.PublicKeySize {
+		return nil, status.Error(codes.InvalidArgument, "public_key must be a 32-byte Ed25519 key")
+	}
+	id, cred, err := s.Auth.Enroll(ctx, req.GetToken(), kind, ed25519.PublicKey(req.GetPublicKey()), clip(req.GetLabel(), 128), clip(req.GetSoftwareVersion(), 64))
+	switch {
+	case errors.Is(err, auth.ErrUnknown):
+		return nil, status.Error(codes.Unauthenticated, "unknown enrollment token")
+	case errors.Is(err, auth.ErrRevoked):
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	case err != nil:
+		s.Log.Error("enroll failed", "err", err)
+		return nil, status.Error(codes.Unavailable, "enrollment is unavailable now; retry")
+	}
+	s.Log.Info("enrolled", "principal", id, "kind", kind)
+	return &op25bv1.EnrollResponse{PrincipalId: id, Credential: cred}, nil
+}
+
+// GetSchedule implements AgentService.
+func (s *Server) GetSchedule(ctx context.Context, req *op25bv1.GetScheduleRequest) (*op25bv1.GetScheduleResponse, error) {
+	sch := s.Schedule()
+	if sch == nil {
+		return nil, status.Error(codes.Unavailable, "no schedule configured yet")
+	}
+	if req.GetCurrentVersion() == sch.GetVersion() {
+		return &op25bv1.GetScheduleResponse{Unchanged: true}, nil
+	}
+	return &op25bv1.GetScheduleResponse{Schedule: sch}, nil
+}
+
+// UploadResults implements AgentService: each batch is validated, stored
+// in one transaction, and answered with the ids now durable and the ones
+// refused for good. A storage failure ends the stream with Unavailable
+// and acknowledges nothing of that batch: the agent keeps it and retries.
+func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadResultsRequest, op25bv1.UploadResultsResponse]) error {
+	ctx := stream.Context()
+	p, _ := PrincipalFrom(ctx)
+	peer := peerAddr(ctx)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(req.GetResults()) > MaxBatch {
+			return status.Errorf(codes.ResourceExhausted, "batch of %d results; at most %d", len(req.GetResults()), MaxBatch)
+		}
+		if s.Limit != nil && !s.Limit.Allow(p.ID) {
+			return status.Error(codes.ResourceExhausted, "too many batches; slow down and retry")
+		}
+		b := s.Converter.Convert(req.GetResults(), p.ID, peer)
+		if _, err := s.Store.InsertResults(ctx, b.Results); err != nil {
+			s.Log.Error("storing results failed; nothing acknowledged", "agent", p.ID, "results", len(b.Results), "err", err)
+			s.Metrics.storeErrors.Inc()
+			return status.Error(codes.Unavailable, "storage unavailable; keep the results and retry")
+		}
+		if sp := req.GetSpool(); sp != nil && sp.GetDroppedFull() > 0 {
+			// Per agent in the database, not as a metric label: 100,000
+			// agents would be 100,000 time series.
+			if _, err := s.Store.Pool.Exec(ctx, "UPDATE principals SET spool_dropped = $2 WHERE principal_id = $1", p.ID, int64(sp.GetDroppedFull())); err != nil {
+				s.Log.Warn("recording spool drops failed", "agent", p.ID, "err", err)
+			}
+		}
+		resp := &op25bv1.UploadResultsResponse{BatchId: req.GetBatchId()}
+		for _, r := range b.Results {
+			resp.AckedResultIds = append(resp.AckedResultIds, r.ID)
+			s.Metrics.observe(r)
+		}
+		for _, rej := range b.Rejected {
+			resp.Rejections = append(resp.Rejections, &op25bv1.ResultRejection{ResultId: rej.ResultID, Reason: rej.Reason})
+			s.Metrics.rejected.Inc()
+		}
+		if len(b.Rejected) > 0 {
+			s.Log.Warn("rejected results", "agent", p.ID, "count", len(b.Rejected), "first", b.Rejected[0].Reason)
+		}
+		s.Metrics.batches.Inc()
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+// UploadSightings implements RefMTAService.
+func (s *Server) UploadSightings(stream grpc.BidiStreamingServer[op25bv1.UploadSightingsRequest, op25bv1.UploadSightingsResponse]) error {
+	ctx := stream.Context()
+	p, _ := PrincipalFrom(ctx)
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(req.GetSightings()) > MaxBatch {
+			return status.Errorf(codes.ResourceExhausted, "batch of %d sightings; at most %d", len(req.GetSightings()), MaxBatch)
+		}
+		var ss []store.Sighting
+		resp := &op25bv1.UploadSightingsResponse{BatchId: req.GetBatchId()}
+		for _, x := range req.GetSightings() {
+			sg, err := sighting(x, p.ID)
+			if err != nil {
+				// A malformed sighting cannot become valid on retry:
+				// acknowledge it so the queue moves on, and say so.
+				s.Log.Warn("dropping malformed sighting", "refmta", p.ID, "id", x.GetSightingId(), "err", err)
+			} else {
+				ss = append(ss, sg)
+			}
+			resp.AckedSightingIds = append(resp.AckedSightingIds, x.GetSightingId())
+		}
+		if _, err := s.Store.InsertSightings(ctx, ss); err != nil {
+			s.Log.Error("storing sightings failed; nothing acknowledged", "refmta", p.ID, "err", err)
+			s.Metrics.storeErrors.Inc()
+			return status.Error(codes.Unavailable, "storage unavailable; keep the sightings and retry")
+		}
+		s.Metrics.sightings.Add(float64(len(ss)))
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func sighting(x *op25bv1.Sighting, refmta string) (store.Sighting, error) {
+	_, at, err := uuidv7.Parse(x.GetSightingId())
+	if err != nil {
+		return store.Sighting{}, err
+	}
+	src, err := netip.ParseAddr(x.GetObservedSource())
+	if err != nil {
+		return store.Sighting{}, fmt.Errorf("observed_source: %w", err)
+	}
+	if x.GetPort() == 0 || x.GetPort() > 65535 || len(x.GetNonce()) == 0 || len(x.GetNonce()) > 64 {
+		return store.Sighting{}, errors.New("port or nonce out of range")
+	}
+	seen := at
+	if x.GetSeenAt() != nil {
+		seen = x.GetSeenAt().AsTime()
+	}
+	return store.Sighting{ID: x.GetSightingId(), SeenAt: seen, RefMTA: refmta, Nonce: x.GetNonce(),
+		Source: src.Unmap(), Port: uint16(x.GetPort()), TLS: x.GetTls()}, nil
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// ScheduleVersion is the version of a schedule: a hash of its content, so
+// that any change is a new version and agents pick it up.
+func ScheduleVersion(s *op25bv1.Schedule) string {
+	c := proto.Clone(s).(*op25bv1.Schedule)
+	c.Version = ""
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
