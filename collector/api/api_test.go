@@ -52,7 +52,7 @@ func start(t *testing.T, o api.Options) *env {
 	keys := &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}
 	(&api.Server{Auth: as, Store: st, Converter: &ingest.Converter{Keys: keys, Limits: ingest.DefaultLimits, Now: time.Now},
 		Schedule: func() *op25bv1.Schedule { return &op25bv1.Schedule{Version: "v1"} },
-		Metrics: api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}).Register(srv)
+		Metrics:  api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}).Register(srv)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
