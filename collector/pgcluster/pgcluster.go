@@ -35,6 +35,9 @@ type Cluster struct {
 	Port int
 	bin  string
 	cred *syscall.Credential
+	// attached is true when another process started the server: Stop
+	// leaves it running.
+	attached bool
 }
 
 // Options configure Start.
@@ -113,6 +116,12 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 			os.Chown(filepath.Join(dir, "data", "pg_hba.conf"), int(c.cred.Uid), int(c.cred.Gid))
 		}
 	}
+	if port, ok := running(filepath.Join(dir, "data")); ok {
+		// Another process (a running collector) owns the server: use it,
+		// as `op25b-collector token create` does next to a running one.
+		c.Port, c.attached = port, true
+		return c, nil
+	}
 	if err := c.start(ctx, o.Settings); err != nil {
 		return nil, err
 	}
@@ -158,6 +167,9 @@ func (c *Cluster) URL() string {
 // Stop stops the server (fast shutdown: sessions are disconnected,
 // committed data is safe).
 func (c *Cluster) Stop() error {
+	if c.attached {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out, err := c.run(ctx, "pg_ctl", "-D", filepath.Join(c.Dir, "data"), "-m", "fast", "-w", "stop")
@@ -170,6 +182,25 @@ func (c *Cluster) Stop() error {
 // Restart starts a stopped cluster again on the same port.
 func (c *Cluster) Restart(ctx context.Context, settings ...string) error {
 	return c.start(ctx, settings)
+}
+
+// running reports whether a live server owns data, and its port, from
+// postmaster.pid (line 1: pid, line 4: port).
+func running(data string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 4 {
+		return 0, false
+	}
+	pid, err1 := strconv.Atoi(strings.TrimSpace(lines[0]))
+	port, err2 := strconv.Atoi(strings.TrimSpace(lines[3]))
+	if err1 != nil || err2 != nil || syscall.Kill(pid, 0) != nil {
+		return 0, false
+	}
+	return port, true
 }
 
 func (c *Cluster) socketDir() string { return filepath.Join(c.Dir, "run") }

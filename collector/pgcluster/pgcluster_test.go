@@ -31,6 +31,16 @@ func TestStartStopRestart(t *testing.T) {
 	if got := query(); got != Database+"\n" {
 		t.Errorf("query over %s = %q; want %q", c.URL(), got, Database)
 	}
+	// Start next to a running server attaches to it, and its Stop leaves
+	// the server running.
+	c2, err := Start(ctx, dir, Options{})
+	if err != nil || c2.Port != c.Port {
+		t.Fatalf("Start on a running cluster = port %d, %v; want to attach to port %d", c2.Port, err, c.Port)
+	}
+	c2.Stop()
+	if got := query(); got != Database+"\n" {
+		t.Errorf("query after the attached Stop = %q; want the server still running", got)
+	}
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -38,12 +48,12 @@ func TestStartStopRestart(t *testing.T) {
 		t.Errorf("query after Stop succeeded")
 	}
 	// A second Start on the same directory reuses the cluster.
-	c2, err := Start(ctx, dir, Options{})
+	c3, err := Start(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c2.Stop()
-	c = c2
+	defer c3.Stop()
+	c = c3
 	if got := query(); got != Database+"\n" {
 		t.Errorf("query after a second Start = %q", got)
 	}
