@@ -1,0 +1,401 @@
+// Command op25b-collector is the OP25B Observatory collector: agents and
+// reference MTAs enroll with it, fetch their schedule and upload results
+// and sightings over gRPC (TLS); it stores them in PostgreSQL, attributed
+// to ASNs.
+//
+//	op25b-collector [serve] [flags]                          run the collector
+//	op25b-collector token create --label L [--kind agent|refmta] [--expires 720h] [--uses N]
+//	op25b-collector token list | token revoke ID
+//	op25b-collector principal revoke ID                      refuse an agent or refmta from its next call
+//
+// With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
+// cluster under --data-dir from the locally installed server binaries.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/op25b/observatory/collector/api"
+	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/ingest"
+	"github.com/op25b/observatory/collector/localca"
+	"github.com/op25b/observatory/collector/pgcluster"
+	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/internal/flagenv"
+	"github.com/op25b/observatory/internal/ratelimit"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+var version = "dev"
+
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+// common are the flags every subcommand needs to reach the database.
+type common struct {
+	dataDir     string
+	databaseURL string
+	logLevel    string
+	log         *slog.Logger
+}
+
+func (c *common) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.dataDir, "data-dir", "/var/lib/op25b-collector", "directory for the embedded PostgreSQL cluster and the local CA")
+	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL (also DATABASE_URL); empty: run an embedded cluster under --data-dir")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (c *common) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		os.Exit(2)
+	}
+	if err := flagenv.Apply(fs, "OP25B"); err != nil {
+		return err
+	}
+	if c.databaseURL == "" {
+		c.databaseURL = os.Getenv("DATABASE_URL")
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	c.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	return nil
+}
+
+// openStore connects to the database, starting the embedded cluster when
+// no URL is given. stop releases what it started.
+func (c *common) openStore(ctx context.Context) (st *store.Store, stop func(), err error) {
+	url := c.databaseURL
+	var cluster *pgcluster.Cluster
+	if url == "" {
+		dir := filepath.Join(c.dataDir, "postgres")
+		c.log.Info("no DATABASE_URL: starting the embedded PostgreSQL cluster", "dir", dir)
+		if cluster, err = pgcluster.Start(ctx, dir, pgcluster.Options{}); err != nil {
+			return nil, nil, err
+		}
+		url = cluster.URL()
+	}
+	st, err = store.Open(ctx, url, c.log)
+	if err != nil {
+		if cluster != nil {
+			cluster.Stop()
+		}
+		return nil, nil, err
+	}
+	return st, func() {
+		st.Close()
+		if cluster != nil {
+			if err := cluster.Stop(); err != nil {
+				c.log.Error("stopping the embedded cluster", "err", err)
+			}
+		}
+	}, nil
+}
+
+func main() {
+	args := os.Args[1:]
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(args)
+	case "token":
+		err = token(args)
+	case "principal":
+		err = principal(args)
+	case "version":
+		fmt.Println("op25b-collector", version)
+	default:
+		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal or version)\n", cmd)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "op25b-collector:", err)
+		os.Exit(1)
+	}
+}
+
+func serve(args []string) error {
+	var c common
+	var refmtas, tlsHosts listFlag
+	fs := flag.NewFlagSet("op25b-collector serve", flag.ContinueOnError)
+	c.register(fs)
+	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
+	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address for /metrics and /healthz")
+	tlsCert := fs.String("tls-cert", "", "server certificate (PEM); empty: a local CA under --data-dir/tls signs one")
+	tlsKey := fs.String("tls-key", "", "server key (PEM), with --tls-cert")
+	fs.Var(&tlsHosts, "tls-hosts", "names and addresses the local CA's certificate covers (default localhost,127.0.0.1,::1)")
+	fs.Var(&refmtas, "refmta", "identity document of a reference MTA agents probe (repeatable; reloaded on SIGHUP)")
+	interval := fs.Duration("interval", 15*time.Minute, "time between an agent's rounds")
+	jitter := fs.Duration("jitter", 5*time.Minute, "window over which agents spread their start times")
+	probeTimeout := fs.Duration("probe-timeout", 10*time.Second, "deadline of one probe")
+	rate := fs.Float64("rate", 2, "calls and upload batches per second per agent or reference MTA")
+	burst := fs.Int("burst", 60, "burst of calls and batches per principal")
+	maxMsg := fs.Int("max-msg-size", 4<<20, "largest gRPC message accepted, bytes")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	sched := &scheduleSource{files: refmtas, interval: *interval, jitter: *jitter, timeout: *probeTimeout}
+	if err := sched.reload(); err != nil {
+		return err
+	}
+	var cert tls.Certificate
+	var err error
+	caFile := ""
+	if *tlsCert != "" {
+		if cert, err = tls.LoadX509KeyPair(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+	} else {
+		if len(tlsHosts) == 0 {
+			tlsHosts = listFlag{"localhost", "127.0.0.1", "::1"}
+		}
+		if cert, err = localca.Ensure(filepath.Join(c.dataDir, "tls"), tlsHosts, time.Now()); err != nil {
+			return err
+		}
+		caFile = filepath.Join(c.dataDir, "tls", localca.CACert)
+	}
+
+	st, closeStore, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	as := &auth.Service{Pool: st.Pool, Now: time.Now}
+	limit := ratelimit.New[string](*rate, *burst, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	g := &api.Guard{Auth: as, Limit: limit, UnaryTimeout: 30 * time.Second}
+	grpcSrv, health := api.NewGRPCServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, g,
+		api.Options{MaxRecvMsgSize: *maxMsg})
+	srv := &api.Server{Auth: as, Store: st, Limit: limit, Log: c.log, Metrics: api.NewMetrics(reg),
+		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}, Limits: ingest.DefaultLimits, Now: time.Now},
+		Schedule:  sched.current}
+	srv.Register(grpcSrv)
+	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := st.Pool.Ping(r.Context()); err != nil {
+			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	hln, err := net.Listen("tcp", *httpListen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--http-listen: %w", err)
+	}
+	web := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); grpcSrv.Serve(ln) }()
+	go func() { defer wg.Done(); web.Serve(hln) }()
+	c.log.Info("collector ready", "grpc", ln.Addr().String(), "metrics", "http://"+hln.Addr().String()+"/metrics",
+		"ca", caFile, "schedule", sched.current().GetVersion(), "refmtas", len(sched.current().GetReferenceMtas()), "version", version)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	for {
+		select {
+		case <-hup:
+			if err := sched.reload(); err != nil {
+				c.log.Error("schedule reload failed; keeping the previous one", "err", err)
+			} else {
+				c.log.Info("schedule reloaded", "version", sched.current().GetVersion())
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	c.log.Info("shutting down: finishing in-flight batches")
+	health.Shutdown()
+	done := make(chan struct{})
+	go func() { grpcSrv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		grpcSrv.Stop()
+	}
+	web.Close()
+	wg.Wait()
+	return nil
+}
+
+// scheduleSource builds the agents' schedule from reference MTA identity
+// documents; a reload that fails keeps the previous schedule.
+type scheduleSource struct {
+	files                     []string
+	interval, jitter, timeout time.Duration
+	mu                        sync.Mutex
+	sched                     *op25bv1.Schedule
+}
+
+func (s *scheduleSource) reload() error {
+	sch := &op25bv1.Schedule{Ports: []uint32{25, 587, 465}, Interval: durationpb.New(s.interval),
+		Jitter: durationpb.New(s.jitter), ProbeTimeout: durationpb.New(s.timeout)}
+	for _, f := range s.files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--refmta: %w", err)
+		}
+		var m op25bv1.ReferenceMTA
+		if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &m); err != nil {
+			return fmt.Errorf("--refmta %s: not an identity document: %w", f, err)
+		}
+		if len(m.PublicKey) != 32 || len(m.Addresses) == 0 || m.Id == "" {
+			return fmt.Errorf("--refmta %s: needs an id, a 32-byte publicKey and addresses", f)
+		}
+		sch.ReferenceMtas = append(sch.ReferenceMtas, &m)
+	}
+	sch.Version = api.ScheduleVersion(sch)
+	s.mu.Lock()
+	s.sched = sch
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *scheduleSource) current() *op25bv1.Schedule {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sched
+}
+
+func token(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: op25b-collector token create|list|revoke")
+	}
+	sub, args := args[0], args[1:]
+	var c common
+	fs := flag.NewFlagSet("op25b-collector token "+sub, flag.ContinueOnError)
+	c.register(fs)
+	label := fs.String("label", "", "who the token is for (shown in listings)")
+	kind := fs.String("kind", "agent", "agent or refmta")
+	expires := fs.Duration("expires", 30*24*time.Hour, "how long the token can be used")
+	uses := fs.Int("uses", 1, "how many principals may enroll with it")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, closeStore, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	as := &auth.Service{Pool: st.Pool, Now: time.Now}
+	switch sub {
+	case "create":
+		k, err := auth.ParseKind(*kind)
+		if err != nil {
+			return err
+		}
+		if *label == "" {
+			return errors.New("token create: --label is required")
+		}
+		id, secret, err := as.CreateToken(ctx, *label, k, time.Now().Add(*expires), *uses)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "created %s (%s, %d use(s), expires %s); the token is shown once:\n", id, k, *uses, time.Now().Add(*expires).UTC().Format(time.RFC3339))
+		fmt.Println(secret)
+	case "list":
+		toks, err := as.ListTokens(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tKIND\tLABEL\tUSES\tEXPIRES\tSTATE")
+		for _, t := range toks {
+			state := "active"
+			switch {
+			case t.RevokedAt != nil:
+				state = "revoked"
+			case time.Now().After(t.ExpiresAt):
+				state = "expired"
+			case t.Uses >= t.MaxUses:
+				state = "used up"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\n", t.ID, t.Kind, t.Label, t.Uses, t.MaxUses, t.ExpiresAt.UTC().Format(time.RFC3339), state)
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return errors.New("usage: op25b-collector token revoke ID")
+		}
+		return as.RevokeToken(ctx, fs.Arg(0))
+	default:
+		return fmt.Errorf("token: unknown subcommand %q (want create, list or revoke)", sub)
+	}
+	return nil
+}
+
+func principal(args []string) error {
+	if len(args) == 0 || args[0] != "revoke" {
+		return errors.New("usage: op25b-collector principal revoke ID")
+	}
+	var c common
+	fs := flag.NewFlagSet("op25b-collector principal revoke", flag.ContinueOnError)
+	c.register(fs)
+	if err := c.parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: op25b-collector principal revoke ID")
+	}
+	ctx := context.Background()
+	st, closeStore, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	return (&auth.Service{Pool: st.Pool, Now: time.Now}).Revoke(ctx, fs.Arg(0))
+}
