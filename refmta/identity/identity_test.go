@@ -2,12 +2,12 @@ package identity
 
 import (
 	"crypto/ed25519"
+	"crypto/rand"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,41 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func TestKeyCreatedOnceWithMode0600(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state", "key.pem")
-	k1, created, err := LoadOrCreateKey(path)
-	if err != nil || !created {
-		t.Fatalf("first LoadOrCreateKey = created %v, %v; want created", created, err)
-	}
-	st, err := os.Stat(path)
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("key file mode = %v, %v; want 0600", st.Mode().Perm(), err)
-	}
-	k2, created, err := LoadOrCreateKey(path)
-	if err != nil || created || !k1.Equal(k2) {
-		t.Errorf("second LoadOrCreateKey = created %v, same key %v, %v; want the stored key", created, k1.Equal(k2), err)
-	}
-}
-
-func TestKeyRefusals(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "key.pem")
-	if _, _, err := LoadOrCreateKey(path); err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(path, 0o644)
-	if _, _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
-		t.Errorf("world-readable key: err = %v; want a refusal that says chmod 600", err)
-	}
-	garbage := filepath.Join(dir, "garbage.pem")
-	os.WriteFile(garbage, []byte("not a key"), 0o600)
-	if _, _, err := LoadOrCreateKey(garbage); err == nil {
-		t.Errorf("garbage key file accepted")
-	}
-}
-
 func TestCertificateCarriesKey(t *testing.T) {
-	key, _, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "key.pem"))
+	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/op25b/observatory/internal/flagenv"
+	"github.com/op25b/observatory/internal/keyfile"
 	"github.com/op25b/observatory/internal/proof"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 	"github.com/op25b/observatory/refmta/identity"
@@ -129,7 +130,7 @@ func run(cmd string, args []string) error {
 	if o.hostname == "" {
 		o.hostname, _ = os.Hostname()
 	}
-	key, created, err := identity.LoadOrCreateKey(filepath.Join(o.stateDir, "key.pem"))
+	key, created, err := keyfile.LoadOrCreate(filepath.Join(o.stateDir, "key.pem"))
 	if err != nil {
 		return err
 	}
