@@ -4,26 +4,19 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/tls"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/api"
 	"github.com/op25b/observatory/collector/auth"
-	"github.com/op25b/observatory/collector/ingest"
-	"github.com/op25b/observatory/collector/localca"
+	"github.com/op25b/observatory/collector/collectortest"
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/internal/uuidv7"
@@ -40,35 +33,9 @@ type env struct {
 
 func start(t *testing.T, o api.Options) *env {
 	t.Helper()
-	st := storetest.New(t)
-	as := &auth.Service{Pool: st.Pool, Now: time.Now}
-	dir := t.TempDir()
-	cert, err := localca.Ensure(dir, []string{"127.0.0.1"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &api.Guard{Auth: as, UnaryTimeout: 10 * time.Second}
-	srv, _ := api.NewGRPCServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, g, o)
-	keys := &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}
-	(&api.Server{Auth: as, Store: st, Converter: &ingest.Converter{Keys: keys, Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule: func() *op25bv1.Schedule { return &op25bv1.Schedule{Version: "v1"} },
-		Metrics:  api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}).Register(srv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	pool, err := localca.Pool(filepath.Join(dir, localca.CACert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &env{store: st, auth: as, conn: conn}
+	c := collectortest.Start(t, o)
+	c.SetSchedule(&op25bv1.Schedule{})
+	return &env{store: c.Store, auth: c.Auth, conn: c.Dial(t)}
 }
 
 // enroll enrolls an agent and returns a context carrying its credential.
@@ -187,10 +154,11 @@ func TestSchedule(t *testing.T) {
 	ctx, _ := e.enroll(t)
 	client := op25bv1.NewAgentServiceClient(e.conn)
 	resp, err := client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{})
-	if err != nil || resp.Schedule.GetVersion() != "v1" {
+	v := resp.GetSchedule().GetVersion()
+	if err != nil || len(v) != 16 {
 		t.Fatalf("GetSchedule = %v, %v", resp, err)
 	}
-	resp, err = client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{CurrentVersion: "v1"})
+	resp, err = client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{CurrentVersion: v})
 	if err != nil || !resp.Unchanged || resp.Schedule != nil {
 		t.Errorf("GetSchedule(current) = %v, %v; want unchanged", resp, err)
 	}

@@ -111,8 +111,8 @@ func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadRes
 		if len(req.GetResults()) > MaxBatch {
 			return status.Errorf(codes.ResourceExhausted, "batch of %d results; at most %d", len(req.GetResults()), MaxBatch)
 		}
-		if s.Limit != nil && !s.Limit.Allow(p.ID) {
-			return status.Error(codes.ResourceExhausted, "too many batches; slow down and retry")
+		if err := s.admit(ctx, p.ID); err != nil {
+			return err
 		}
 		b := s.Converter.Convert(req.GetResults(), p.ID, peer)
 		if _, err := s.Store.InsertResults(ctx, b.Results); err != nil {
@@ -158,6 +158,9 @@ func (s *Server) UploadSightings(stream grpc.BidiStreamingServer[op25bv1.UploadS
 		if err != nil {
 			return err
 		}
+		if err := s.admit(ctx, p.ID); err != nil {
+			return err
+		}
 		if len(req.GetSightings()) > MaxBatch {
 			return status.Errorf(codes.ResourceExhausted, "batch of %d sightings; at most %d", len(req.GetSightings()), MaxBatch)
 		}
@@ -184,6 +187,20 @@ func (s *Server) UploadSightings(stream grpc.BidiStreamingServer[op25bv1.UploadS
 			return err
 		}
 	}
+}
+
+// admit lets one more batch of a stream in: the principal is still not
+// revoked and within its rate.
+func (s *Server) admit(ctx context.Context, id string) error {
+	if err := s.Auth.Check(ctx, id); errors.Is(err, auth.ErrRevoked) {
+		return status.Error(codes.PermissionDenied, err.Error())
+	} else if err != nil {
+		return status.Error(codes.Unavailable, "cannot check credentials now; retry")
+	}
+	if s.Limit != nil && !s.Limit.Allow(id) {
+		return status.Error(codes.ResourceExhausted, "too many batches; slow down and retry")
+	}
+	return nil
 }
 
 func sighting(x *op25bv1.Sighting, refmta string) (store.Sighting, error) {

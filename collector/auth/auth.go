@@ -244,3 +244,18 @@ func (s *Service) RefMTAKey(ctx context.Context, id string) (ed25519.PublicKey, 
 		id, int16(RefMTA)).Scan(&pub)
 	return ed25519.PublicKey(pub), err == nil
 }
+
+// Check returns ErrRevoked when principal id has been revoked since it
+// authenticated: long-lived upload streams check before each batch, so a
+// revocation takes effect on the next batch, not the next connection.
+func (s *Service) Check(ctx context.Context, id string) error {
+	var revoked bool
+	err := s.Pool.QueryRow(ctx, "SELECT revoked_at IS NOT NULL FROM principals WHERE principal_id = $1", id).Scan(&revoked)
+	if err != nil {
+		return fmt.Errorf("auth: check %s: %w", id, err)
+	}
+	if revoked {
+		return fmt.Errorf("%w: %s was revoked", ErrRevoked, id)
+	}
+	return nil
+}

@@ -27,6 +27,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/op25b/observatory/internal/collectorclient"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/keyfile"
 	"github.com/op25b/observatory/internal/proof"
@@ -34,6 +35,7 @@ import (
 	"github.com/op25b/observatory/refmta/identity"
 	"github.com/op25b/observatory/refmta/sighting"
 	"github.com/op25b/observatory/refmta/smtpd"
+	"github.com/op25b/observatory/refmta/upload"
 )
 
 var version = "dev"
@@ -63,6 +65,8 @@ type options struct {
 	idle, total       time.Duration
 	queue             int
 	logLevel          string
+	collector, ca     string
+	enroll            string
 }
 
 func main() {
@@ -105,6 +109,9 @@ func run(cmd string, args []string) error {
 	fs.DurationVar(&o.total, "session-timeout", 60*time.Second, "time allowed for a whole session")
 	fs.IntVar(&o.queue, "sighting-queue", 100000, "sightings kept for upload before the oldest are dropped")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.collector, "collector", "", "collector gRPC address (host:port) to upload sightings to; empty: keep them queued")
+	fs.StringVar(&o.ca, "collector-ca", "", "CA certificate of the collector (its local CA's ca.pem); empty: system roots")
+	fs.StringVar(&o.enroll, "enroll", "", "enrollment token, needed once: the credential is then kept in --state-dir")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -280,6 +287,34 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 				log.Error("listener stopped", "addr", b.ln.Addr(), "err", err)
 			}
 		}()
+	}
+	if o.collector != "" {
+		conn, err := collectorclient.Dial(o.collector, o.ca)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		id, err := collectorclient.Ensure(ectx, conn, o.stateDir, o.enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_REFMTA, o.hostname, version)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if id.ID != doc.Id {
+			log.Warn("enrolled under another id than the identity document's: the collector will not verify this reference MTA's statements",
+				"enrolled", id.ID, "document", doc.Id)
+		}
+		log.Info("uploading sightings", "collector", o.collector, "as", id.ID)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			u := &upload.Uploader{Conn: conn, Identity: id, Queue: queue, Log: log}
+			if err := u.Run(ctx); err != nil {
+				log.Error("sighting upload stopped", "err", err)
+			}
+		}()
+	} else {
+		log.Warn("no --collector: sightings stay queued here and are not uploaded")
 	}
 	<-ctx.Done()
 	if web != nil {

@@ -1,0 +1,158 @@
+// Package collectorclient is how agents and reference MTAs talk to the
+// collector: a TLS gRPC connection with keepalive, enrollment that trades a
+// token for a credential kept in the state directory (0600), the credential
+// on every call, and exponential backoff with jitter between failed
+// attempts, so that thousands of clients do not retry in lockstep after an
+// outage.
+package collectorclient
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/op25b/observatory/internal/keyfile"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+// Files in the state directory.
+const (
+	KeyFile        = "key.pem"
+	CredentialFile = "credential"
+)
+
+// Dial connects to the collector at addr. caFile, if set, is the CA that
+// signs the collector's certificate (its local CA); otherwise the system
+// roots are used.
+func Dial(addr, caFile string) (*grpc.ClientConn, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		b, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("collectorclient: CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("collectorclient: %s holds no PEM certificate", caFile)
+		}
+		tc.RootCAs = pool
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second, PermitWithoutStream: false}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("collectorclient: %w", err)
+	}
+	return conn, nil
+}
+
+// Identity is an enrolled principal's state.
+type Identity struct {
+	ID         string
+	Credential string
+	Key        ed25519.PrivateKey
+}
+
+// bearer carries the credential on every call.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+}
+func (bearer) RequireTransportSecurity() bool { return true }
+
+// CallOption returns the option that authenticates calls as id.
+func (id Identity) CallOption() grpc.CallOption { return grpc.PerRPCCredentials(bearer(id.Credential)) }
+
+// Ensure returns the identity stored in stateDir, enrolling with token
+// first if there is none. Enrolling needs a token; an agent that has
+// enrolled needs none again.
+func Ensure(ctx context.Context, conn *grpc.ClientConn, stateDir, token string, kind op25bv1.PrincipalKind, label, software string) (Identity, error) {
+	key, _, err := keyfile.LoadOrCreate(filepath.Join(stateDir, KeyFile))
+	if err != nil {
+		return Identity{}, err
+	}
+	cred, err := keyfile.ReadSecret(filepath.Join(stateDir, CredentialFile))
+	if err == nil {
+		return Identity{ID: principalID(cred), Credential: cred, Key: key}, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return Identity{}, err
+	}
+	if token == "" {
+		return Identity{}, fmt.Errorf("not enrolled yet (no %s in %s): give an enrollment token (--enroll)", CredentialFile, stateDir)
+	}
+	resp, err := op25bv1.NewEnrollmentServiceClient(conn).Enroll(ctx, &op25bv1.EnrollRequest{Token: token, Kind: kind,
+		PublicKey: key.Public().(ed25519.PublicKey), SoftwareVersion: software, Label: label})
+	if err != nil {
+		return Identity{}, fmt.Errorf("enroll: %w", err)
+	}
+	if err := keyfile.WriteSecret(filepath.Join(stateDir, CredentialFile), resp.Credential); err != nil {
+		return Identity{}, err
+	}
+	return Identity{ID: resp.PrincipalId, Credential: resp.Credential, Key: key}, nil
+}
+
+func principalID(cred string) string {
+	for i := len(cred) - 1; i >= 0; i-- {
+		if cred[i] == '.' {
+			return cred[:i]
+		}
+	}
+	return cred
+}
+
+// Permanent reports whether err means retrying cannot help: the
+// credential is unknown or revoked. The caller stops and says so.
+func Permanent(err error) bool {
+	c := status.Code(err)
+	return c == codes.Unauthenticated || c == codes.PermissionDenied
+}
+
+// Backoff is exponential backoff with full jitter.
+type Backoff struct {
+	Min, Max time.Duration
+	attempt  int
+}
+
+// Next returns how long to wait before the next attempt.
+func (b *Backoff) Next() time.Duration {
+	d := b.Min << min(b.attempt, 30)
+	if d <= 0 || d > b.Max {
+		d = b.Max
+	}
+	b.attempt++
+	// Full jitter: anywhere in [d/2, d), so clients that failed together
+	// come back apart.
+	return d/2 + rand.N(d/2+1)
+}
+
+// Reset is called after a success.
+func (b *Backoff) Reset() { b.attempt = 0 }
+
+// Sleep waits for the next backoff or until ctx is done.
+func (b *Backoff) Sleep(ctx context.Context) error {
+	t := time.NewTimer(b.Next())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
