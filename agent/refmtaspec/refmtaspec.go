@@ -116,6 +116,12 @@ func Parse(doc []byte) (Identity, error) {
 	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(doc, &m); err != nil {
 		return Identity{}, fmt.Errorf("not an identity document: %w", err)
 	}
+	return FromProto(&m)
+}
+
+// FromProto checks a reference MTA as a schedule or identity document
+// carries it.
+func FromProto(m *op25bv1.ReferenceMTA) (Identity, error) {
 	if len(m.PublicKey) != ed25519.PublicKeySize {
 		return Identity{}, fmt.Errorf("publicKey is %d bytes; want an Ed25519 key of %d", len(m.PublicKey), ed25519.PublicKeySize)
 	}

@@ -281,7 +281,7 @@ type scheduleSource struct {
 }
 
 func (s *scheduleSource) reload() error {
-	sch := &op25bv1.Schedule{Ports: []uint32{25, 587, 465}, Interval: durationpb.New(s.interval),
+	sch := &op25bv1.Schedule{Interval: durationpb.New(s.interval),
 		Jitter: durationpb.New(s.jitter), ProbeTimeout: durationpb.New(s.timeout)}
 	for _, f := range s.files {
 		b, err := os.ReadFile(f)
