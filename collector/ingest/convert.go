@@ -13,6 +13,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/op25b/observatory/collector/asn"
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/internal/proof"
 	"github.com/op25b/observatory/internal/uuidv7"
@@ -141,7 +142,7 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 	}
 	r.Egress, r.EgressSource = c.egress(pr, family, peer, at)
 	if r.Egress.IsValid() {
-		r.Prefix = PublicPrefix(r.Egress)
+		r.Prefix = asn.PublicPrefix(r.Egress)
 		if c.ASN != nil {
 			a := c.ASN.Attribute(r.Egress, at)
 			r.ASN, r.ASNSnapshot = a.ASN, a.Snapshot
@@ -181,18 +182,6 @@ func familyOf(a netip.Addr) uint8 {
 		return 4
 	}
 	return 6
-}
-
-// PublicPrefix is what public data carries instead of an address: its /24
-// (IPv4) or /48 (IPv6).
-func PublicPrefix(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 48
-	if a.Is4() {
-		bits = 24
-	}
-	p, _ := a.Prefix(bits)
-	return p
 }
 
 func clip(s string, n int) string {

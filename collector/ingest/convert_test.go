@@ -134,11 +134,3 @@ func TestEgressFromVerifiedStatementsOnly(t *testing.T) {
 		t.Errorf("IPv6 result attributed to IPv4 peer: %s AS%d", got.Egress, got.ASN)
 	}
 }
-
-func TestPublicPrefix(t *testing.T) {
-	for in, want := range map[string]string{"198.51.100.7": "198.51.100.0/24", "::ffff:198.51.100.7": "198.51.100.0/24", "2001:db8:1:2::7": "2001:db8:1::/48"} {
-		if got := PublicPrefix(netip.MustParseAddr(in)).String(); got != want {
-			t.Errorf("PublicPrefix(%s) = %s; want %s", in, got, want)
-		}
-	}
-}

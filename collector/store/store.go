@@ -281,3 +281,15 @@ func snapshotOrNil(id int64) any {
 
 // ErrNotFound is returned by lookups that find nothing.
 var ErrNotFound = errors.New("not found")
+
+// RegisterSnapshot records an ASN snapshot (by its content hash) and
+// returns its id; registering the same content again returns the same id.
+func (s *Store) RegisterSnapshot(ctx context.Context, sha256, format, source string, prefixes int) (int64, error) {
+	var id int64
+	err := s.Pool.QueryRow(ctx, `INSERT INTO asn_snapshots (sha256, format, source, prefixes) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (sha256) DO UPDATE SET sha256 = EXCLUDED.sha256 RETURNING snapshot_id`, sha256, format, source, prefixes).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("store: register snapshot: %w", err)
+	}
+	return id, nil
+}

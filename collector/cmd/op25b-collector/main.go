@@ -38,6 +38,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/op25b/observatory/collector/api"
+	"github.com/op25b/observatory/collector/asn"
 	"github.com/op25b/observatory/collector/auth"
 	"github.com/op25b/observatory/collector/ingest"
 	"github.com/op25b/observatory/collector/localca"
@@ -155,7 +156,7 @@ func main() {
 
 func serve(args []string) error {
 	var c common
-	var refmtas, tlsHosts listFlag
+	var refmtas, tlsHosts, asnFiles listFlag
 	fs := flag.NewFlagSet("op25b-collector serve", flag.ContinueOnError)
 	c.register(fs)
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
@@ -164,6 +165,8 @@ func serve(args []string) error {
 	tlsKey := fs.String("tls-key", "", "server key (PEM), with --tls-cert")
 	fs.Var(&tlsHosts, "tls-hosts", "names and addresses the local CA's certificate covers (default localhost,127.0.0.1,::1)")
 	fs.Var(&refmtas, "refmta", "identity document of a reference MTA agents probe (repeatable; reloaded on SIGHUP)")
+	fs.Var(&asnFiles, "asn", "prefix-to-ASN file: RouteViews pfx2as (v4 and v6 files), iptoasn ip2asn TSV or an ASN mmdb; .gz allowed (repeatable; reloaded on change and SIGHUP)")
+	asnFormat := fs.String("asn-format", "auto", "format of the --asn files: auto, pfx2as, ip2asn or mmdb")
 	interval := fs.Duration("interval", 15*time.Minute, "time between an agent's rounds")
 	jitter := fs.Duration("jitter", 5*time.Minute, "window over which agents spread their start times")
 	probeTimeout := fs.Duration("probe-timeout", 10*time.Second, "deadline of one probe")
@@ -209,9 +212,29 @@ func serve(args []string) error {
 	g := &api.Guard{Auth: as, Limit: limit, UnaryTimeout: 30 * time.Second}
 	grpcSrv, health := api.NewGRPCServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, g,
 		api.Options{MaxRecvMsgSize: *maxMsg})
+	snapshots := &ingest.Snapshots{}
+	var asnSrc *asn.Source
+	if len(asnFiles) > 0 {
+		format, err := asn.ParseFormat(*asnFormat)
+		if err != nil {
+			return err
+		}
+		if asnSrc, err = asn.NewSource(c.log, format, asnFiles...); err != nil {
+			return err
+		}
+		// The first table is in force before the first result arrives.
+		last, err := putInForce(ctx, asnSrc.Current(), nil, st, snapshots, c.log)
+		if err != nil {
+			return err
+		}
+		go followASN(ctx, asnSrc, last, st, snapshots, c.log)
+	} else {
+		c.log.Warn("no --asn file: results are stored without an ASN")
+	}
 	srv := &api.Server{Auth: as, Store: st, Limit: limit, Log: c.log, Metrics: api.NewMetrics(reg),
-		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}, Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule:  sched.current}
+		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}, ASN: snapshots,
+			Limits: ingest.DefaultLimits, Now: time.Now},
+		Schedule: sched.current}
 	srv.Register(grpcSrv)
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
@@ -247,6 +270,11 @@ func serve(args []string) error {
 	for {
 		select {
 		case <-hup:
+			if asnSrc != nil {
+				if err := asnSrc.Reload(); err != nil {
+					c.log.Error("ASN reload failed; keeping the previous table", "err", err)
+				}
+			}
 			if err := sched.reload(); err != nil {
 				c.log.Error("schedule reload failed; keeping the previous one", "err", err)
 			} else {
@@ -269,6 +297,39 @@ func serve(args []string) error {
 	web.Close()
 	wg.Wait()
 	return nil
+}
+
+// followASN registers every table the source loads as a snapshot and puts
+// it in force, and watches the files for changes.
+func followASN(ctx context.Context, src *asn.Source, last *asn.Table, st *store.Store, snaps *ingest.Snapshots, log *slog.Logger) {
+	go src.Watch(ctx, time.Minute)
+	for {
+		var err error
+		if last, err = putInForce(ctx, src.Current(), last, st, snaps, log); err != nil {
+			log.Error("registering the ASN snapshot failed; retrying", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// putInForce registers t as a snapshot and makes it the one in force,
+// unless it already is (t == last). It returns the table in force.
+func putInForce(ctx context.Context, t, last *asn.Table, st *store.Store, snaps *ingest.Snapshots, log *slog.Logger) (*asn.Table, error) {
+	if t == last {
+		return last, nil
+	}
+	m := t.Meta()
+	id, err := st.RegisterSnapshot(ctx, m.SHA256, m.Format.String(), strings.Join(m.Paths, ","), m.Prefixes4+m.Prefixes6)
+	if err != nil {
+		return last, err
+	}
+	snaps.Add(t, id, m.Loaded)
+	log.Info("ASN snapshot in force", "id", id, "format", m.Format, "prefixes_v4", m.Prefixes4, "prefixes_v6", m.Prefixes6)
+	return t, nil
 }
 
 // scheduleSource builds the agents' schedule from reference MTA identity
