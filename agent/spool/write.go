@@ -1,0 +1,183 @@
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"os"
+)
+
+// Append spools one record and returns once it is on stable storage. It
+// returns ErrFull, and drops the record, if the spool has no room for it.
+func (s *Spool) Append(id string, payload []byte) error {
+	return s.AppendBatch([]Record{{ID: id, Payload: payload}})
+}
+
+// AppendBatch spools records in order, with one write and one fsync, and
+// returns once they are on stable storage; a crash before it returns may
+// keep any prefix of them. If the spool has no room for them all, it keeps
+// the longest prefix that fits, drops the rest (the newest), and returns
+// ErrFull. A record that could never be spooled (empty or oversized id, an
+// id already pending, a payload over 16 MiB) fails the whole batch before
+// anything is written.
+func (s *Spool) AppendBatch(recs []Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.check(recs); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	used := s.bytes
+	s.mu.Unlock()
+	// Concurrent acks only ever lower s.bytes, so used is a safe bound.
+	fit := 0
+	for _, r := range recs {
+		n := frameLen(r.ID, r.Payload)
+		if used+n > s.maxBytes {
+			break
+		}
+		used += n
+		fit++
+	}
+	if fit > 0 {
+		if err := s.write(recs[:fit]); err != nil {
+			return err
+		}
+	}
+	dropped := len(recs) - fit
+	wasFull := s.full
+	s.full = dropped > 0
+	if !s.full {
+		if wasFull {
+			s.log.Info("spool: no longer full")
+		}
+		return nil
+	}
+	s.mu.Lock()
+	s.dropped += int64(dropped)
+	total := s.dropped
+	s.mu.Unlock()
+	if !wasFull {
+		// Once per episode: the daemon reports the count, the log only
+		// marks when it started.
+		s.log.Warn("spool: full, dropping new records", "max_bytes", s.maxBytes, "dropped_total", total)
+	}
+	return ErrFull
+}
+
+// check refuses records that could never be spooled. The caller holds wmu.
+func (s *Spool) check(recs []Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	var batch map[string]bool
+	if len(recs) > 1 {
+		batch = make(map[string]bool, len(recs))
+	}
+	for _, r := range recs {
+		switch {
+		case r.ID == "":
+			return errors.New("spool: append: empty id")
+		case len(r.ID) > maxIDLen:
+			return fmt.Errorf("spool: append: id of %d bytes, more than %d", len(r.ID), maxIDLen)
+		case idLenLen+len(r.ID)+len(r.Payload) > maxBodyLen:
+			return fmt.Errorf("spool: append %s: record of %d bytes, more than %d", r.ID, idLenLen+len(r.ID)+len(r.Payload), maxBodyLen)
+		case s.byID[r.ID] != nil || batch[r.ID]:
+			// Ack names records by id, so a second pending copy could
+			// never be acknowledged on its own.
+			return fmt.Errorf("spool: append %s: id already pending", r.ID)
+		}
+		if batch != nil {
+			batch[r.ID] = true
+		}
+	}
+	return nil
+}
+
+// write appends the frames of recs to the active segment, syncs them, and
+// publishes them to the reader. The caller holds wmu.
+func (s *Spool) write(recs []Record) error {
+	buf := s.buf[:0]
+	for _, r := range recs {
+		buf = appendFrame(buf, r.ID, r.Payload)
+	}
+	if cap(buf) <= 1<<20 { // do not pin the memory of one huge batch
+		s.buf = buf
+	}
+	if s.active == nil || s.activeEnd > 0 && s.activeEnd+int64(len(buf)) > s.segmentBytes {
+		if err := s.roll(); err != nil {
+			return fmt.Errorf("spool: append: %w", err)
+		}
+	}
+	seg := s.active
+	_, err := seg.f.Write(buf)
+	if err == nil {
+		err = seg.f.Sync()
+	}
+	if err != nil {
+		// What the file holds after a failed write or fsync is unknown
+		// (after a failed fsync even the page cache cannot be trusted),
+		// so the segment is never written again: the next append starts
+		// a new one, and the next Open checks this one frame by frame.
+		// Cutting it back is only tidying.
+		_ = seg.f.Truncate(s.activeEnd)
+		s.mu.Lock()
+		seg.sealed = true
+		s.mu.Unlock()
+		s.active = nil
+		return fmt.Errorf("spool: append: %w", err)
+	}
+	s.mu.Lock()
+	off := s.activeEnd
+	for _, r := range recs {
+		n := frameLen(r.ID, r.Payload)
+		pr := &rec{id: r.ID, seg: seg, off: off, size: n}
+		seg.recs = append(seg.recs, pr)
+		s.byID[r.ID] = pr
+		off += n
+	}
+	seg.live += len(recs)
+	seg.size += int64(len(buf))
+	s.pending += len(recs)
+	s.bytes += int64(len(buf))
+	s.mu.Unlock()
+	s.activeEnd += int64(len(buf))
+	return nil
+}
+
+// roll seals the active segment and starts a new one. The caller holds wmu.
+func (s *Spool) roll() error {
+	seq := s.nextSeq
+	// Advanced even on failure, so that a retry does not trip over a file
+	// left half-made.
+	s.nextSeq++
+	// Open deletes ack logs without segment, but a deletion the power cut
+	// took back could still be waiting: a new segment starts with none.
+	if err := os.Remove(s.path(seq, ackExt)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(s.path(seq, segExt), os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	// Without this an fsynced record could vanish with its file's name.
+	if err := syncDir(s.dir); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	seg := &segment{seq: seq, f: f}
+	s.mu.Lock()
+	if s.active != nil {
+		s.active.sealed = true
+	}
+	s.segs = append(s.segs, seg)
+	s.mu.Unlock()
+	s.active = seg
+	s.activeEnd = 0
+	return nil
+}
