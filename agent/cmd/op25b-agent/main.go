@@ -3,6 +3,7 @@
 // and address family, whether the line it runs on lets it through.
 //
 //	op25b-agent check --refmta SPEC [flags]   run one round and print a report
+//	op25b-agent run --collector ADDR [flags]  the daemon: enroll, follow the schedule, spool, deliver
 //	op25b-agent version                       print the version
 //
 // Every flag can also be set from the environment: --control-port from
@@ -42,6 +43,7 @@ const (
 
 const usage = `usage:
   op25b-agent check --refmta SPEC [--refmta SPEC...] [flags]
+  op25b-agent run --collector HOST:PORT [--enroll TOKEN] [flags]
   op25b-agent version
 
 check runs one round of probes and prints what this line does with
@@ -64,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "check":
 		return check(ctx, args[1:], stdout, stderr)
+	case "run":
+		return runDaemon(ctx, args[1:], stderr)
 	case "version":
 		fmt.Fprintln(stdout, "op25b-agent", version)
 		return exitOK
@@ -71,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "op25b-agent: unknown command %q (want check or version)\n", args[0])
+	fmt.Fprintf(stderr, "op25b-agent: unknown command %q (want check, run or version)\n", args[0])
 	return exitUsage
 }
 

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/op25b/observatory/agent/daemon"
+	"github.com/op25b/observatory/agent/spool"
+	"github.com/op25b/observatory/internal/collectorclient"
+	"github.com/op25b/observatory/internal/flagenv"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+// runDaemon is `op25b-agent run`: the daemon.
+func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("op25b-agent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	collector := fs.String("collector", "", "collector gRPC address, host:port (required)")
+	ca := fs.String("collector-ca", "", "CA certificate that signs the collector's (its local CA's ca.pem); empty: system roots")
+	enroll := fs.String("enroll", "", "enrollment token; needed once, the credential is then kept in --state-dir")
+	state := fs.String("state-dir", "/var/lib/op25b-agent", "directory for the key, the credential (0600) and the spool")
+	label := fs.String("label", "", "free text the operator sees for this agent (never an address)")
+	spoolMax := fs.Int64("spool-max-bytes", 64<<20, "bound of the on-disk spool; when full, new results are dropped and counted")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if err := flagenv.Apply(fs, "OP25B"); err != nil {
+		fmt.Fprintln(stderr, "op25b-agent run:", err)
+		return exitUsage
+	}
+	if *collector == "" {
+		fmt.Fprintln(stderr, "op25b-agent run: --collector is required")
+		return exitUsage
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintln(stderr, "op25b-agent run: --log-level:", err)
+		return exitUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	fail := func(err error) int {
+		log.Error("op25b-agent run: " + err.Error())
+		return exitFailed
+	}
+	conn, err := collectorclient.Dial(*collector, *ca)
+	if err != nil {
+		return fail(err)
+	}
+	defer conn.Close()
+	ectx, cancel := context.WithTimeout(ctx, time.Minute)
+	id, err := collectorclient.Ensure(ectx, conn, *state, *enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, *label, version)
+	cancel()
+	if err != nil {
+		return fail(err)
+	}
+	sp, err := spool.Open(filepath.Join(*state, "spool"), spool.Options{MaxBytes: *spoolMax, Logger: log})
+	if err != nil {
+		return fail(err)
+	}
+	defer sp.Close()
+	log.Info("agent running", "id", id.ID, "collector", *collector, "spooled", sp.Len(), "version", version)
+	d := &daemon.Daemon{Conn: conn, Identity: id, Spool: sp, Version: version, Log: log}
+	if err := d.Run(ctx); err != nil {
+		return fail(err)
+	}
+	return exitOK
+}

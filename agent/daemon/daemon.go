@@ -1,0 +1,346 @@
+// Package daemon is `op25b-agent run`: it follows the schedule the
+// collector serves, probes on a jittered interval, appends every result to
+// the on-disk spool (agent/spool) and delivers the spool over a streaming
+// RPC, deleting results only once the collector acknowledged them after
+// storing them. A crash loses at most the torn tail of the spool; an outage
+// of the collector or its database only delays delivery.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/op25b/observatory/agent/probe"
+	"github.com/op25b/observatory/agent/refmtaspec"
+	"github.com/op25b/observatory/agent/report"
+	"github.com/op25b/observatory/agent/spool"
+	"github.com/op25b/observatory/internal/collectorclient"
+	"github.com/op25b/observatory/internal/uuidv7"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+// Daemon is one running agent.
+type Daemon struct {
+	Conn     *grpc.ClientConn
+	Identity collectorclient.Identity
+	Spool    *spool.Spool
+	Version  string
+	Log      *slog.Logger
+	// ScheduleEvery is how often the schedule is fetched (default 1 min).
+	ScheduleEvery time.Duration
+	// Batch is the most results per upload message (default 200).
+	Batch int
+	// Drain bounds the final delivery after SIGTERM (default 10 s).
+	Drain time.Duration
+	// RetryMax caps the backoff between delivery attempts (default 5 min).
+	RetryMax time.Duration
+
+	schedule atomic.Pointer[op25bv1.Schedule]
+	spooled  chan struct{} // a round appended results
+	gotFirst chan struct{}
+	once     sync.Once
+}
+
+// Run runs until ctx is done, then finishes the round in flight, delivers
+// what it can within Drain and returns. It returns an error when the
+// collector refuses the agent's credential (revoked): retrying cannot help.
+func (d *Daemon) Run(ctx context.Context) error {
+	if d.ScheduleEvery == 0 {
+		d.ScheduleEvery = time.Minute
+	}
+	if d.Batch == 0 {
+		d.Batch = 200
+	}
+	if d.Drain == 0 {
+		d.Drain = 10 * time.Second
+	}
+	if d.RetryMax == 0 {
+		d.RetryMax = 5 * time.Minute
+	}
+	d.spooled = make(chan struct{}, 1)
+	d.gotFirst = make(chan struct{})
+	// work outlives ctx: a SIGTERM lets the round in flight finish and the
+	// uploader drain; fatal ends everything at once.
+	work, stopWork := context.WithCancel(context.Background())
+	defer stopWork()
+	var fatal error
+	var fatalOnce sync.Once
+	die := func(err error) {
+		fatalOnce.Do(func() { fatal = err; stopWork() })
+	}
+
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); d.followSchedule(ctx, work, die) }()
+	roundsDone := make(chan struct{})
+	go func() { defer wg.Done(); defer close(roundsDone); d.rounds(ctx, work) }()
+	go func() { defer wg.Done(); d.deliver(work, roundsDone, die) }()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-work.Done():
+			return
+		}
+		<-roundsDone
+		// The last round is spooled: give delivery Drain to flush it.
+		t := time.NewTimer(d.Drain)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-work.Done():
+		}
+		stopWork()
+	}()
+	wg.Wait()
+	st := d.Spool.Stats()
+	d.Log.Info("agent stopped", "undelivered", st.Pending, "dropped_full", st.DroppedFull)
+	return fatal
+}
+
+// followSchedule fetches the schedule now and every ScheduleEvery; a new
+// version is picked up by the next round without a restart.
+func (d *Daemon) followSchedule(ctx, work context.Context, die func(error)) {
+	client := op25bv1.NewAgentServiceClient(d.Conn)
+	b := collectorclient.Backoff{Min: time.Second, Max: d.ScheduleEvery}
+	for {
+		cur := d.schedule.Load()
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := client.GetSchedule(cctx, &op25bv1.GetScheduleRequest{CurrentVersion: cur.GetVersion(), AgentVersion: d.Version},
+			d.Identity.CallOption())
+		cancel()
+		wait := d.ScheduleEvery
+		switch {
+		case err == nil && resp.GetSchedule() != nil:
+			d.schedule.Store(resp.GetSchedule())
+			d.Log.Info("schedule", "version", resp.GetSchedule().GetVersion(), "refmtas", len(resp.GetSchedule().GetReferenceMtas()),
+				"interval", resp.GetSchedule().GetInterval().AsDuration())
+			d.once.Do(func() { close(d.gotFirst) })
+			b.Reset()
+		case err == nil:
+			b.Reset()
+		case collectorclient.Permanent(err):
+			die(fmt.Errorf("the collector refused this agent: %w", err))
+			return
+		case ctx.Err() == nil:
+			wait = b.Next()
+			d.Log.Warn("fetching the schedule failed; retrying", "err", err, "in", wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-work.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Offset spreads agents over the jitter window by hashing their id, so
+// that thousands of agents never fire in lockstep and each keeps its slot.
+func Offset(agentID string, jitter time.Duration) time.Duration {
+	if jitter <= 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	h.Write([]byte(agentID))
+	return time.Duration(h.Sum64() % uint64(jitter))
+}
+
+// NextRound is the first round start after now: rounds fall on
+// multiples of interval since the Unix epoch, shifted by offset.
+func NextRound(now time.Time, interval, offset time.Duration) time.Time {
+	if interval <= 0 {
+		interval = 15 * time.Minute
+	}
+	base := now.Add(-offset).Truncate(interval).Add(offset)
+	if !base.After(now) {
+		base = base.Add(interval)
+	}
+	return base
+}
+
+// rounds runs a round at every slot of the current schedule until ctx is
+// done; a round that has started finishes (on work, not ctx).
+func (d *Daemon) rounds(ctx, work context.Context) {
+	select {
+	case <-d.gotFirst:
+	case <-ctx.Done():
+		return
+	case <-work.Done():
+		return
+	}
+	first := true
+	for {
+		sch := d.schedule.Load()
+		wait := time.Duration(0)
+		if !first {
+			wait = time.Until(NextRound(time.Now(), sch.GetInterval().AsDuration(), Offset(d.Identity.ID, sch.GetJitter().AsDuration())))
+		}
+		first = false
+		select {
+		case <-ctx.Done():
+			return
+		case <-work.Done():
+			return
+		case <-time.After(wait):
+		}
+		d.round(work, d.schedule.Load())
+	}
+}
+
+// round probes once and spools every result.
+func (d *Daemon) round(ctx context.Context, sch *op25bv1.Schedule) {
+	var targets []probe.Target
+	for _, m := range sch.GetReferenceMtas() {
+		id, err := refmtaspec.FromProto(m)
+		if err != nil {
+			d.Log.Warn("schedule lists an unusable reference MTA", "id", m.GetId(), "err", err)
+			continue
+		}
+		// The schedule's ports, when it lists any, replace each reference
+		// MTA's own list.
+		var ports []uint16
+		for _, p := range sch.GetPorts() {
+			ports = append(ports, uint16(p))
+		}
+		targets = append(targets, id.Targets(refmtaspec.Options{Ports: ports})...)
+	}
+	if len(targets) == 0 {
+		d.Log.Warn("the schedule lists no reference MTA to probe")
+		return
+	}
+	roundID := uuidv7.New(time.Now())
+	results, err := probe.Round(ctx, probe.Config{Timeout: sch.GetProbeTimeout().AsDuration(), Logger: d.Log}, targets)
+	if err != nil {
+		d.Log.Error("round could not run", "err", err)
+		return
+	}
+	recs := make([]spool.Record, 0, len(results))
+	for _, r := range results {
+		pr := report.ProbeResult(r, roundID, d.Version)
+		pr.AgentId, pr.ScheduleVersion = d.Identity.ID, sch.GetVersion()
+		b, err := proto.Marshal(pr)
+		if err != nil {
+			d.Log.Error("encoding a result", "err", err)
+			continue
+		}
+		recs = append(recs, spool.Record{ID: pr.ResultId, Payload: b})
+	}
+	if err := d.Spool.AppendBatch(recs); errors.Is(err, spool.ErrFull) {
+		// What fit is saved; the rest is counted and reported to the
+		// collector with the next batch.
+		d.Log.Error("the spool is full: some of the round's results were dropped", "dropped_total", d.Spool.Stats().DroppedFull)
+	} else if err != nil {
+		d.Log.Error("spooling the round's results failed", "results", len(recs), "err", err)
+	}
+	d.Log.Info("round done", "round", roundID, "results", len(recs), "pending", d.Spool.Len())
+	select {
+	case d.spooled <- struct{}{}:
+	default:
+	}
+}
+
+// deliver sends the spool until work is done and everything the rounds
+// spooled has been delivered or Drain ran out.
+func (d *Daemon) deliver(work context.Context, roundsDone <-chan struct{}, die func(error)) {
+	b := collectorclient.Backoff{Min: time.Second, Max: d.RetryMax}
+	for work.Err() == nil {
+		err := d.stream(work, roundsDone)
+		if err == nil || work.Err() != nil {
+			return
+		}
+		if collectorclient.Permanent(err) {
+			die(fmt.Errorf("the collector refused this agent: %w", err))
+			return
+		}
+		d.Log.Warn("delivery interrupted; results stay spooled", "err", err, "pending", d.Spool.Len())
+		if b.Sleep(work) != nil {
+			return
+		}
+		if d.Spool.Len() == 0 {
+			b.Reset()
+		}
+	}
+}
+
+// stream runs one upload stream. It returns nil once the rounds are done
+// and the spool is empty.
+func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error {
+	if d.Spool.Len() == 0 {
+		select {
+		case <-d.spooled:
+		case <-roundsDone:
+			if d.Spool.Len() == 0 {
+				return nil
+			}
+		case <-work.Done():
+			return work.Err()
+		}
+	}
+	sctx, cancel := context.WithCancel(work)
+	defer cancel()
+	stream, err := op25bv1.NewAgentServiceClient(d.Conn).UploadResults(sctx, d.Identity.CallOption())
+	if err != nil {
+		return err
+	}
+	var batch uint64
+	for {
+		recs := d.Spool.Pending(d.Batch)
+		if len(recs) == 0 {
+			select {
+			case <-d.spooled:
+				continue
+			case <-roundsDone:
+				if d.Spool.Len() == 0 {
+					stream.CloseSend()
+					return nil
+				}
+				continue
+			case <-work.Done():
+				return work.Err()
+			case <-time.After(time.Second):
+				continue
+			}
+		}
+		batch++
+		st := d.Spool.Stats()
+		req := &op25bv1.UploadResultsRequest{BatchId: batch, Spool: &op25bv1.SpoolStats{
+			PendingResults: uint64(st.Pending), DroppedFull: uint64(st.DroppedFull), CorruptRecords: uint64(st.CorruptRecords)}}
+		for _, r := range recs {
+			var pr op25bv1.ProbeResult
+			if err := proto.Unmarshal(r.Payload, &pr); err != nil {
+				// Cannot happen unless the disk lied past the checksum;
+				// such a record can never be delivered.
+				d.Log.Error("dropping an undecodable spooled result", "id", r.ID, "err", err)
+				d.Spool.Ack(r.ID)
+				continue
+			}
+			req.Results = append(req.Results, &pr)
+		}
+		if err := stream.Send(req); err != nil {
+			_, rerr := stream.Recv()
+			return errors.Join(err, rerr)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		done := append([]string(nil), resp.GetAckedResultIds()...)
+		for _, rej := range resp.GetRejections() {
+			d.Log.Warn("the collector rejected a result", "id", rej.GetResultId(), "reason", rej.GetReason())
+			done = append(done, rej.GetResultId())
+		}
+		if err := d.Spool.Ack(done...); err != nil {
+			return fmt.Errorf("spool ack: %w", err)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package daemon_test
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/op25b/observatory/agent/daemon"
+	"github.com/op25b/observatory/agent/spool"
+	"github.com/op25b/observatory/collector/api"
+	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/collectortest"
+	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/collectorclient"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+	"github.com/op25b/observatory/refmta/refmtatest"
+	"github.com/op25b/observatory/refmta/smtpd"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// setup starts a collector whose schedule names a real reference MTA on
+// loopback, and an enrolled agent daemon with its spool.
+func setup(t *testing.T, interval time.Duration) (*collectortest.Collector, *daemon.Daemon, *spool.Spool) {
+	t.Helper()
+	c := collectortest.Start(t, api.Options{})
+	ref := refmtatest.Start(t, "127.0.0.1", nil)
+	// Enrolled, so that the collector verifies its statements.
+	refID, _, err := c.Auth.Enroll(context.Background(), c.Token(t, auth.RefMTA, 1), auth.RefMTA, ref.Public(), "ref", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetSchedule(&op25bv1.Schedule{
+		ReferenceMtas: []*op25bv1.ReferenceMTA{{Id: refID, PublicKey: ref.Public(), Addresses: []string{"127.0.0.1"},
+			Ports:            []uint32{uint32(ref.Ports[smtpd.SMTP]), uint32(ref.Ports[smtpd.Submission]), uint32(ref.Ports[smtpd.SMTPS])},
+			ImplicitTlsPorts: []uint32{uint32(ref.Ports[smtpd.SMTPS])}, ControlPort: uint32(ref.Ports[smtpd.Control])}},
+		Interval: durationpb.New(interval), ProbeTimeout: durationpb.New(3 * time.Second)})
+	conn := c.Dial(t)
+	state := t.TempDir()
+	id, err := collectorclient.Ensure(context.Background(), conn, state, c.Token(t, auth.Agent, 1), op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, "test", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(filepath.Join(state, "spool"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return c, &daemon.Daemon{Conn: conn, Identity: id, Spool: sp, Version: "test", Log: slog.New(slog.DiscardHandler),
+		ScheduleEvery: 100 * time.Millisecond, Drain: 5 * time.Second}, sp
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, limit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRoundsAreDeliveredOnce(t *testing.T) {
+	c, d, sp := setup(t, 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	waitFor(t, "3 rounds stored", 30*time.Second, func() bool { return c.Count(t, "results") >= 9 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel = %v", err)
+	}
+	if n := sp.Len(); n != 0 {
+		t.Errorf("%d results still spooled after a clean stop; want 0", n)
+	}
+	var results, distinct, open, attributed int
+	c.Store.Pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT result_id), count(*) FILTER (WHERE verdict = 1),
+		count(*) FILTER (WHERE egress_source = 1 AND host(egress) = '127.0.0.1') FROM results`).Scan(&results, &distinct, &open, &attributed)
+	if results != distinct || results%3 != 0 || open != results {
+		t.Errorf("stored %d results (%d distinct, %d OPEN); want whole rounds of 3, each once, all OPEN", results, distinct, open)
+	}
+	if attributed != results {
+		t.Errorf("%d of %d results have their egress from a verified statement; want all", attributed, results)
+	}
+}
+
+func TestRevokedAgentStops(t *testing.T) {
+	c, d, _ := setup(t, time.Hour)
+	if err := c.Auth.Revoke(context.Background(), d.Identity.ID); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := d.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Errorf("Run of a revoked agent = %v; want a refusal", err)
+	}
+}
+
+func TestOffsetAndNextRound(t *testing.T) {
+	j := 5 * time.Minute
+	a, b := daemon.Offset("agent-a", j), daemon.Offset("agent-b", j)
+	if a == b || a < 0 || a >= j || daemon.Offset("agent-a", j) != a {
+		t.Errorf("Offset: a=%v b=%v; want distinct, stable, within [0, %v)", a, b, j)
+	}
+	now := time.Date(2026, 11, 23, 10, 7, 0, 0, time.UTC)
+	got := daemon.NextRound(now, 15*time.Minute, 2*time.Minute)
+	if want := time.Date(2026, 11, 23, 10, 17, 0, 0, time.UTC); !got.Equal(want) {
+		t.Errorf("NextRound(10:07, 15m, +2m) = %v; want %v", got, want)
+	}
+	if got := daemon.NextRound(time.Date(2026, 11, 23, 10, 17, 0, 0, time.UTC), 15*time.Minute, 2*time.Minute); !got.Equal(time.Date(2026, 11, 23, 10, 32, 0, 0, time.UTC)) {
+		t.Errorf("NextRound on a slot = %v; want the next slot", got)
+	}
+}

@@ -1,0 +1,212 @@
+package e2e_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/op25b/observatory/agent/daemon"
+	"github.com/op25b/observatory/agent/spool"
+	"github.com/op25b/observatory/collector/api"
+	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/collectortest"
+	"github.com/op25b/observatory/collector/localca"
+	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/collectorclient"
+	"github.com/op25b/observatory/internal/testenv"
+	"github.com/op25b/observatory/internal/uuidv7"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+// produce appends n results to sp as a round would, and returns their ids.
+func produce(t *testing.T, sp *spool.Spool, agentID string, n int) []string {
+	t.Helper()
+	var ids []string
+	var recs []spool.Record
+	for i := 0; i < n; i++ {
+		at := time.Now()
+		pr := &op25bv1.ProbeResult{ResultId: uuidv7.New(at), AgentId: agentID, RefmtaId: "refmta-x", Port: 25,
+			Family: op25bv1.AddressFamily_ADDRESS_FAMILY_IPV4, Verdict: op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT,
+			StartedAt: timestamppb.New(at), Failure: "timeout"}
+		b, _ := proto.Marshal(pr)
+		recs = append(recs, spool.Record{ID: pr.ResultId, Payload: b})
+		ids = append(ids, pr.ResultId)
+		if len(recs) == 500 {
+			if err := sp.AppendBatch(recs); err != nil {
+				t.Fatal(err)
+			}
+			recs = recs[:0]
+		}
+	}
+	if err := sp.AppendBatch(recs); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+// stored counts the results and distinct result ids in the database.
+func stored(t *testing.T, st *store.Store) (rows, distinct int) {
+	t.Helper()
+	err := st.Pool.QueryRow(context.Background(), "SELECT count(*), count(DISTINCT result_id) FROM results").Scan(&rows, &distinct)
+	if err != nil {
+		return -1, -1
+	}
+	return rows, distinct
+}
+
+func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, limit)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func agent(t *testing.T, addr, caFile, token string) (*daemon.Daemon, *spool.Spool) {
+	t.Helper()
+	conn, err := collectorclient.Dial(addr, caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	state := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, err := collectorclient.Ensure(ctx, conn, state, token, op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, "e2e", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := spool.Open(filepath.Join(state, "spool"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return &daemon.Daemon{Conn: conn, Identity: id, Spool: sp, Version: "test", Log: slog.New(slog.DiscardHandler),
+		Batch: 100, RetryMax: 2 * time.Second, ScheduleEvery: time.Second}, sp
+}
+
+func TestCollectorKilledMidStream(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "op25b-collector")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/op25b/observatory/collector/cmd/op25b-collector").CombinedOutput(); err != nil {
+		t.Fatalf("build collector: %v\n%s", err, out)
+	}
+	url := storetest.URL(t)
+	st, err := store.Open(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	dataDir := t.TempDir()
+	start := func() *exec.Cmd {
+		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--database-url", url, "--listen", addr,
+			"--http-listen", "127.0.0.1:0", "--rate", "10000", "--burst", "10000", "--log-level", "warn")
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the collector to listen", 30*time.Second, func() bool {
+			c, err := net.Dial("tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		return cmd
+	}
+	first := start()
+	defer func() { first.Process.Kill(); first.Wait() }()
+	as := &auth.Service{Pool: st.Pool, Now: time.Now}
+	_, token, err := as.CreateToken(context.Background(), "e2e", auth.Agent, time.Now().Add(time.Hour), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, sp := agent(t, addr, filepath.Join(dataDir, "tls", localca.CACert), token)
+	const n = 20000
+	ids := produce(t, sp, d.Identity.ID, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+
+	waitFor(t, "a third of the results stored", time.Minute, func() bool { r, _ := stored(t, st); return r >= n/3 })
+	first.Process.Kill() // SIGKILL, mid-stream
+	first.Wait()
+	r, _ := stored(t, st)
+	t.Logf("collector killed with %d of %d results stored", r, n)
+	if r >= n {
+		t.Fatalf("all results were stored before the kill; the test proves nothing")
+	}
+	second := start()
+	defer func() { second.Process.Kill(); second.Wait() }()
+	waitFor(t, "every result stored", 2*time.Minute, func() bool { return sp.Len() == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("agent: %v", err)
+	}
+	rows, distinct := stored(t, st)
+	if rows != n || distinct != n {
+		t.Errorf("stored %d rows, %d distinct; want each of the %d results exactly once", rows, distinct, n)
+	}
+	var missing int
+	st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&missing)
+	if missing != 0 {
+		t.Errorf("%d produced results are not stored", missing)
+	}
+}
+
+func TestPostgresDownFor60s(t *testing.T) {
+	cluster := storetest.Cluster(t)
+	if cluster == nil {
+		testenv.Unavailable(t, "DATABASE_URL names an external server, which this test cannot stop")
+	}
+	c := collectortest.Start(t, api.Options{})
+	c.SetSchedule(&op25bv1.Schedule{})
+	d, sp := agent(t, c.Addr, c.CAFile, c.Token(t, auth.Agent, 1))
+	produce(t, sp, d.Identity.ID, 1000)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	waitFor(t, "the first results delivered", time.Minute, func() bool { return sp.Len() == 0 })
+
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	// The agent goes on measuring while the database is away.
+	produce(t, sp, d.Identity.ID, 2000)
+	time.Sleep(60*time.Second - time.Since(stopped))
+	if got := sp.Len(); got != 2000 {
+		t.Errorf("spooled while PostgreSQL was down: %d; want 2000 (nothing acknowledged)", got)
+	}
+	if err := cluster.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spool delivered after the outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("agent: %v", err)
+	}
+	rows, distinct := stored(t, c.Store)
+	if rows != 3000 || distinct != 3000 {
+		t.Errorf("stored %d rows, %d distinct; want 3000 exactly once", rows, distinct)
+	}
+}
