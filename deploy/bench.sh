@@ -10,6 +10,12 @@ cleanup() { [ -n "$refmta_pid" ] && kill "$refmta_pid" 2>/dev/null; rm -rf "$wor
 trap cleanup EXIT
 cd "$root"
 go build -o "$work/maxrss" ./deploy/bench/maxrss
+# metric FILE BENCHMARK UNIT: the median of UNIT over the runs of BENCHMARK
+# (named with or without its -GOMAXPROCS suffix) in go test -bench output.
+metric() {
+  awk -v b="$2" -v m="$3" '$1 == b || index($1, b "-") == 1 && $1 ~ /-[0-9]+$/ {for (i = 1; i <= NF; i++) if ($i == m) print $(i-1)}' "$1" |
+    sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'
+}
 
 echo "bench: agent binary size" >&2
 agent_size=$(stat -c %s "$out/op25b-agent")
@@ -39,10 +45,21 @@ kill "$refmta_pid"; wait "$refmta_pid" 2>/dev/null || true; refmta_pid=""
 
 echo "bench: reference MTA sessions/s (go test -bench, 5 runs each)" >&2
 go test -run '^$' -bench 'AcceptClose|Session' -benchtime 2s -count 5 ./refmta/smtpd | tee "$work/smtpd.txt" >&2
-median() { grep "^$1-" "$work/smtpd.txt" | awk '{for(i=1;i<=NF;i++) if($i=="sessions/s") print $(i-1)}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-accept=$(median BenchmarkAcceptClose)
-smtp=$(median BenchmarkSessionSMTP)
-smtps=$(median BenchmarkSessionSMTPS)
+accept=$(metric "$work/smtpd.txt" BenchmarkAcceptClose sessions/s)
+smtp=$(metric "$work/smtpd.txt" BenchmarkSessionSMTP sessions/s)
+smtps=$(metric "$work/smtpd.txt" BenchmarkSessionSMTPS sessions/s)
+
+echo "bench: ingest over gRPC vs raw COPY (go test -bench, 3 runs each)" >&2
+go test -run '^$' -bench 'Ingest' -benchtime 3s -count 3 ./deploy/e2e | tee "$work/ingest.txt" >&2
+ingest=$(metric "$work/ingest.txt" BenchmarkIngestGRPC results/s)
+rawcopy=$(metric "$work/ingest.txt" BenchmarkIngestRawCopy results/s)
+
+echo "bench: ASN lookups per core (go test -bench -cpu 1, 3 runs)" >&2
+go test -run '^$' -bench 'Lookup' -cpu 1 -count 3 ./collector/asn | tee "$work/asn.txt" >&2
+lpm4=$(metric "$work/asn.txt" BenchmarkLookup/IPv4 lookups/s)
+lpm6=$(metric "$work/asn.txt" BenchmarkLookup/IPv6 lookups/s)
+map4=$(metric "$work/asn.txt" BenchmarkMapLookup/IPv4 lookups/s)
+map6=$(metric "$work/asn.txt" BenchmarkMapLookup/IPv6 lookups/s)
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 mib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1048576}'; }
@@ -73,6 +90,29 @@ server that accepts and closes (the limit of the kernel and Go's net package).
 |---|---|---|---|
 | port 25: banner, EHLO with nonce, signed statement, QUIT | $smtp | $accept | $(ratio "$smtp" "$accept") |
 | port 465: TLS handshake (Ed25519), banner, EHLO, statement, QUIT | $smtps | $accept | $(ratio "$smtps" "$accept") |
+
+## Collector
+
+Ingest: 32 agents, each its own enrolled credential and stream, send
+batches of 200 results over gRPC with TLS into the collector (validation,
+attribution, \`COPY\` into a staging table, \`INSERT ... ON CONFLICT DO
+NOTHING\` into the partitioned results table, acknowledgement after
+COMMIT). The limit: the same rows written by the same store code straight
+into PostgreSQL, with the same concurrency. Both against the test cluster
+(fsync off), median of 3 runs.
+
+| what | measured | limit in the same run | ratio | goal |
+|---|---|---|---|---|
+| end-to-end ingest | $ingest results/s | pgx COPY + INSERT ON CONFLICT: $rawcopy results/s | $(ratio "$ingest" "$rawcopy") | at least 0.7 |
+
+ASN lookups per second on one core (GOMAXPROCS=1), longest-prefix match in
+a table of 1M IPv4 and 200k IPv6 prefixes, against an exact-match Go map
+holding every looked-up address (the cost of one hash probe), median of 3:
+
+| family | LPM lookups/s | map lookups/s | ratio |
+|---|---|---|---|
+| IPv4 | $lpm4 | $map4 | $(ratio "$lpm4" "$map4") |
+| IPv6 | $lpm6 | $map6 | $(ratio "$lpm6" "$map6") |
 
 Reproduce: \`make bench\`.
 MD

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -209,4 +210,8 @@ func TestPostgresDownFor60s(t *testing.T) {
 	if rows != 3000 || distinct != 3000 {
 		t.Errorf("stored %d rows, %d distinct; want 3000 exactly once", rows, distinct)
 	}
+}
+
+func withBearer(ctx context.Context, cred string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+cred)
 }
