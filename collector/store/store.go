@@ -293,3 +293,37 @@ func (s *Store) RegisterSnapshot(ctx context.Context, sha256, format, source str
 	}
 	return id, nil
 }
+
+// VerdictCount is how many results of one ASN, family, port and verdict a
+// window holds, and from how many agents.
+type VerdictCount struct {
+	ASN     uint32 // 0: unattributed
+	Family  uint8
+	Port    uint16
+	Verdict uint8
+	Results int64
+	Agents  int64
+}
+
+// VerdictCounts counts the results measured since since, per ASN, family,
+// port and verdict: the raw material of the per-ASN summary.
+func (s *Store) VerdictCounts(ctx context.Context, since time.Time) ([]VerdictCount, error) {
+	rows, err := s.Pool.Query(ctx, `SELECT coalesce(asn, 0), family, port, verdict, count(*), count(DISTINCT agent_id)
+		FROM results WHERE measured_at >= $1 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, since)
+	if err != nil {
+		return nil, fmt.Errorf("store: verdict counts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (VerdictCount, error) {
+		var c VerdictCount
+		var asn int64
+		var fam, verdict int16
+		var port int32
+		err := r.Scan(&asn, &fam, &port, &verdict, &c.Results, &c.Agents)
+		c.ASN, c.Family, c.Port, c.Verdict = uint32(asn), uint8(fam), uint16(port), uint8(verdict)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: verdict counts: %w", err)
+	}
+	return out, nil
+}

@@ -109,3 +109,26 @@ func TestSightingsCorroborateOpen(t *testing.T) {
 		t.Errorf("Uncorroborated = %v; want only liar's %s", flagged, rs[2].ID)
 	}
 }
+
+func TestVerdictCounts(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	rs := results(4, at)
+	for i := range rs {
+		rs[i].MeasuredAt, rs[i].ID = at, uuidv7.New(at)
+	}
+	rs[3].Verdict, rs[3].AgentID = 1, "agent-2"
+	if _, err := s.InsertResults(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.VerdictCounts(ctx, at.Add(-time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.VerdictCount{{ASN: 64500, Family: 4, Port: 25, Verdict: 1, Results: 1, Agents: 1},
+		{ASN: 64500, Family: 4, Port: 25, Verdict: 2, Results: 3, Agents: 1}}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("VerdictCounts = %+v; want %+v", got, want)
+	}
+}

@@ -7,6 +7,7 @@
 //	op25b-collector token create --label L [--kind agent|refmta] [--expires 720h] [--uses N]
 //	op25b-collector token list | token revoke ID
 //	op25b-collector principal revoke ID                      refuse an agent or refmta from its next call
+//	op25b-collector summary [--since 24h]                    verdicts per ASN, family and port
 //
 // With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
 // cluster under --data-dir from the locally installed server binaries.
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -46,6 +48,7 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/ratelimit"
+	"github.com/op25b/observatory/internal/verdict"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -142,10 +145,12 @@ func main() {
 		err = token(args)
 	case "principal":
 		err = principal(args)
+	case "summary":
+		err = summary(args)
 	case "version":
 		fmt.Println("op25b-collector", version)
 	default:
-		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary or version)\n", cmd)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -459,4 +464,65 @@ func principal(args []string) error {
 	}
 	defer closeStore()
 	return (&auth.Service{Pool: st.Pool, Now: time.Now}).Revoke(ctx, fs.Arg(0))
+}
+
+// summary prints the verdicts of recent results per ASN, family and port.
+func summary(args []string) error {
+	var c common
+	fs := flag.NewFlagSet("op25b-collector summary", flag.ContinueOnError)
+	c.register(fs)
+	since := fs.Duration("since", 24*time.Hour, "window of measurement times to summarise")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	st, closeStore, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	counts, err := st.VerdictCounts(ctx, time.Now().Add(-*since))
+	if err != nil {
+		return err
+	}
+	return printSummary(os.Stdout, counts)
+}
+
+// printSummary writes one line per ASN, family and port: results, agents
+// and the count of each verdict seen.
+func printSummary(w io.Writer, counts []store.VerdictCount) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ASN\tFAMILY\tPORT\tRESULTS\tAGENTS\tVERDICTS")
+	type key struct {
+		asn    uint32
+		family uint8
+		port   uint16
+	}
+	var order []key
+	rows := map[key][]store.VerdictCount{}
+	for _, c := range counts {
+		k := key{c.ASN, c.Family, c.Port}
+		if rows[k] == nil {
+			order = append(order, k)
+		}
+		rows[k] = append(rows[k], c)
+	}
+	if len(order) == 0 {
+		fmt.Fprintln(tw, "(no results in the window yet)")
+	}
+	for _, k := range order {
+		var n, agents int64
+		var parts []string
+		for _, c := range rows[k] {
+			n += c.Results
+			agents = max(agents, c.Agents)
+			parts = append(parts, fmt.Sprintf("%s %d", verdict.Verdict(c.Verdict), c.Results))
+		}
+		asnText := "unknown"
+		if k.asn != 0 {
+			asnText = fmt.Sprintf("AS%d", k.asn)
+		}
+		fmt.Fprintf(tw, "%s\tIPv%d\t%d\t%d\t%d\t%s\n", asnText, k.family, k.port, n, agents, strings.Join(parts, ", "))
+	}
+	return tw.Flush()
 }
