@@ -369,3 +369,25 @@ func (b *builder) insert(p netip.Prefix, rec uint32) {
 	b.t.routes.Insert(p, makeRoute(rec, p.Bits()))
 	b.added++
 }
+
+// Holder is what a snapshot says about an AS itself.
+type Holder struct {
+	Name    string
+	Country string
+}
+
+// Holders returns the name and country of every AS the snapshot names
+// (ip2asn and mmdb carry them; pfx2as does not). When prefixes of one AS
+// disagree, the first one loaded wins.
+func (t *Table) Holders() map[uint32]Holder {
+	out := make(map[uint32]Holder)
+	for _, r := range t.records {
+		if r.name == "" && r.country == "" {
+			continue
+		}
+		if _, seen := out[r.asn]; !seen {
+			out[r.asn] = Holder{Name: r.name, Country: r.country}
+		}
+	}
+	return out
+}

@@ -298,6 +298,8 @@ func (s *Store) RegisterSnapshot(ctx context.Context, sha256, format, source str
 // window holds, and from how many agents.
 type VerdictCount struct {
 	ASN     uint32 // 0: unattributed
+	Name    string // of the AS, when a snapshot named it
+	Country string
 	Family  uint8
 	Port    uint16
 	Verdict uint8
@@ -308,8 +310,10 @@ type VerdictCount struct {
 // VerdictCounts counts the results measured since since, per ASN, family,
 // port and verdict: the raw material of the per-ASN summary.
 func (s *Store) VerdictCounts(ctx context.Context, since time.Time) ([]VerdictCount, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT coalesce(asn, 0), family, port, verdict, count(*), count(DISTINCT agent_id)
-		FROM results WHERE measured_at >= $1 GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`, since)
+	rows, err := s.Pool.Query(ctx, `SELECT coalesce(r.asn, 0), coalesce(n.name, ''), coalesce(n.country, ''), r.family, r.port, r.verdict,
+		count(*), count(DISTINCT r.agent_id)
+		FROM results r LEFT JOIN as_names n ON n.asn = r.asn
+		WHERE r.measured_at >= $1 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 4, 5, 6`, since)
 	if err != nil {
 		return nil, fmt.Errorf("store: verdict counts: %w", err)
 	}
@@ -318,7 +322,7 @@ func (s *Store) VerdictCounts(ctx context.Context, since time.Time) ([]VerdictCo
 		var asn int64
 		var fam, verdict int16
 		var port int32
-		err := r.Scan(&asn, &fam, &port, &verdict, &c.Results, &c.Agents)
+		err := r.Scan(&asn, &c.Name, &c.Country, &fam, &port, &verdict, &c.Results, &c.Agents)
 		c.ASN, c.Family, c.Port, c.Verdict = uint32(asn), uint8(fam), uint16(port), uint8(verdict)
 		return c, err
 	})
@@ -326,4 +330,38 @@ func (s *Store) VerdictCounts(ctx context.Context, since time.Time) ([]VerdictCo
 		return nil, fmt.Errorf("store: verdict counts: %w", err)
 	}
 	return out, nil
+}
+
+// ASHolder is the name and country of an AS.
+type ASHolder struct {
+	ASN           uint32
+	Name, Country string
+}
+
+// UpsertASNames records AS names and countries from a snapshot, replacing
+// older ones.
+func (s *Store) UpsertASNames(ctx context.Context, hs []ASHolder) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE as_names_staging (asn bigint, name text, country text) ON COMMIT DROP"); err != nil {
+			return err
+		}
+		rows := make([][]any, len(hs))
+		for i, h := range hs {
+			rows[i] = []any{int64(h.ASN), h.Name, h.Country}
+		}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"as_names_staging"}, []string{"asn", "name", "country"}, pgx.CopyFromRows(rows)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO as_names (asn, name, country) SELECT asn, name, country FROM as_names_staging
+			ON CONFLICT (asn) DO UPDATE SET name = EXCLUDED.name, country = EXCLUDED.country, updated_at = now()
+			WHERE (as_names.name, as_names.country) IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.country)`)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: AS names: %w", err)
+	}
+	return nil
 }

@@ -132,3 +132,20 @@ func TestVerdictCounts(t *testing.T) {
 		t.Errorf("VerdictCounts = %+v; want %+v", got, want)
 	}
 }
+
+func TestUpsertASNames(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	if err := s.UpsertASNames(ctx, []store.ASHolder{{64500, "OLD-NAME", "JP"}, {64501, "OTHER", "DE"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpsertASNames(ctx, []store.ASHolder{{64500, "NEW-NAME", "JP"}}); err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	var n int
+	s.Pool.QueryRow(ctx, "SELECT (SELECT name FROM as_names WHERE asn = 64500), count(*) FROM as_names").Scan(&name, &n)
+	if name != "NEW-NAME" || n != 2 {
+		t.Errorf("as_names: AS64500 %q, %d rows; want NEW-NAME and 2", name, n)
+	}
+}

@@ -332,8 +332,15 @@ func putInForce(ctx context.Context, t, last *asn.Table, st *store.Store, snaps 
 	if err != nil {
 		return last, err
 	}
+	var holders []store.ASHolder
+	for n, h := range t.Holders() {
+		holders = append(holders, store.ASHolder{ASN: n, Name: h.Name, Country: h.Country})
+	}
+	if err := st.UpsertASNames(ctx, holders); err != nil {
+		return last, err
+	}
 	snaps.Add(t, id, m.Loaded)
-	log.Info("ASN snapshot in force", "id", id, "format", m.Format, "prefixes_v4", m.Prefixes4, "prefixes_v6", m.Prefixes6)
+	log.Info("ASN snapshot in force", "id", id, "format", m.Format, "prefixes_v4", m.Prefixes4, "prefixes_v6", m.Prefixes6, "as_names", len(holders))
 	return t, nil
 }
 
@@ -521,6 +528,12 @@ func printSummary(w io.Writer, counts []store.VerdictCount) error {
 		asnText := "unknown"
 		if k.asn != 0 {
 			asnText = fmt.Sprintf("AS%d", k.asn)
+			if c := rows[k][0]; c.Name != "" {
+				asnText += " " + c.Name
+				if c.Country != "" {
+					asnText += " (" + c.Country + ")"
+				}
+			}
 		}
 		fmt.Fprintf(tw, "%s\tIPv%d\t%d\t%d\t%d\t%s\n", asnText, k.family, k.port, n, agents, strings.Join(parts, ", "))
 	}
