@@ -61,6 +61,28 @@ lpm6=$(metric "$work/asn.txt" BenchmarkLookup/IPv6 lookups/s)
 map4=$(metric "$work/asn.txt" BenchmarkMapLookup/IPv4 lookups/s)
 map6=$(metric "$work/asn.txt" BenchmarkMapLookup/IPv6 lookups/s)
 
+echo "bench: collector RSS with 10,000 agents connected" >&2
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true # 10,000 connections need as many descriptors
+cdir="$work/collector"
+"$out/op25b-collector" --data-dir "$cdir" --listen 127.0.0.1:18443 --http-listen 127.0.0.1:19090 \
+  --rate 100000 --burst 100000 --log-level warn &
+cpid=$!
+for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/18443) 2>/dev/null && break; sleep 0.2; done
+atok=$("$out/op25b-collector" token create --data-dir "$cdir" --kind agent --uses 10000 --label bench 2>/dev/null)
+idle_rss=$(awk '/^VmRSS/ {print $2}' /proc/$cpid/status)
+go build -o "$work/agents" ./deploy/bench/agents
+mkfifo "$work/hold"
+"$work/agents" --collector 127.0.0.1:18443 --ca "$cdir/tls/ca.pem" --token "$atok" --agents 10000 < "$work/hold" > "$work/agents.out" &
+apid=$!
+exec 9> "$work/hold" # the load generator holds its agents until this closes
+for _ in $(seq 1 600); do grep -q '^connected' "$work/agents.out" && break; sleep 0.5; done
+agents_line=$(cat "$work/agents.out")
+agents_rss=$(awk '/^VmRSS/ {print $2}' /proc/$cpid/status)
+exec 9>&-
+wait "$apid" || true
+kill "$cpid"; wait "$cpid" || true
+echo "bench: $agents_line; collector RSS idle $idle_rss KiB, with agents $agents_rss KiB" >&2
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 mib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1048576}'; }
 kmib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1024}'; }
@@ -104,6 +126,7 @@ into PostgreSQL, with the same concurrency. Both against the test cluster
 | what | measured | limit in the same run | ratio | goal |
 |---|---|---|---|---|
 | end-to-end ingest | $ingest results/s | pgx COPY + INSERT ON CONFLICT: $rawcopy results/s | $(ratio "$ingest" "$rawcopy") | at least 0.7 |
+| collector RSS with 10,000 agents connected (each enrolled, on its own TLS connection, with an open upload stream that delivered a batch: $agents_line) | $(kmib "$agents_rss") | the same collector idle: $(kmib "$idle_rss") | $(ratio "$agents_rss" "$idle_rss") ($(awk -v a="$agents_rss" -v b="$idle_rss" 'BEGIN {printf "%.0f", (a-b)/10000}') KiB per agent) | |
 
 ASN lookups per second on one core (GOMAXPROCS=1), longest-prefix match in
 a table of 1M IPv4 and 200k IPv6 prefixes, against an exact-match Go map
