@@ -488,11 +488,24 @@ func summary(args []string) error {
 		return err
 	}
 	defer closeStore()
-	counts, err := st.VerdictCounts(ctx, time.Now().Add(-*since))
+	now := time.Now()
+	counts, err := st.VerdictCounts(ctx, now.Add(-*since))
 	if err != nil {
 		return err
 	}
-	return printSummary(os.Stdout, counts)
+	if err := printSummary(os.Stdout, counts); err != nil {
+		return err
+	}
+	// Sightings arrive in batches: leave them a minute before calling an
+	// OPEN claim uncorroborated.
+	flagged, err := st.Uncorroborated(ctx, now.Add(-*since), now.Add(-time.Minute))
+	if err != nil {
+		return err
+	}
+	for agent, ids := range flagged {
+		fmt.Printf("flagged: %s claims OPEN in %d results that no reference MTA reported seeing (first %s)\n", agent, len(ids), ids[0])
+	}
+	return nil
 }
 
 // printSummary writes one line per ASN, family and port: results, agents
