@@ -98,6 +98,17 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o700); err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
+	// Serialise with other processes starting the same cluster (a
+	// collector and an operator's `token create`): one initialises and
+	// starts it, the others attach.
+	lock, err := os.OpenFile(filepath.Join(dir, "start.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return nil, fmt.Errorf("pgcluster: lock %s: %w", dir, err)
+	}
 	if c.cred != nil {
 		if err := chownTree(dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
 			return nil, err

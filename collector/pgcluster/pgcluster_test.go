@@ -58,3 +58,44 @@ func TestStartStopRestart(t *testing.T) {
 		t.Errorf("query after a second Start = %q", got)
 	}
 }
+
+func TestConcurrentStartsShareOneCluster(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "pg")
+	type res struct {
+		c   *Cluster
+		err error
+	}
+	out := make(chan res, 3)
+	for i := 0; i < 3; i++ {
+		go func() { c, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}}); out <- res{c, err} }()
+	}
+	var owner *Cluster
+	port := 0
+	for i := 0; i < 3; i++ {
+		r := <-out
+		if r.err != nil {
+			t.Fatalf("concurrent Start: %v", r.err)
+		}
+		if port != 0 && r.c.Port != port {
+			t.Errorf("concurrent Starts got ports %d and %d; want one cluster", port, r.c.Port)
+		}
+		port = r.c.Port
+		if !r.c.attached {
+			if owner != nil {
+				t.Errorf("two Starts both own the cluster")
+			}
+			owner = r.c
+		}
+	}
+	if owner == nil {
+		t.Fatal("no Start owns the cluster")
+	}
+	if err := owner.Stop(); err != nil {
+		t.Fatal(err)
+	}
+}
