@@ -81,7 +81,8 @@ func (id Identity) CallOption() grpc.CallOption { return grpc.PerRPCCredentials(
 
 // Ensure returns the identity stored in stateDir, enrolling with token
 // first if there is none. Enrolling needs a token; an agent that has
-// enrolled needs none again.
+// enrolled needs none again. While the collector cannot be reached it
+// retries with backoff until ctx is done.
 func Ensure(ctx context.Context, conn *grpc.ClientConn, stateDir, token string, kind op25bv1.PrincipalKind, label, software string) (Identity, error) {
 	key, _, err := keyfile.LoadOrCreate(filepath.Join(stateDir, KeyFile))
 	if err != nil {
@@ -97,10 +98,24 @@ func Ensure(ctx context.Context, conn *grpc.ClientConn, stateDir, token string, 
 	if token == "" {
 		return Identity{}, fmt.Errorf("not enrolled yet (no %s in %s): give an enrollment token (--enroll)", CredentialFile, stateDir)
 	}
-	resp, err := op25bv1.NewEnrollmentServiceClient(conn).Enroll(ctx, &op25bv1.EnrollRequest{Token: token, Kind: kind,
-		PublicKey: key.Public().(ed25519.PublicKey), SoftwareVersion: software, Label: label})
-	if err != nil {
-		return Identity{}, fmt.Errorf("enroll: %w", err)
+	// A collector that is down or still starting is waited for; a refused
+	// token is final.
+	b := Backoff{Min: time.Second, Max: 30 * time.Second}
+	var resp *op25bv1.EnrollResponse
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err = op25bv1.NewEnrollmentServiceClient(conn).Enroll(cctx, &op25bv1.EnrollRequest{Token: token, Kind: kind,
+			PublicKey: key.Public().(ed25519.PublicKey), SoftwareVersion: software, Label: label})
+		cancel()
+		if err == nil {
+			break
+		}
+		if Permanent(err) || status.Code(err) == codes.InvalidArgument || ctx.Err() != nil {
+			return Identity{}, fmt.Errorf("enroll: %w", err)
+		}
+		if b.Sleep(ctx) != nil {
+			return Identity{}, fmt.Errorf("enroll: %w", err)
+		}
 	}
 	if err := keyfile.WriteSecret(filepath.Join(stateDir, CredentialFile), resp.Credential); err != nil {
 		return Identity{}, err

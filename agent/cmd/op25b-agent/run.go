@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"time"
 
 	"github.com/op25b/observatory/agent/daemon"
 	"github.com/op25b/observatory/agent/spool"
@@ -57,9 +56,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer conn.Close()
-	ectx, cancel := context.WithTimeout(ctx, time.Minute)
-	id, err := collectorclient.Ensure(ectx, conn, *state, *enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, *label, version)
-	cancel()
+	id, err := collectorclient.Ensure(ctx, conn, *state, *enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, *label, version)
 	if err != nil {
 		return fail(err)
 	}

@@ -294,20 +294,23 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 			return err
 		}
 		defer conn.Close()
-		ectx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		id, err := collectorclient.Ensure(ectx, conn, o.stateDir, o.enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_REFMTA, o.hostname, version)
-		cancel()
-		if err != nil {
-			return err
-		}
-		if id.ID != doc.Id {
-			log.Warn("enrolled under another id than the identity document's: the collector will not verify this reference MTA's statements",
-				"enrolled", id.ID, "document", doc.Id)
-		}
-		log.Info("uploading sightings", "collector", o.collector, "as", id.ID)
+		// Enrollment waits for the collector in the background: the SMTP
+		// service does not depend on it.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			id, err := collectorclient.Ensure(ctx, conn, o.stateDir, o.enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_REFMTA, o.hostname, version)
+			if err != nil {
+				if ctx.Err() == nil {
+					log.Error("enrolling with the collector failed; sightings stay queued", "err", err)
+				}
+				return
+			}
+			if id.ID != doc.Id {
+				log.Warn("enrolled under another id than the identity document's: the collector will not verify this reference MTA's statements",
+					"enrolled", id.ID, "document", doc.Id)
+			}
+			log.Info("uploading sightings", "collector", o.collector, "as", id.ID)
 			u := &upload.Uploader{Conn: conn, Identity: id, Queue: queue, Log: log}
 			if err := u.Run(ctx); err != nil {
 				log.Error("sighting upload stopped", "err", err)
