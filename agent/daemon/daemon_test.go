@@ -81,12 +81,12 @@ func TestRoundsAreDeliveredOnce(t *testing.T) {
 	}
 	var results, distinct, open, attributed int
 	c.Store.Pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT result_id), count(*) FILTER (WHERE verdict = 1),
-		count(*) FILTER (WHERE egress_source = 1 AND host(egress) = '127.0.0.1') FROM results`).Scan(&results, &distinct, &open, &attributed)
+		count(*) FILTER (WHERE egress_source = 2 AND host(egress) = '127.0.0.1') FROM results`).Scan(&results, &distinct, &open, &attributed)
 	if results != distinct || results%3 != 0 || open != results {
 		t.Errorf("stored %d results (%d distinct, %d OPEN); want whole rounds of 3, each once, all OPEN", results, distinct, open)
 	}
 	if attributed != results {
-		t.Errorf("%d of %d results have their egress from a verified statement; want all", attributed, results)
+		t.Errorf("%d of %d results have their egress from the verified control statement; want all", attributed, results)
 	}
 }
 

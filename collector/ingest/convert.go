@@ -151,24 +151,26 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 	return r, ""
 }
 
-// egress decides the source address the servers observed: the reference
-// MTA's signed statement for this probe, else the signed control statement
-// of the same round, else the agent's connection to the collector when it
-// is of the same family. The agent's own word is never used.
+// egress decides the source address the servers observed: the control
+// port's signed statement of the same round (the agent's own egress, even
+// when a proxy re-originated the SMTP session), else the reference MTA's
+// signed statement for this probe, else the agent's connection to the
+// collector when it is of the same family. The agent's own word is never
+// used.
 func (c *Converter) egress(pr *op25bv1.ProbeResult, family uint8, peer netip.Addr, at time.Time) (netip.Addr, store.EgressSource) {
 	key, ok := ed25519.PublicKey(nil), false
 	if c.Keys != nil {
 		key, ok = c.Keys.RefMTAKey(pr.GetRefmtaId())
 	}
 	if ok {
-		if st, err := proof.Verify(key, pr.GetEvidence().GetStatement()); err == nil && string(st.Nonce) == string(pr.GetNonce()) && familyOf(st.Source) == family {
-			return st.Source, store.EgressStatement
-		}
 		// The control statement carries no nonce of this result; its time
 		// keeps an old statement from being passed off as this round's.
 		if st, err := proof.Verify(key, pr.GetControl().GetStatement()); err == nil && familyOf(st.Source) == family &&
 			st.Time.Sub(at).Abs() < controlWindow {
 			return st.Source, store.EgressControl
+		}
+		if st, err := proof.Verify(key, pr.GetEvidence().GetStatement()); err == nil && string(st.Nonce) == string(pr.GetNonce()) && familyOf(st.Source) == family {
+			return st.Source, store.EgressStatement
 		}
 	}
 	if peer.IsValid() && familyOf(peer) == family {

@@ -106,7 +106,9 @@ func TestEgressFromVerifiedStatementsOnly(t *testing.T) {
 		want     string
 		source   store.EgressSource
 	}{
-		{"port statement", stmt(key, "198.51.100.7", nonce, at), stmt(key, "198.51.100.8", ctlNonce, at), "198.51.100.7", store.EgressStatement},
+		// A proxy re-originated the session: the control port saw the agent.
+		{"control before port statement", stmt(key, "203.0.113.2", nonce, at), stmt(key, "198.51.100.8", ctlNonce, at), "198.51.100.8", store.EgressControl},
+		{"port statement without control", stmt(key, "198.51.100.7", nonce, at), "", "198.51.100.7", store.EgressStatement},
 		{"control statement", "", stmt(key, "198.51.100.8", ctlNonce, at), "198.51.100.8", store.EgressControl},
 		{"forged port statement", stmt(other, "192.0.2.1", nonce, at), "", "203.0.113.9", store.EgressIngest},
 		{"statement for another nonce", stmt(key, "192.0.2.1", ctlNonce, at), "", "203.0.113.9", store.EgressIngest},

@@ -149,11 +149,12 @@ type Result struct {
 // EgressSource says how the collector learnt a result's egress address.
 type EgressSource uint8
 
-// The sources of the egress address, most trusted first.
+// The sources of the egress address (ingest prefers the control port's,
+// then the probe's statement, then the connection).
 const (
 	EgressUnknown   EgressSource = 0
-	EgressStatement EgressSource = 1 // a reference MTA's signed statement in the result
-	EgressControl   EgressSource = 2 // the control port's observation in the same round
+	EgressStatement EgressSource = 1 // the reference MTA's signed statement for this probe
+	EgressControl   EgressSource = 2 // the control port's signed statement in the same round
 	EgressIngest    EgressSource = 3 // the address of the agent's connection to the collector
 )
 
