@@ -16,11 +16,14 @@ const stopGrace = 2 * time.Second
 // child is a long-running process of the testbed (the reference MTA, a
 // middlebox), started in its own process group.
 type child struct {
-	name string
-	cmd  *exec.Cmd
-	out  *tail // stdout and stderr
-	done chan struct{}
-	err  error // valid after done is closed
+	// grace is how long stop waits after SIGTERM (at least stopGrace): the
+	// collector stops its PostgreSQL before it exits.
+	grace time.Duration
+	name  string
+	cmd   *exec.Cmd
+	out   *tail // stdout and stderr
+	done  chan struct{}
+	err   error // valid after done is closed
 }
 
 func startChild(name string, log *slog.Logger, argv ...string) (*child, error) {
@@ -61,7 +64,7 @@ func (c *child) stop() {
 	_ = signalGroup(pid, syscall.SIGTERM)
 	select {
 	case <-c.done:
-	case <-time.After(stopGrace):
+	case <-time.After(max(c.grace, stopGrace)):
 	}
 	// Also when the leader is gone: a descendant may survive it.
 	_ = signalGroup(pid, syscall.SIGKILL)

@@ -53,6 +53,9 @@ type Config struct {
 	// Timeout of each probe, passed to the agent (--timeout).
 	Timeout time.Duration
 	Log     *slog.Logger
+	// Pipeline, if set, keeps the network running after the checks with
+	// the collector and agent daemons (see Pipeline).
+	Pipeline *Pipeline
 }
 
 // Time limits of the set-up; generous, as they only matter when broken.
@@ -162,10 +165,11 @@ func runTestbed(ctx context.Context, cfg Config, rep *Report) (err error) {
 	var children []*child
 	defer func() {
 		log.Info("cleaning up")
-		for _, c := range children {
-			c.stop()
-		}
-		if terr := topo.teardown(cleanCtx); terr != nil {
+		stopChildren(children)
+		// A context of its own: a pipeline run may have outlived cleanCtx.
+		tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupLimit)
+		defer cancel()
+		if terr := topo.teardown(tctx); terr != nil {
 			log.Error("teardown", "err", terr)
 			err = errors.Join(err, fmt.Errorf("testbed: teardown: %w", terr))
 		}
@@ -242,7 +246,37 @@ func runTestbed(ctx context.Context, cfg Config, rep *Report) (err error) {
 			return fmt.Errorf("testbed: %s exited during the run (%v): %s", c.name, c.err, c.out.String())
 		}
 	}
+	if cfg.Pipeline != nil {
+		rep.Passed = true // as far as the checks go; Run has the last word
+		for _, sr := range rep.Scenarios {
+			rep.Passed = rep.Passed && sr.Passed
+		}
+		if err := rep.WriteTable(cfg.Pipeline.Summary); err != nil {
+			return err
+		}
+		return runPipeline(ctx, cfg, binDir, stateDir, identity, topo, &refmta, &children, log)
+	}
 	return nil
+}
+
+// stopChildren stops every child at once, except those with a grace
+// period (the collector, which stops its PostgreSQL), which stop after
+// all the others: agents must not lose their collector first.
+func stopChildren(children []*child) {
+	var wg sync.WaitGroup
+	var last []*child
+	for _, c := range children {
+		if c.grace > 0 {
+			last = append(last, c)
+			continue
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); c.stop() }()
+	}
+	wg.Wait()
+	for _, c := range last {
+		c.stop()
+	}
 }
 
 // newRun picks a run id that no live run holds and takes its lock.

@@ -113,6 +113,8 @@ func runCmd(ctx context.Context, args []string) int {
 	fs.Var(&scenarios, "scenario", "run only this scenario, repeatable or comma-separated (default: all)")
 	fs.DurationVar(&cfg.Timeout, "timeout", 3*time.Second, "timeout of each probe, passed to the agent")
 	fs.StringVar(&logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
+	pipeline := fs.Bool("pipeline", false, "after the checks, keep the network running with a collector (embedded PostgreSQL) and an agent daemon behind every ISP, printing the per-ASN summary, until Ctrl-C")
+	hold := fs.Duration("hold", 0, "with --pipeline: stop after this long (0: until Ctrl-C)")
 	log, code, ok := parse(fs, args, &logLevel)
 	if !ok {
 		return code
@@ -123,12 +125,15 @@ func runCmd(ctx context.Context, args []string) int {
 	}
 	cfg.Scenarios = scenarios
 	cfg.Log = log
+	if *pipeline {
+		cfg.Pipeline = &testbed.Pipeline{Hold: *hold, Summary: os.Stdout}
+	}
 
 	rep, err := testbed.Run(ctx, cfg)
 	if err != nil {
 		log.Error("testbed run failed", "err", err)
 	}
-	if len(rep.Scenarios) > 0 {
+	if len(rep.Scenarios) > 0 && cfg.Pipeline == nil { // the pipeline mode printed it before running
 		if err := rep.WriteTable(os.Stdout); err != nil {
 			log.Error("writing table", "err", err)
 		}
