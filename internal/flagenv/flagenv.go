@@ -35,3 +35,19 @@ func Apply(fs *flag.FlagSet, prefix string) error {
 	})
 	return err
 }
+
+// List is a flag given repeatedly or as a comma-separated list (so that one
+// environment variable can carry several values).
+type List []string
+
+func (l *List) String() string { return strings.Join(*l, ",") }
+
+// Set adds the comma-separated values of v.
+func (l *List) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}

@@ -26,3 +26,15 @@ func TestApply(t *testing.T) {
 		t.Errorf("Apply with OP25B_MAX_SESSIONS=many succeeded; want error")
 	}
 }
+
+func TestList(t *testing.T) {
+	var l List
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.Var(&l, "listen", "")
+	if err := fs.Parse([]string{"--listen", "192.0.2.1, ::1", "--listen", "198.51.100.1", "--listen", ","}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.String(); got != "192.0.2.1,::1,198.51.100.1" {
+		t.Errorf("List = %q; want the three values in order", got)
+	}
+}

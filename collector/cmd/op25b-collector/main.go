@@ -54,18 +54,6 @@ import (
 
 var version = "dev"
 
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
-}
-
 // common are the flags every subcommand needs to reach the database.
 type common struct {
 	dataDir     string
@@ -161,7 +149,7 @@ func main() {
 
 func serve(args []string) error {
 	var c common
-	var refmtas, tlsHosts, asnFiles listFlag
+	var refmtas, tlsHosts, asnFiles flagenv.List
 	fs := flag.NewFlagSet("op25b-collector serve", flag.ContinueOnError)
 	c.register(fs)
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
@@ -197,7 +185,7 @@ func serve(args []string) error {
 		}
 	} else {
 		if len(tlsHosts) == 0 {
-			tlsHosts = listFlag{"localhost", "127.0.0.1", "::1"}
+			tlsHosts = flagenv.List{"localhost", "127.0.0.1", "::1"}
 		}
 		if cert, err = localca.Ensure(filepath.Join(c.dataDir, "tls"), tlsHosts, time.Now()); err != nil {
 			return err

@@ -40,20 +40,8 @@ import (
 
 var version = "dev"
 
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
-}
-
 type options struct {
-	listen, advertise listFlag
+	listen, advertise flagenv.List
 	httpListen        string
 	ports             string
 	controlPort       uint

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/refmta/smtpd"
 )
 
@@ -27,7 +28,7 @@ func TestParsePorts(t *testing.T) {
 
 func TestDocument(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	o := options{listen: listFlag{"0.0.0.0", "192.0.2.25", "[2001:db8::25]", "::ffff:198.51.100.1"}, controlPort: 443, hostname: "mx.example"}
+	o := options{listen: flagenv.List{"0.0.0.0", "192.0.2.25", "[2001:db8::25]", "::ffff:198.51.100.1"}, controlPort: 443, hostname: "mx.example"}
 	doc, err := document(o, key, []port{{25, smtpd.SMTP}, {465, smtpd.SMTPS}})
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +39,7 @@ func TestDocument(t *testing.T) {
 	if !slices.Equal(doc.Ports, []uint32{25, 465}) || !slices.Equal(doc.ImplicitTlsPorts, []uint32{465}) || doc.ControlPort != 443 || len(doc.Id) != len("refmta-")+16 {
 		t.Errorf("document = %v", doc)
 	}
-	o.listen = listFlag{"not-an-ip"}
+	o.listen = flagenv.List{"not-an-ip"}
 	if _, err := document(o, key, nil); err == nil {
 		t.Errorf("document with --listen not-an-ip succeeded")
 	}

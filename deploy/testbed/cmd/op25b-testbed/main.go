@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -62,19 +61,6 @@ func main() {
 	os.Exit(code)
 }
 
-type listFlag []string
-
-func (l *listFlag) String() string { return strings.Join(*l, ",") }
-
-func (l *listFlag) Set(v string) error {
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			*l = append(*l, s)
-		}
-	}
-	return nil
-}
-
 // parse parses args into fs, applies the environment and builds the logger.
 // It returns false when the program should exit with code.
 func parse(fs *flag.FlagSet, args []string, logLevel *string) (*slog.Logger, int, bool) {
@@ -104,7 +90,7 @@ func runCmd(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("op25b-testbed run", flag.ContinueOnError)
 	var (
 		cfg       testbed.Config
-		scenarios listFlag
+		scenarios flagenv.List
 		report    string
 		logLevel  string
 	)
