@@ -6,30 +6,22 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/op25b/observatory/agent/probe"
 	"github.com/op25b/observatory/internal/verdict"
 )
 
-// Family is an address family, probed and expected separately.
-type Family uint8
+// Family is an address family, probed and expected separately: the
+// probe engine's own type.
+type Family = probe.Family
 
 // The two families of every scenario.
 const (
-	IPv4 Family = 4
-	IPv6 Family = 6
+	IPv4 = probe.IPv4
+	IPv6 = probe.IPv6
 )
 
 // Families lists the families in table order.
 var Families = []Family{IPv4, IPv6}
-
-func (f Family) String() string {
-	switch f {
-	case IPv4:
-		return "IPv4"
-	case IPv6:
-		return "IPv6"
-	}
-	return fmt.Sprintf("Family(%d)", uint8(f))
-}
 
 // Ports are the SMTP ports every scenario expects a verdict for, in table
 // order. The control port (443) is the reference MTA's default and is never
