@@ -138,7 +138,7 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 		Port: uint16(pr.GetPort()), Family: family, Verdict: uint8(v),
 		Failure: clip(pr.GetFailure(), 64), Detail: clip(pr.GetDetail(), 1024), Nonce: pr.GetNonce(),
 		RoundID: clip(pr.GetRoundId(), 64), ScheduleVersion: clip(pr.GetScheduleVersion(), 64),
-		AgentVersion: clip(pr.GetAgentVersion(), 64), Evidence: evidence,
+		AgentVersion: clip(pr.GetAgentVersion(), 64), Evidence: evidence, PublicEvidence: publicEvidence(pr),
 	}
 	r.Egress, r.EgressSource = c.egress(pr, family, peer, at)
 	if r.Egress.IsValid() {

@@ -144,6 +144,9 @@ type Result struct {
 	ASN             uint32 // 0: unknown
 	ASNSnapshot     int64  // 0: none
 	Evidence        []byte
+	// PublicEvidence is what an intercepting or tampering middlebox showed
+	// the probe, address literals redacted: it is published.
+	PublicEvidence string
 }
 
 // EgressSource says how the collector learnt a result's egress address.
@@ -207,7 +210,7 @@ func (s *Store) ensurePartitions(ctx context.Context, table string, times []time
 
 var resultColumns = []string{"result_id", "measured_at", "agent_id", "refmta_id", "port", "family", "verdict",
 	"failure", "detail", "nonce", "round_id", "schedule_version", "agent_version", "egress", "egress_source",
-	"prefix", "asn", "asn_snapshot_id", "evidence"}
+	"prefix", "asn", "asn_snapshot_id", "evidence", "public_evidence"}
 
 // InsertResults stores rs exactly once: results already stored (a replayed
 // batch) are skipped. When it returns nil every result in rs is committed,
@@ -233,17 +236,21 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 		for i, r := range rs {
 			rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
 				r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
-				int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence}
+				int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence,
+				r.PublicEvidence}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
+		// The rows actually inserted (not those of a replayed batch) are
+		// added to the rollups' tallies in the same statement.
 		cols := strings.Join(resultColumns, ", ")
-		tag, err := tx.Exec(ctx, "INSERT INTO results ("+cols+") SELECT "+cols+" FROM results_staging ON CONFLICT DO NOTHING")
+		err := tx.QueryRow(ctx, "WITH ins AS (INSERT INTO results ("+cols+") SELECT "+cols+
+			" FROM results_staging ON CONFLICT DO NOTHING RETURNING "+tallyColumns+"), "+tallySQL("ins")+
+			" SELECT count(*) FROM ins").Scan(&inserted)
 		if err != nil {
 			return fmt.Errorf("insert: %w", err)
 		}
-		inserted = tag.RowsAffected()
 		return nil
 	})
 	if err != nil {

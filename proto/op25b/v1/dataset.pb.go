@@ -543,10 +543,14 @@ func (x *ListASNsResponse) GetNextPageToken() string {
 
 // TimelinePoint is the state of one ASN and family on one day.
 type TimelinePoint struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Day           *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
-	PolicyClass   PolicyClass            `protobuf:"varint,2,opt,name=policy_class,json=policyClass,proto3,enum=op25b.v1.PolicyClass" json:"policy_class,omitempty"`
-	Ports         []*PortStats           `protobuf:"bytes,3,rep,name=ports,proto3" json:"ports,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Day         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	PolicyClass PolicyClass            `protobuf:"varint,2,opt,name=policy_class,json=policyClass,proto3,enum=op25b.v1.PolicyClass" json:"policy_class,omitempty"`
+	Ports       []*PortStats           `protobuf:"bytes,3,rep,name=ports,proto3" json:"ports,omitempty"`
+	Family      AddressFamily          `protobuf:"varint,4,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	// Distinct agents and prefixes across the ports that day.
+	Agents        uint64 `protobuf:"varint,5,opt,name=agents,proto3" json:"agents,omitempty"`
+	Prefixes      uint64 `protobuf:"varint,6,opt,name=prefixes,proto3" json:"prefixes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -600,6 +604,27 @@ func (x *TimelinePoint) GetPorts() []*PortStats {
 		return x.Ports
 	}
 	return nil
+}
+
+func (x *TimelinePoint) GetFamily() AddressFamily {
+	if x != nil {
+		return x.Family
+	}
+	return AddressFamily_ADDRESS_FAMILY_UNSPECIFIED
+}
+
+func (x *TimelinePoint) GetAgents() uint64 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
+func (x *TimelinePoint) GetPrefixes() uint64 {
+	if x != nil {
+		return x.Prefixes
+	}
+	return 0
 }
 
 // PolicyChange is one change of class, such as "AS64500 IPv4 turned to OP25B
@@ -754,7 +779,9 @@ type GetASNResponse struct {
 	Timeline  []*TimelinePoint       `protobuf:"bytes,2,rep,name=timeline,proto3" json:"timeline,omitempty"`
 	Changes   []*PolicyChange        `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
 	// Foreign banners and certificates seen by intercepted probes.
-	Evidence      []string `protobuf:"bytes,4,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	Evidence []string `protobuf:"bytes,4,rep,name=evidence,proto3" json:"evidence,omitempty"`
+	// The same evidence with where and when it was seen.
+	EvidenceItems []*EvidenceItem `protobuf:"bytes,5,rep,name=evidence_items,json=evidenceItems,proto3" json:"evidence_items,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -817,6 +844,107 @@ func (x *GetASNResponse) GetEvidence() []string {
 	return nil
 }
 
+func (x *GetASNResponse) GetEvidenceItems() []*EvidenceItem {
+	if x != nil {
+		return x.EvidenceItems
+	}
+	return nil
+}
+
+// EvidenceItem is what an intercepting or tampering middlebox showed our
+// probes, with any address literal in it redacted.
+type EvidenceItem struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Family        AddressFamily          `protobuf:"varint,1,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	Port          uint32                 `protobuf:"varint,2,opt,name=port,proto3" json:"port,omitempty"`
+	Verdict       Verdict                `protobuf:"varint,3,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
+	Text          string                 `protobuf:"bytes,4,opt,name=text,proto3" json:"text,omitempty"`
+	FirstSeen     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	Results       uint64                 `protobuf:"varint,7,opt,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EvidenceItem) Reset() {
+	*x = EvidenceItem{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EvidenceItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EvidenceItem) ProtoMessage() {}
+
+func (x *EvidenceItem) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EvidenceItem.ProtoReflect.Descriptor instead.
+func (*EvidenceItem) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *EvidenceItem) GetFamily() AddressFamily {
+	if x != nil {
+		return x.Family
+	}
+	return AddressFamily_ADDRESS_FAMILY_UNSPECIFIED
+}
+
+func (x *EvidenceItem) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *EvidenceItem) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *EvidenceItem) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *EvidenceItem) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *EvidenceItem) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *EvidenceItem) GetResults() uint64 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
 // PeerGap is a weakness an ISP can act on.
 type PeerGap struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -830,7 +958,7 @@ type PeerGap struct {
 
 func (x *PeerGap) Reset() {
 	*x = PeerGap{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[10]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +970,7 @@ func (x *PeerGap) String() string {
 func (*PeerGap) ProtoMessage() {}
 
 func (x *PeerGap) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[10]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +983,7 @@ func (x *PeerGap) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerGap.ProtoReflect.Descriptor instead.
 func (*PeerGap) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{10}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PeerGap) GetFamily() AddressFamily {
@@ -890,7 +1018,7 @@ type GetPeersRequest struct {
 
 func (x *GetPeersRequest) Reset() {
 	*x = GetPeersRequest{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[11]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1030,7 @@ func (x *GetPeersRequest) String() string {
 func (*GetPeersRequest) ProtoMessage() {}
 
 func (x *GetPeersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[11]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1043,7 @@ func (x *GetPeersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeersRequest.ProtoReflect.Descriptor instead.
 func (*GetPeersRequest) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{11}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetPeersRequest) GetAsn() uint32 {
@@ -953,7 +1081,7 @@ type GetPeersResponse struct {
 
 func (x *GetPeersResponse) Reset() {
 	*x = GetPeersResponse{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[12]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1093,7 @@ func (x *GetPeersResponse) String() string {
 func (*GetPeersResponse) ProtoMessage() {}
 
 func (x *GetPeersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[12]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1106,7 @@ func (x *GetPeersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPeersResponse.ProtoReflect.Descriptor instead.
 func (*GetPeersResponse) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{12}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetPeersResponse) GetSubject() *ASNSummary {
@@ -1029,7 +1157,7 @@ type ListPolicyChangesRequest struct {
 
 func (x *ListPolicyChangesRequest) Reset() {
 	*x = ListPolicyChangesRequest{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[13]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1169,7 @@ func (x *ListPolicyChangesRequest) String() string {
 func (*ListPolicyChangesRequest) ProtoMessage() {}
 
 func (x *ListPolicyChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[13]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1182,7 @@ func (x *ListPolicyChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListPolicyChangesRequest) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{13}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPolicyChangesRequest) GetCountry() string {
@@ -1102,7 +1230,7 @@ type ListPolicyChangesResponse struct {
 
 func (x *ListPolicyChangesResponse) Reset() {
 	*x = ListPolicyChangesResponse{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[14]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1242,7 @@ func (x *ListPolicyChangesResponse) String() string {
 func (*ListPolicyChangesResponse) ProtoMessage() {}
 
 func (x *ListPolicyChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[14]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1255,7 @@ func (x *ListPolicyChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListPolicyChangesResponse) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{14}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPolicyChangesResponse) GetChanges() []*PolicyChange {
@@ -1160,7 +1288,7 @@ type CountrySummary struct {
 
 func (x *CountrySummary) Reset() {
 	*x = CountrySummary{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[15]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1300,7 @@ func (x *CountrySummary) String() string {
 func (*CountrySummary) ProtoMessage() {}
 
 func (x *CountrySummary) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[15]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1313,7 @@ func (x *CountrySummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CountrySummary.ProtoReflect.Descriptor instead.
 func (*CountrySummary) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{15}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CountrySummary) GetCountry() string {
@@ -1240,7 +1368,7 @@ type ListCountriesRequest struct {
 
 func (x *ListCountriesRequest) Reset() {
 	*x = ListCountriesRequest{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[16]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1252,7 +1380,7 @@ func (x *ListCountriesRequest) String() string {
 func (*ListCountriesRequest) ProtoMessage() {}
 
 func (x *ListCountriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[16]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1265,7 +1393,7 @@ func (x *ListCountriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCountriesRequest.ProtoReflect.Descriptor instead.
 func (*ListCountriesRequest) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{16}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListCountriesRequest) GetFamily() AddressFamily {
@@ -1291,7 +1419,7 @@ type ListCountriesResponse struct {
 
 func (x *ListCountriesResponse) Reset() {
 	*x = ListCountriesResponse{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[17]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1303,7 +1431,7 @@ func (x *ListCountriesResponse) String() string {
 func (*ListCountriesResponse) ProtoMessage() {}
 
 func (x *ListCountriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[17]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1316,7 +1444,7 @@ func (x *ListCountriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCountriesResponse.ProtoReflect.Descriptor instead.
 func (*ListCountriesResponse) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{17}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListCountriesResponse) GetCountries() []*CountrySummary {
@@ -1348,7 +1476,7 @@ type PublicResult struct {
 
 func (x *PublicResult) Reset() {
 	*x = PublicResult{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[18]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1488,7 @@ func (x *PublicResult) String() string {
 func (*PublicResult) ProtoMessage() {}
 
 func (x *PublicResult) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[18]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1501,7 @@ func (x *PublicResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicResult.ProtoReflect.Descriptor instead.
 func (*PublicResult) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{18}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PublicResult) GetResultId() string {
@@ -1466,7 +1594,7 @@ type ExportResultsRequest struct {
 
 func (x *ExportResultsRequest) Reset() {
 	*x = ExportResultsRequest{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1478,7 +1606,7 @@ func (x *ExportResultsRequest) String() string {
 func (*ExportResultsRequest) ProtoMessage() {}
 
 func (x *ExportResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1491,7 +1619,7 @@ func (x *ExportResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportResultsRequest.ProtoReflect.Descriptor instead.
 func (*ExportResultsRequest) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{19}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExportResultsRequest) GetRange() *TimeRange {
@@ -1531,7 +1659,7 @@ type ExportResultsResponse struct {
 
 func (x *ExportResultsResponse) Reset() {
 	*x = ExportResultsResponse{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1671,7 @@ func (x *ExportResultsResponse) String() string {
 func (*ExportResultsResponse) ProtoMessage() {}
 
 func (x *ExportResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1684,7 @@ func (x *ExportResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportResultsResponse.ProtoReflect.Descriptor instead.
 func (*ExportResultsResponse) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{20}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExportResultsResponse) GetResults() []*PublicResult {
@@ -1564,6 +1692,148 @@ func (x *ExportResultsResponse) GetResults() []*PublicResult {
 		return x.Results
 	}
 	return nil
+}
+
+type GetInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInfoRequest) Reset() {
+	*x = GetInfoRequest{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInfoRequest) ProtoMessage() {}
+
+func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetInfoRequest) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{22}
+}
+
+type GetInfoResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	SoftwareVersion string                 `protobuf:"bytes,1,opt,name=software_version,json=softwareVersion,proto3" json:"software_version,omitempty"`
+	// Version of the published schema (docs/dataset.md), such as "1.0".
+	SchemaVersion string `protobuf:"bytes,2,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	// SPDX identifier of the dataset's licence.
+	Licence string `protobuf:"bytes,3,opt,name=licence,proto3" json:"licence,omitempty"`
+	// When the rollups were last brought up to date.
+	RefreshedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=refreshed_at,json=refreshedAt,proto3" json:"refreshed_at,omitempty"`
+	// The rolling windows kept precomputed, in days.
+	WindowDays        []uint32 `protobuf:"varint,5,rep,packed,name=window_days,json=windowDays,proto3" json:"window_days,omitempty"`
+	DefaultWindowDays uint32   `protobuf:"varint,6,opt,name=default_window_days,json=defaultWindowDays,proto3" json:"default_window_days,omitempty"`
+	// Longest time range one export may cover.
+	MaxExportDays uint32 `protobuf:"varint,7,opt,name=max_export_days,json=maxExportDays,proto3" json:"max_export_days,omitempty"`
+	// Longest custom window a query may ask for.
+	MaxWindowDays uint32 `protobuf:"varint,8,opt,name=max_window_days,json=maxWindowDays,proto3" json:"max_window_days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetInfoResponse) Reset() {
+	*x = GetInfoResponse{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetInfoResponse) ProtoMessage() {}
+
+func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetInfoResponse) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *GetInfoResponse) GetSoftwareVersion() string {
+	if x != nil {
+		return x.SoftwareVersion
+	}
+	return ""
+}
+
+func (x *GetInfoResponse) GetSchemaVersion() string {
+	if x != nil {
+		return x.SchemaVersion
+	}
+	return ""
+}
+
+func (x *GetInfoResponse) GetLicence() string {
+	if x != nil {
+		return x.Licence
+	}
+	return ""
+}
+
+func (x *GetInfoResponse) GetRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshedAt
+	}
+	return nil
+}
+
+func (x *GetInfoResponse) GetWindowDays() []uint32 {
+	if x != nil {
+		return x.WindowDays
+	}
+	return nil
+}
+
+func (x *GetInfoResponse) GetDefaultWindowDays() uint32 {
+	if x != nil {
+		return x.DefaultWindowDays
+	}
+	return 0
+}
+
+func (x *GetInfoResponse) GetMaxExportDays() uint32 {
+	if x != nil {
+		return x.MaxExportDays
+	}
+	return 0
+}
+
+func (x *GetInfoResponse) GetMaxWindowDays() uint32 {
+	if x != nil {
+		return x.MaxWindowDays
+	}
+	return 0
 }
 
 var File_op25b_v1_dataset_proto protoreflect.FileDescriptor
@@ -1609,11 +1879,14 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"page_token\x18\x06 \x01(\tR\tpageToken\"d\n" +
 	"\x10ListASNsResponse\x12(\n" +
 	"\x04asns\x18\x01 \x03(\v2\x14.op25b.v1.ASNSummaryR\x04asns\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x87\x02\n" +
 	"\rTimelinePoint\x12,\n" +
 	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\x128\n" +
 	"\fpolicy_class\x18\x02 \x01(\x0e2\x15.op25b.v1.PolicyClassR\vpolicyClass\x12)\n" +
-	"\x05ports\x18\x03 \x03(\v2\x13.op25b.v1.PortStatsR\x05ports\"\x8e\x02\n" +
+	"\x05ports\x18\x03 \x03(\v2\x13.op25b.v1.PortStatsR\x05ports\x12/\n" +
+	"\x06family\x18\x04 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12\x16\n" +
+	"\x06agents\x18\x05 \x01(\x04R\x06agents\x12\x1a\n" +
+	"\bprefixes\x18\x06 \x01(\x04R\bprefixes\"\x8e\x02\n" +
 	"\fPolicyChange\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12/\n" +
 	"\x06family\x18\x02 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x124\n" +
@@ -1626,12 +1899,22 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\rGetASNRequest\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12/\n" +
 	"\x06family\x18\x02 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12+\n" +
-	"\x06window\x18\x03 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\"\xc7\x01\n" +
+	"\x06window\x18\x03 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\"\x86\x02\n" +
 	"\x0eGetASNResponse\x122\n" +
 	"\tsummaries\x18\x01 \x03(\v2\x14.op25b.v1.ASNSummaryR\tsummaries\x123\n" +
 	"\btimeline\x18\x02 \x03(\v2\x17.op25b.v1.TimelinePointR\btimeline\x120\n" +
 	"\achanges\x18\x03 \x03(\v2\x16.op25b.v1.PolicyChangeR\achanges\x12\x1a\n" +
-	"\bevidence\x18\x04 \x03(\tR\bevidence\"f\n" +
+	"\bevidence\x18\x04 \x03(\tR\bevidence\x12=\n" +
+	"\x0eevidence_items\x18\x05 \x03(\v2\x16.op25b.v1.EvidenceItemR\revidenceItems\"\xa2\x02\n" +
+	"\fEvidenceItem\x12/\n" +
+	"\x06family\x18\x01 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12\x12\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\x12+\n" +
+	"\averdict\x18\x03 \x01(\x0e2\x11.op25b.v1.VerdictR\averdict\x12\x12\n" +
+	"\x04text\x18\x04 \x01(\tR\x04text\x129\n" +
+	"\n" +
+	"first_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n" +
+	"\tlast_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x18\n" +
+	"\aresults\x18\a \x01(\x04R\aresults\"f\n" +
 	"\aPeerGap\x12/\n" +
 	"\x06family\x18\x01 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x16\n" +
@@ -1693,7 +1976,18 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\acountry\x18\x03 \x01(\tR\acountry\x12/\n" +
 	"\x06family\x18\x04 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\"I\n" +
 	"\x15ExportResultsResponse\x120\n" +
-	"\aresults\x18\x01 \x03(\v2\x16.op25b.v1.PublicResultR\aresults*\xd5\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.op25b.v1.PublicResultR\aresults\"\x10\n" +
+	"\x0eGetInfoRequest\"\xdd\x02\n" +
+	"\x0fGetInfoResponse\x12)\n" +
+	"\x10software_version\x18\x01 \x01(\tR\x0fsoftwareVersion\x12%\n" +
+	"\x0eschema_version\x18\x02 \x01(\tR\rschemaVersion\x12\x18\n" +
+	"\alicence\x18\x03 \x01(\tR\alicence\x12=\n" +
+	"\frefreshed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vrefreshedAt\x12\x1f\n" +
+	"\vwindow_days\x18\x05 \x03(\rR\n" +
+	"windowDays\x12.\n" +
+	"\x13default_window_days\x18\x06 \x01(\rR\x11defaultWindowDays\x12&\n" +
+	"\x0fmax_export_days\x18\a \x01(\rR\rmaxExportDays\x12&\n" +
+	"\x0fmax_window_days\x18\b \x01(\rR\rmaxWindowDays*\xd5\x01\n" +
 	"\vPolicyClass\x12\x1c\n" +
 	"\x18POLICY_CLASS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12POLICY_CLASS_OP25B\x10\x01\x12\x1a\n" +
@@ -1701,14 +1995,15 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x11POLICY_CLASS_OPEN\x10\x03\x12!\n" +
 	"\x1dPOLICY_CLASS_ALL_SMTP_BLOCKED\x10\x04\x12\x16\n" +
 	"\x12POLICY_CLASS_MIXED\x10\x05\x12\"\n" +
-	"\x1ePOLICY_CLASS_INSUFFICIENT_DATA\x10\x062\xd7\x03\n" +
+	"\x1ePOLICY_CLASS_INSUFFICIENT_DATA\x10\x062\x97\x04\n" +
 	"\x0eDatasetService\x12A\n" +
 	"\bListASNs\x12\x19.op25b.v1.ListASNsRequest\x1a\x1a.op25b.v1.ListASNsResponse\x12;\n" +
 	"\x06GetASN\x12\x17.op25b.v1.GetASNRequest\x1a\x18.op25b.v1.GetASNResponse\x12A\n" +
 	"\bGetPeers\x12\x19.op25b.v1.GetPeersRequest\x1a\x1a.op25b.v1.GetPeersResponse\x12\\\n" +
 	"\x11ListPolicyChanges\x12\".op25b.v1.ListPolicyChangesRequest\x1a#.op25b.v1.ListPolicyChangesResponse\x12P\n" +
 	"\rListCountries\x12\x1e.op25b.v1.ListCountriesRequest\x1a\x1f.op25b.v1.ListCountriesResponse\x12R\n" +
-	"\rExportResults\x12\x1e.op25b.v1.ExportResultsRequest\x1a\x1f.op25b.v1.ExportResultsResponse0\x01B5Z3github.com/op25b/observatory/proto/op25b/v1;op25bv1b\x06proto3"
+	"\rExportResults\x12\x1e.op25b.v1.ExportResultsRequest\x1a\x1f.op25b.v1.ExportResultsResponse0\x01\x12>\n" +
+	"\aGetInfo\x12\x18.op25b.v1.GetInfoRequest\x1a\x19.op25b.v1.GetInfoResponseB5Z3github.com/op25b/observatory/proto/op25b/v1;op25bv1b\x06proto3"
 
 var (
 	file_op25b_v1_dataset_proto_rawDescOnce sync.Once
@@ -1723,7 +2018,7 @@ func file_op25b_v1_dataset_proto_rawDescGZIP() []byte {
 }
 
 var file_op25b_v1_dataset_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_op25b_v1_dataset_proto_goTypes = []any{
 	(PolicyClass)(0),                  // 0: op25b.v1.PolicyClass
 	(*TimeRange)(nil),                 // 1: op25b.v1.TimeRange
@@ -1736,83 +2031,95 @@ var file_op25b_v1_dataset_proto_goTypes = []any{
 	(*PolicyChange)(nil),              // 8: op25b.v1.PolicyChange
 	(*GetASNRequest)(nil),             // 9: op25b.v1.GetASNRequest
 	(*GetASNResponse)(nil),            // 10: op25b.v1.GetASNResponse
-	(*PeerGap)(nil),                   // 11: op25b.v1.PeerGap
-	(*GetPeersRequest)(nil),           // 12: op25b.v1.GetPeersRequest
-	(*GetPeersResponse)(nil),          // 13: op25b.v1.GetPeersResponse
-	(*ListPolicyChangesRequest)(nil),  // 14: op25b.v1.ListPolicyChangesRequest
-	(*ListPolicyChangesResponse)(nil), // 15: op25b.v1.ListPolicyChangesResponse
-	(*CountrySummary)(nil),            // 16: op25b.v1.CountrySummary
-	(*ListCountriesRequest)(nil),      // 17: op25b.v1.ListCountriesRequest
-	(*ListCountriesResponse)(nil),     // 18: op25b.v1.ListCountriesResponse
-	(*PublicResult)(nil),              // 19: op25b.v1.PublicResult
-	(*ExportResultsRequest)(nil),      // 20: op25b.v1.ExportResultsRequest
-	(*ExportResultsResponse)(nil),     // 21: op25b.v1.ExportResultsResponse
-	nil,                               // 22: op25b.v1.CountrySummary.ClassesEntry
-	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
-	(Verdict)(0),                      // 24: op25b.v1.Verdict
-	(AddressFamily)(0),                // 25: op25b.v1.AddressFamily
+	(*EvidenceItem)(nil),              // 11: op25b.v1.EvidenceItem
+	(*PeerGap)(nil),                   // 12: op25b.v1.PeerGap
+	(*GetPeersRequest)(nil),           // 13: op25b.v1.GetPeersRequest
+	(*GetPeersResponse)(nil),          // 14: op25b.v1.GetPeersResponse
+	(*ListPolicyChangesRequest)(nil),  // 15: op25b.v1.ListPolicyChangesRequest
+	(*ListPolicyChangesResponse)(nil), // 16: op25b.v1.ListPolicyChangesResponse
+	(*CountrySummary)(nil),            // 17: op25b.v1.CountrySummary
+	(*ListCountriesRequest)(nil),      // 18: op25b.v1.ListCountriesRequest
+	(*ListCountriesResponse)(nil),     // 19: op25b.v1.ListCountriesResponse
+	(*PublicResult)(nil),              // 20: op25b.v1.PublicResult
+	(*ExportResultsRequest)(nil),      // 21: op25b.v1.ExportResultsRequest
+	(*ExportResultsResponse)(nil),     // 22: op25b.v1.ExportResultsResponse
+	(*GetInfoRequest)(nil),            // 23: op25b.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),           // 24: op25b.v1.GetInfoResponse
+	nil,                               // 25: op25b.v1.CountrySummary.ClassesEntry
+	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(Verdict)(0),                      // 27: op25b.v1.Verdict
+	(AddressFamily)(0),                // 28: op25b.v1.AddressFamily
 }
 var file_op25b_v1_dataset_proto_depIdxs = []int32{
-	23, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
-	23, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
-	24, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
+	26, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
+	26, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
+	27, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
 	2,  // 3: op25b.v1.PortStats.shares:type_name -> op25b.v1.Share
-	25, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
+	28, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
 	0,  // 5: op25b.v1.ASNSummary.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 6: op25b.v1.ASNSummary.ports:type_name -> op25b.v1.PortStats
 	1,  // 7: op25b.v1.ASNSummary.window:type_name -> op25b.v1.TimeRange
 	0,  // 8: op25b.v1.ListASNsRequest.policy_class:type_name -> op25b.v1.PolicyClass
-	25, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
+	28, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 10: op25b.v1.ListASNsRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 11: op25b.v1.ListASNsResponse.asns:type_name -> op25b.v1.ASNSummary
-	23, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
+	26, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
 	0,  // 13: op25b.v1.TimelinePoint.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 14: op25b.v1.TimelinePoint.ports:type_name -> op25b.v1.PortStats
-	25, // 15: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
-	0,  // 16: op25b.v1.PolicyChange.from_class:type_name -> op25b.v1.PolicyClass
-	0,  // 17: op25b.v1.PolicyChange.to_class:type_name -> op25b.v1.PolicyClass
-	23, // 18: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
-	25, // 19: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
-	1,  // 20: op25b.v1.GetASNRequest.window:type_name -> op25b.v1.TimeRange
-	4,  // 21: op25b.v1.GetASNResponse.summaries:type_name -> op25b.v1.ASNSummary
-	7,  // 22: op25b.v1.GetASNResponse.timeline:type_name -> op25b.v1.TimelinePoint
-	8,  // 23: op25b.v1.GetASNResponse.changes:type_name -> op25b.v1.PolicyChange
-	25, // 24: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
-	25, // 25: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
-	1,  // 26: op25b.v1.GetPeersRequest.window:type_name -> op25b.v1.TimeRange
-	4,  // 27: op25b.v1.GetPeersResponse.subject:type_name -> op25b.v1.ASNSummary
-	4,  // 28: op25b.v1.GetPeersResponse.peers:type_name -> op25b.v1.ASNSummary
-	11, // 29: op25b.v1.GetPeersResponse.gaps:type_name -> op25b.v1.PeerGap
-	1,  // 30: op25b.v1.ListPolicyChangesRequest.window:type_name -> op25b.v1.TimeRange
-	8,  // 31: op25b.v1.ListPolicyChangesResponse.changes:type_name -> op25b.v1.PolicyChange
-	25, // 32: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
-	22, // 33: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
-	25, // 34: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
-	1,  // 35: op25b.v1.ListCountriesRequest.window:type_name -> op25b.v1.TimeRange
-	16, // 36: op25b.v1.ListCountriesResponse.countries:type_name -> op25b.v1.CountrySummary
-	23, // 37: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
-	25, // 38: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
-	24, // 39: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
-	1,  // 40: op25b.v1.ExportResultsRequest.range:type_name -> op25b.v1.TimeRange
-	25, // 41: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
-	19, // 42: op25b.v1.ExportResultsResponse.results:type_name -> op25b.v1.PublicResult
-	5,  // 43: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
-	9,  // 44: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
-	12, // 45: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
-	14, // 46: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
-	17, // 47: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
-	20, // 48: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
-	6,  // 49: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
-	10, // 50: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
-	13, // 51: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
-	15, // 52: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
-	18, // 53: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
-	21, // 54: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
-	49, // [49:55] is the sub-list for method output_type
-	43, // [43:49] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	28, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
+	28, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
+	0,  // 17: op25b.v1.PolicyChange.from_class:type_name -> op25b.v1.PolicyClass
+	0,  // 18: op25b.v1.PolicyChange.to_class:type_name -> op25b.v1.PolicyClass
+	26, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
+	28, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
+	1,  // 21: op25b.v1.GetASNRequest.window:type_name -> op25b.v1.TimeRange
+	4,  // 22: op25b.v1.GetASNResponse.summaries:type_name -> op25b.v1.ASNSummary
+	7,  // 23: op25b.v1.GetASNResponse.timeline:type_name -> op25b.v1.TimelinePoint
+	8,  // 24: op25b.v1.GetASNResponse.changes:type_name -> op25b.v1.PolicyChange
+	11, // 25: op25b.v1.GetASNResponse.evidence_items:type_name -> op25b.v1.EvidenceItem
+	28, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
+	27, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
+	26, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
+	26, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
+	28, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
+	28, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
+	1,  // 32: op25b.v1.GetPeersRequest.window:type_name -> op25b.v1.TimeRange
+	4,  // 33: op25b.v1.GetPeersResponse.subject:type_name -> op25b.v1.ASNSummary
+	4,  // 34: op25b.v1.GetPeersResponse.peers:type_name -> op25b.v1.ASNSummary
+	12, // 35: op25b.v1.GetPeersResponse.gaps:type_name -> op25b.v1.PeerGap
+	1,  // 36: op25b.v1.ListPolicyChangesRequest.window:type_name -> op25b.v1.TimeRange
+	8,  // 37: op25b.v1.ListPolicyChangesResponse.changes:type_name -> op25b.v1.PolicyChange
+	28, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
+	25, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
+	28, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
+	1,  // 41: op25b.v1.ListCountriesRequest.window:type_name -> op25b.v1.TimeRange
+	17, // 42: op25b.v1.ListCountriesResponse.countries:type_name -> op25b.v1.CountrySummary
+	26, // 43: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
+	28, // 44: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
+	27, // 45: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
+	1,  // 46: op25b.v1.ExportResultsRequest.range:type_name -> op25b.v1.TimeRange
+	28, // 47: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
+	20, // 48: op25b.v1.ExportResultsResponse.results:type_name -> op25b.v1.PublicResult
+	26, // 49: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
+	5,  // 50: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
+	9,  // 51: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
+	13, // 52: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
+	15, // 53: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
+	18, // 54: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
+	21, // 55: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
+	23, // 56: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
+	6,  // 57: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
+	10, // 58: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
+	14, // 59: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
+	16, // 60: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
+	19, // 61: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
+	22, // 62: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
+	24, // 63: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
+	57, // [57:64] is the sub-list for method output_type
+	50, // [50:57] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_dataset_proto_init() }
@@ -1827,7 +2134,7 @@ func file_op25b_v1_dataset_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_op25b_v1_dataset_proto_rawDesc), len(file_op25b_v1_dataset_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

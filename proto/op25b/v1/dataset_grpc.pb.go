@@ -25,6 +25,7 @@ const (
 	DatasetService_ListPolicyChanges_FullMethodName = "/op25b.v1.DatasetService/ListPolicyChanges"
 	DatasetService_ListCountries_FullMethodName     = "/op25b.v1.DatasetService/ListCountries"
 	DatasetService_ExportResults_FullMethodName     = "/op25b.v1.DatasetService/ExportResults"
+	DatasetService_GetInfo_FullMethodName           = "/op25b.v1.DatasetService/GetInfo"
 )
 
 // DatasetServiceClient is the client API for DatasetService service.
@@ -42,6 +43,9 @@ type DatasetServiceClient interface {
 	ListCountries(ctx context.Context, in *ListCountriesRequest, opts ...grpc.CallOption) (*ListCountriesResponse, error)
 	// ExportResults streams public raw results in a bounded time range.
 	ExportResults(ctx context.Context, in *ExportResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResultsResponse], error)
+	// GetInfo says which software and dataset schema serve the data, its
+	// licence, how fresh the rollups are and the server's limits.
+	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
 }
 
 type datasetServiceClient struct {
@@ -121,6 +125,16 @@ func (c *datasetServiceClient) ExportResults(ctx context.Context, in *ExportResu
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DatasetService_ExportResultsClient = grpc.ServerStreamingClient[ExportResultsResponse]
 
+func (c *datasetServiceClient) GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetInfoResponse)
+	err := c.cc.Invoke(ctx, DatasetService_GetInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DatasetServiceServer is the server API for DatasetService service.
 // All implementations must embed UnimplementedDatasetServiceServer
 // for forward compatibility.
@@ -136,6 +150,9 @@ type DatasetServiceServer interface {
 	ListCountries(context.Context, *ListCountriesRequest) (*ListCountriesResponse, error)
 	// ExportResults streams public raw results in a bounded time range.
 	ExportResults(*ExportResultsRequest, grpc.ServerStreamingServer[ExportResultsResponse]) error
+	// GetInfo says which software and dataset schema serve the data, its
+	// licence, how fresh the rollups are and the server's limits.
+	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
 	mustEmbedUnimplementedDatasetServiceServer()
 }
 
@@ -163,6 +180,9 @@ func (UnimplementedDatasetServiceServer) ListCountries(context.Context, *ListCou
 }
 func (UnimplementedDatasetServiceServer) ExportResults(*ExportResultsRequest, grpc.ServerStreamingServer[ExportResultsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportResults not implemented")
+}
+func (UnimplementedDatasetServiceServer) GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
 }
 func (UnimplementedDatasetServiceServer) mustEmbedUnimplementedDatasetServiceServer() {}
 func (UnimplementedDatasetServiceServer) testEmbeddedByValue()                        {}
@@ -286,6 +306,24 @@ func _DatasetService_ExportResults_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DatasetService_ExportResultsServer = grpc.ServerStreamingServer[ExportResultsResponse]
 
+func _DatasetService_GetInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DatasetServiceServer).GetInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DatasetService_GetInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DatasetServiceServer).GetInfo(ctx, req.(*GetInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DatasetService_ServiceDesc is the grpc.ServiceDesc for DatasetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -312,6 +350,10 @@ var DatasetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCountries",
 			Handler:    _DatasetService_ListCountries_Handler,
+		},
+		{
+			MethodName: "GetInfo",
+			Handler:    _DatasetService_GetInfo_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,169 @@
+// Package datasettest seeds a real database with results that produce
+// every policy class, a policy change, interception evidence and a probe
+// farm, for the tests of the dataset's query layer and of its front ends
+// (HTTP API, web page, gRPC).
+package datasettest
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/internal/uuidv7"
+)
+
+// Now is the seeded world's current time; the seeded days are the 7 UTC
+// days ending with it.
+var Now = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+
+// Verdict numbers (op25b.v1.Verdict), kept short for the scenario tables.
+const (
+	open        = 1
+	timeout     = 2
+	reset       = 3
+	intercepted = 5
+	tampered    = 6
+	inconc      = 7
+)
+
+// ASN is one seeded network and the class the test expects of it.
+type ASN struct {
+	ASN     uint32
+	Name    string
+	Country string
+	// Class per family ("ipv4", "ipv6"), short names as dataset.ClassName.
+	Class map[string]string
+}
+
+// ASNs are the seeded networks.
+var ASNs = []ASN{
+	{64500, "Open Networks", "US", map[string]string{"ipv4": "OPEN"}},
+	{64501, "Blocking ISP", "JP", map[string]string{"ipv4": "OP25B", "ipv6": "OPEN"}},
+	{64502, "Relay Telecom", "JP", map[string]string{"ipv4": "INTERCEPT"}},
+	{64503, "Closed Corp", "DE", map[string]string{"ipv4": "ALL_SMTP_BLOCKED"}},
+	{64504, "Patchwork Net", "DE", map[string]string{"ipv4": "MIXED"}},
+	{64505, "Tiny Net", "US", map[string]string{"ipv4": "INSUFFICIENT_DATA"}},
+	{64506, "Switching ISP", "JP", map[string]string{"ipv4": "OP25B"}},
+}
+
+// ChangeDay is the day AS64506 turned from OPEN to OP25B over IPv4.
+var ChangeDay = time.Date(2026, 3, 7, 0, 0, 0, 0, time.UTC)
+
+// Banner is the evidence of AS64502's intercepting relay, as ingest
+// publishes it (the address it named redacted).
+const Banner = "banner: 220 relay.relaytelecom.example ESMTP ready for [address]"
+
+// World builds the seeded results.
+type World struct {
+	rs []store.Result
+	n  int
+}
+
+// add adds, for each of days, one result per port of one agent in one
+// prefix, with per-port verdicts, repeat times a day.
+func (w *World) add(asn uint32, agent string, egress netip.Addr, days []time.Time, repeat int, v25, v587, v465 uint8, banner string) {
+	family := uint8(4)
+	bits := 24
+	if egress.Is6() {
+		family, bits = 6, 48
+	}
+	prefix := netip.PrefixFrom(egress, bits).Masked()
+	for _, day := range days {
+		for i := range repeat {
+			for _, pv := range [][2]int{{25, int(v25)}, {587, int(v587)}, {465, int(v465)}} {
+				w.n++
+				at := day.Add(time.Duration(1+i)*time.Hour + time.Duration(w.n)*time.Millisecond)
+				r := store.Result{
+					ID: uuidv7.New(at), MeasuredAt: at, AgentID: agent, RefMTA: "refmta-test",
+					Port: uint16(pv[0]), Family: family, Verdict: uint8(pv[1]), Egress: egress,
+					EgressSource: store.EgressControl, Prefix: prefix, ASN: asn, Evidence: []byte{},
+				}
+				if pv[0] == 25 && (pv[1] == intercepted || pv[1] == tampered) {
+					r.PublicEvidence = banner
+				}
+				w.rs = append(w.rs, r)
+			}
+		}
+	}
+}
+
+// days returns the n UTC days ending with Now's, oldest first.
+func days(from, n int) []time.Time {
+	today := Now.Truncate(24 * time.Hour)
+	var out []time.Time
+	for i := from; i < from+n; i++ {
+		out = append(out, today.AddDate(0, 0, i-6))
+	}
+	return out
+}
+
+// NewWorld builds the standard seeded world: 7 days of results from
+// agents in the ASNs above.
+func NewWorld() *World {
+	w := &World{}
+	week := days(0, 7)
+	v4 := func(a, b, c, d byte) netip.Addr { return netip.AddrFrom4([4]byte{a, b, c, d}) }
+	for p := range byte(4) { // AS64500: open everywhere
+		w.add(64500, fmt.Sprintf("agent-open-%d", p), v4(198, 18, p, 10), week, 2, open, open, open, "")
+	}
+	for p := range byte(5) { // AS64501: OP25B over IPv4, open over IPv6
+		w.add(64501, fmt.Sprintf("agent-op25b-%d", p), v4(198, 19, p, 10), week, 2, reset, open, open, "")
+	}
+	for p := range byte(3) {
+		w.add(64501, fmt.Sprintf("agent-op25b-%d", p), netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0, p, 0, 1, 15: 1}), week, 2, open, open, open, "")
+	}
+	for p := range byte(3) { // AS64502: port 25 answered by a relay
+		w.add(64502, fmt.Sprintf("agent-relay-%d", p), v4(198, 20, p, 10), week, 2, intercepted, open, open, Banner)
+	}
+	for p := range byte(3) { // AS64503: nothing gets out
+		w.add(64503, fmt.Sprintf("agent-closed-%d", p), v4(198, 21, p, 10), week, 2, timeout, timeout, timeout, "")
+	}
+	for p := range byte(4) { // AS64504: half open, half blocked
+		v := uint8(open)
+		if p%2 == 1 {
+			v = reset
+		}
+		w.add(64504, fmt.Sprintf("agent-mixed-%d", p), v4(198, 22, p, 10), week, 2, v, open, open, "")
+	}
+	w.add(64505, "agent-tiny-0", v4(198, 23, 0, 10), week, 2, reset, open, open, "") // AS64505: one prefix
+	w.add(64505, "agent-tiny-0", v4(198, 23, 0, 10), week[:1], 1, inconc, inconc, inconc, "")
+	for p := range byte(3) { // AS64506: open for 3 days, then OP25B
+		a := fmt.Sprintf("agent-switch-%d", p)
+		w.add(64506, a, v4(198, 24, p, 10), days(0, 3), 2, open, open, open, "")
+		w.add(64506, a, v4(198, 24, p, 10), days(3, 4), 2, reset, open, open, "")
+	}
+	return w
+}
+
+// Farm adds n agents inside one /24 of asn, all with verdict v on every
+// port, over the week.
+func (w *World) Farm(asn uint32, n int, v uint8) {
+	for i := range n {
+		w.add(asn, fmt.Sprintf("agent-farm-%d", i), netip.AddrFrom4([4]byte{203, 0, 113, byte(i%250 + 1)}), days(0, 7), 1, v, v, v, "")
+	}
+}
+
+// Results returns the world's results.
+func (w *World) Results() []store.Result { return w.rs }
+
+// Seed stores the world's results through the ingest path's store and the
+// AS names, in batches as agents would upload them.
+func (w *World) Seed(t testing.TB, s *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	var hs []store.ASHolder
+	for _, a := range ASNs {
+		hs = append(hs, store.ASHolder{ASN: a.ASN, Name: a.Name, Country: a.Country})
+	}
+	if err := s.UpsertASNames(ctx, hs); err != nil {
+		t.Fatalf("seed AS names: %v", err)
+	}
+	for i := 0; i < len(w.rs); i += 500 {
+		if _, err := s.InsertResults(ctx, w.rs[i:min(i+500, len(w.rs))]); err != nil {
+			t.Fatalf("seed results: %v", err)
+		}
+	}
+}

@@ -1,0 +1,76 @@
+package dataset
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/op25b/observatory/proto/op25b/v1"
+)
+
+// exportBatch is how many results ExportResults hands over at a time.
+const exportBatch = 1000
+
+// ExportResults streams the public form of the raw results measured in the
+// request's range, in result_id order (UUIDv7: measurement time order). A
+// result carries its /24 or /48 prefix and ASN, never the full address.
+// An error from emit stops the export and is returned.
+func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsRequest, emit func([]*pb.PublicResult) error) error {
+	r := req.GetRange()
+	if !r.GetStart().IsValid() || !r.GetEnd().IsValid() {
+		return invalid("range: start and end are required")
+	}
+	start, end := r.GetStart().AsTime(), r.GetEnd().AsTime()
+	switch {
+	case !end.After(start):
+		return invalid("range: the end must come after the start")
+	case end.Sub(start) > time.Duration(d.cfg.MaxExportDays)*Day:
+		return invalid("range: %s is longer than the %d days one export may cover; split it", end.Sub(start).Round(time.Hour), d.cfg.MaxExportDays)
+	}
+	family, err := familyDB(req.GetFamily())
+	if err != nil {
+		return err
+	}
+	cc, err := country(req.GetCountry())
+	if err != nil {
+		return err
+	}
+	rows, err := d.pool.Query(ctx, `SELECT r.result_id::text, r.measured_at, coalesce(r.asn, 0), coalesce(n.country, ''),
+			coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id
+		FROM results r LEFT JOIN as_names n ON n.asn = r.asn
+		WHERE r.measured_at >= $1 AND r.measured_at < $2 AND ($3 = 0 OR r.asn = $3) AND ($4 = 0 OR r.family = $4)
+			AND ($5 = '' OR n.country = $5)
+		ORDER BY r.result_id`, start, end, int64(req.GetAsn()), family, cc)
+	if err != nil {
+		return fmt.Errorf("dataset: export: %w", err)
+	}
+	defer rows.Close()
+	batch := make([]*pb.PublicResult, 0, exportBatch)
+	for rows.Next() {
+		var p pb.PublicResult
+		var at time.Time
+		var asn int64
+		var fam, verdict int16
+		var port int32
+		if err := rows.Scan(&p.ResultId, &at, &asn, &p.Country, &p.Prefix, &fam, &port, &verdict, &p.Failure, &p.RefmtaId, &p.AgentId); err != nil {
+			return fmt.Errorf("dataset: export: %w", err)
+		}
+		p.MeasuredAt, p.Asn, p.Family, p.Port, p.Verdict = timestamppb.New(at), uint32(asn), familyPB(fam), uint32(port), pb.Verdict(verdict)
+		batch = append(batch, &p)
+		if len(batch) == exportBatch {
+			if err := emit(batch); err != nil {
+				return err
+			}
+			batch = make([]*pb.PublicResult, 0, exportBatch)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("dataset: export: %w", err)
+	}
+	if len(batch) > 0 {
+		return emit(batch)
+	}
+	return nil
+}
