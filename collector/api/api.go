@@ -29,6 +29,8 @@ import (
 const (
 	enrollMethod = "/op25b.v1.EnrollmentService/Enroll"
 	healthPrefix = "/grpc.health.v1.Health/"
+	// The dataset is public: anyone may read it, at a rate per address.
+	datasetPrefix = "/op25b.v1.DatasetService/"
 )
 
 type principalKey struct{}
@@ -56,6 +58,12 @@ type Guard struct {
 
 func (g *Guard) authenticate(ctx context.Context, method string) (context.Context, error) {
 	if method == enrollMethod || strings.HasPrefix(method, healthPrefix) {
+		return ctx, nil
+	}
+	if strings.HasPrefix(method, datasetPrefix) {
+		if !g.allow("addr:" + peerAddr(ctx).String()) {
+			return nil, status.Error(codes.ResourceExhausted, "too many dataset queries from your address; slow down")
+		}
 		return ctx, nil
 	}
 	md, _ := metadata.FromIncomingContext(ctx)

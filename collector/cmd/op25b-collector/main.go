@@ -8,6 +8,7 @@
 //	op25b-collector token list | token revoke ID
 //	op25b-collector principal revoke ID                      refuse an agent or refmta from its next call
 //	op25b-collector summary [--since 24h]                    verdicts per ASN, family and port
+//	op25b-collector rebuild                                  recompute the published rollups from raw results
 //
 // With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
 // cluster under --data-dir from the locally installed server binaries.
@@ -26,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -42,6 +44,7 @@ import (
 	"github.com/op25b/observatory/collector/api"
 	"github.com/op25b/observatory/collector/asn"
 	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/ingest"
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/pgcluster"
@@ -87,6 +90,33 @@ func (c *common) parse(fs *flag.FlagSet, args []string) error {
 	}
 	c.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	return nil
+}
+
+// rollupFlags are the dataset's evidence thresholds and windows.
+type rollupFlags struct {
+	minPrefixes int
+	dominant    float64
+	windows     flagenv.List
+	defWindow   int
+}
+
+func (r *rollupFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&r.minPrefixes, "class-min-prefixes", 3, "distinct /24 or /48 prefixes a port needs before it can decide an ASN's policy class")
+	fs.Float64Var(&r.dominant, "class-dominant", 0.8, "share of prefixes one verdict group (open, blocked, intercepted) needs to characterise a port")
+	fs.Var(&r.windows, "windows", "rolling windows kept precomputed, in days (default 7,30,90)")
+	fs.IntVar(&r.defWindow, "default-window", 30, "window in days of queries that name none; one of --windows")
+}
+
+func (r *rollupFlags) open(st *store.Store) (*dataset.Dataset, error) {
+	cfg := dataset.Config{MinPrefixes: r.minPrefixes, Dominant: r.dominant, DefaultWindow: r.defWindow, SoftwareVersion: version}
+	for _, w := range r.windows {
+		n, err := strconv.Atoi(strings.TrimSuffix(w, "d"))
+		if err != nil {
+			return nil, fmt.Errorf("--windows: %q is not a number of days", w)
+		}
+		cfg.Windows = append(cfg.Windows, n)
+	}
+	return dataset.New(st.Pool, cfg, nil)
 }
 
 // openStore connects to the database, starting the embedded cluster when
@@ -135,10 +165,12 @@ func main() {
 		err = principal(args)
 	case "summary":
 		err = summary(args)
+	case "rebuild":
+		err = rebuild(args)
 	case "version":
 		fmt.Println("op25b-collector", version)
 	default:
-		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary, rebuild or version)\n", cmd)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -166,6 +198,9 @@ func serve(args []string) error {
 	rate := fs.Float64("rate", 2, "calls and upload batches per second per agent or reference MTA")
 	burst := fs.Int("burst", 60, "burst of calls and batches per principal")
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest gRPC message accepted, bytes")
+	refreshEvery := fs.Duration("refresh-every", time.Minute, "how often the published rollups take in new results")
+	var rollups rollupFlags
+	rollups.register(fs)
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -229,6 +264,12 @@ func serve(args []string) error {
 			Limits: ingest.DefaultLimits, Now: time.Now},
 		Schedule: sched.current}
 	srv.Register(grpcSrv)
+	ds, err := rollups.open(st)
+	if err != nil {
+		return err
+	}
+	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds})
+	go ds.Run(ctx, *refreshEvery, c.log)
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
 	ln, err := net.Listen("tcp", *listen)
@@ -459,6 +500,36 @@ func principal(args []string) error {
 	}
 	defer closeStore()
 	return (&auth.Service{Pool: st.Pool, Now: time.Now}).Revoke(ctx, fs.Arg(0))
+}
+
+// rebuild recomputes every rollup from the raw results.
+func rebuild(args []string) error {
+	var c common
+	var rollups rollupFlags
+	fs := flag.NewFlagSet("op25b-collector rebuild", flag.ContinueOnError)
+	c.register(fs)
+	rollups.register(fs)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, closeStore, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	ds, err := rollups.open(st)
+	if err != nil {
+		return err
+	}
+	c.log.Info("rebuilding the published rollups from raw results; ingest waits until it commits, readers see the old state")
+	res, err := ds.Rebuild(ctx, c.log)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("rebuilt from %d results: %d ASN and family keys, in %s\n", res.Results, res.Keys, res.Took.Round(time.Millisecond))
+	return nil
 }
 
 // summary prints the verdicts of recent results per ASN, family and port.
