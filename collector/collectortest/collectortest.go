@@ -18,6 +18,7 @@ import (
 
 	"github.com/op25b/observatory/collector/api"
 	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/ingest"
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/store"
@@ -28,11 +29,14 @@ import (
 
 // Collector is a running collector.
 type Collector struct {
-	Addr     string
-	CAFile   string
-	Store    *store.Store
-	Auth     *auth.Service
-	Server   *api.Server
+	Addr   string
+	CAFile string
+	Store  *store.Store
+	Auth   *auth.Service
+	Server *api.Server
+	// Dataset serves the DatasetService; its clock is Now.
+	Dataset  *dataset.Dataset
+	Now      func() time.Time
 	schedule *op25bv1.Schedule
 	grpc     *grpc.Server
 }
@@ -56,6 +60,11 @@ func Start(t testing.TB, opts api.Options) *Collector {
 		Schedule:  func() *op25bv1.Schedule { return c.schedule },
 		Metrics:   api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
 	c.Server.Register(srv)
+	c.Now = time.Now
+	if c.Dataset, err = dataset.New(st.Pool, dataset.Config{}, func() time.Time { return c.Now() }); err != nil {
+		t.Fatal(err)
+	}
+	op25bv1.RegisterDatasetServiceServer(srv, &dataset.Server{D: c.Dataset})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
