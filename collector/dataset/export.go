@@ -27,13 +27,13 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 	case !end.After(start):
 		return invalid("range: the end must come after the start")
 	case end.Sub(start) > time.Duration(d.cfg.MaxExportDays)*Day:
-		return invalid("range: %s is longer than the %d days one export may cover; split it", end.Sub(start).Round(time.Hour), d.cfg.MaxExportDays)
+		return invalid("range: %.1f days is longer than the %d days one export may cover; split it", end.Sub(start).Hours()/24, d.cfg.MaxExportDays)
 	}
 	family, err := familyDB(req.GetFamily())
 	if err != nil {
 		return err
 	}
-	cc, err := country(req.GetCountry())
+	cc, err := ParseCountry(req.GetCountry())
 	if err != nil {
 		return err
 	}

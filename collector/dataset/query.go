@@ -261,7 +261,8 @@ func classDB(c pb.PolicyClass) (int16, error) {
 	return int16(c), nil
 }
 
-func country(c string) (string, error) {
+// ParseCountry reads an ISO 3166-1 alpha-2 code in any case; "" is any.
+func ParseCountry(c string) (string, error) {
 	c = strings.ToUpper(strings.TrimSpace(c))
 	if c != "" && (len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
 		return "", invalid("country %q: want an ISO 3166-1 alpha-2 code such as JP", c)
@@ -307,7 +308,7 @@ func (d *Dataset) ListASNs(ctx context.Context, req *pb.ListASNsRequest) (*pb.Li
 	if f.class, err = classDB(req.GetPolicyClass()); err != nil {
 		return nil, err
 	}
-	if f.country, err = country(req.GetCountry()); err != nil {
+	if f.country, err = ParseCountry(req.GetCountry()); err != nil {
 		return nil, err
 	}
 	if err := decodeToken(req.GetPageToken(), "%d %d", &f.after[0], &f.after[1]); err != nil {
@@ -497,7 +498,7 @@ func (d *Dataset) ListPolicyChanges(ctx context.Context, req *pb.ListPolicyChang
 	var f filter
 	var err error
 	f.asn = req.GetAsn()
-	if f.country, err = country(req.GetCountry()); err != nil {
+	if f.country, err = ParseCountry(req.GetCountry()); err != nil {
 		return nil, err
 	}
 	var sp *span

@@ -45,6 +45,7 @@ import (
 	"github.com/op25b/observatory/collector/asn"
 	"github.com/op25b/observatory/collector/auth"
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/collector/httpapi"
 	"github.com/op25b/observatory/collector/ingest"
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/pgcluster"
@@ -185,7 +186,10 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("op25b-collector serve", flag.ContinueOnError)
 	c.register(fs)
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
-	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address for /metrics and /healthz")
+	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address of the web page (/), the dataset API (/api/v1), /metrics and /healthz")
+	apiRate := fs.Float64("api-rate", 10, "dataset API requests per second per client address (IPv6: per /64)")
+	apiBurst := fs.Int("api-burst", 40, "burst of dataset API requests per client address")
+	trustProxy := fs.Bool("trust-proxy", false, "take the client address from X-Forwarded-For (only behind a reverse proxy you run)")
 	tlsCert := fs.String("tls-cert", "", "server certificate (PEM); empty: a local CA under --data-dir/tls signs one")
 	tlsKey := fs.String("tls-key", "", "server key (PEM), with --tls-cert")
 	fs.Var(&tlsHosts, "tls-hosts", "names and addresses the local CA's certificate covers (default localhost,127.0.0.1,::1)")
@@ -277,6 +281,7 @@ func serve(args []string) error {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	mux := http.NewServeMux()
+	mux.Handle("/api/", httpapi.New(ds, httpapi.Options{Rate: *apiRate, Burst: *apiBurst, TrustProxy: *trustProxy, Logger: c.log}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := st.Pool.Ping(r.Context()); err != nil {
