@@ -16,7 +16,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 
-COMMANDS := ./agent/cmd/op25b-agent ./refmta/cmd/op25b-refmta ./collector/cmd/op25b-collector ./deploy/testbed/cmd/op25b-testbed
+COMMANDS := ./agent/cmd/op25b-agent ./refmta/cmd/op25b-refmta ./collector/cmd/op25b-collector ./collector/cmd/op25b ./deploy/testbed/cmd/op25b-testbed
 
 .PHONY: help
 help: ## List the targets.

@@ -4,8 +4,9 @@
 #     check` round against it, printed as the volunteer sees it;
 #  2. the pipeline: the collector with its embedded PostgreSQL, a reference
 #     MTA uploading its sightings, and agent daemons enrolled with tokens,
-#     measuring every 30 s; the per-ASN summary is printed as results
-#     arrive, until Ctrl-C (or DEMO_SECONDS seconds). As root the agents run
+#     measuring every 30 s; the per-ASN summary and the published policy
+#     classes (`op25b asns`) are printed as results arrive, and the web page
+#     is at http://127.0.0.1:9090/, until Ctrl-C (or DEMO_SECONDS seconds). As root the agents run
 #     inside the ten emulated ISPs of the testbed, each ISP its own ASN,
 #     after the testbed has checked every scenario's verdicts; otherwise
 #     three agents run on loopback.
@@ -56,11 +57,13 @@ col="$work/collector"
   --ports 2526:smtp,5871:submission,4651:smtps --control-port 4431 --log-level warn > "$work/refmta3.json"
 printf '127.0.0.0\t127.255.255.255\t64500\tZZ\tDEMO-LOOPBACK-V4\n::1\t::1\t64501\tZZ\tDEMO-LOOPBACK-V6\n' > "$work/demo.ip2asn"
 "$out/op25b-collector" --data-dir "$col" --listen 127.0.0.1:8443 --http-listen 127.0.0.1:9090 \
-  --refmta "$work/refmta3.json" --asn "$work/demo.ip2asn" --interval 30s --jitter 10s --probe-timeout 5s --log-level warn &
+  --refmta "$work/refmta3.json" --asn "$work/demo.ip2asn" --interval 30s --jitter 10s --probe-timeout 5s --log-level warn \
+  --class-min-prefixes 1 --refresh-every 10s &
 pids+=($!)
 for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/8443) 2>/dev/null && break; sleep 0.2; done
 ca="$col/tls/ca.pem"
-echo "collector: gRPC 127.0.0.1:8443 (CA $ca), metrics http://127.0.0.1:9090/metrics, PostgreSQL under $col/postgres"
+echo "collector: gRPC 127.0.0.1:8443 (CA $ca), PostgreSQL under $col/postgres"
+echo "web page http://127.0.0.1:9090/, dataset API http://127.0.0.1:9090/api/v1/asns, metrics http://127.0.0.1:9090/metrics"
 rtoken=$("$out/op25b-collector" token create --data-dir "$col" --kind refmta --label "demo reference MTA" --log-level warn 2>/dev/null)
 "$out/op25b-refmta" --state-dir "$work/refmta3" --listen 127.0.0.1 --listen ::1 --hostname refmta.demo.invalid \
   --ports 2526:smtp,5871:submission,4651:smtps --control-port 4431 \
@@ -78,4 +81,6 @@ while [ "$(date +%s)" -lt "$end" ]; do
   sleep 20
   echo; echo "--- $(date -u +%H:%M:%S) results of the last hour, per ASN, family and port"
   "$out/op25b-collector" summary --data-dir "$col" --since 1h --log-level warn || true
+  echo; echo "\$ op25b asns --collector http://127.0.0.1:9090   (policy classes, refreshed every 10 s)"
+  "$out/op25b" asns --collector http://127.0.0.1:9090 || true
 done

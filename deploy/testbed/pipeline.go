@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,19 +18,30 @@ import (
 // CollectorBin is the binary the pipeline mode also needs in BinDir.
 const CollectorBin = "op25b-collector"
 
+// CLIBin is the researcher CLI, which the pipeline mode uses to print the
+// per-ASN adoption table when it is in the bin directory.
+const CLIBin = "op25b"
+
 // collectorAddr is where the pipeline mode's collector listens, in the
 // reference MTA's namespace: every ISP but the offline one reaches it.
 const collectorPort = "8443"
+
+// collectorHTTP is the collector's web page and dataset API, on the loopback
+// of its namespace.
+const collectorHTTP = "127.0.0.1:9090"
 
 // Pipeline configures the pipeline mode: after the checks, the network
 // runs for real until ctx is done (or Hold passes): a collector with its
 // embedded PostgreSQL beside the reference MTA, which uploads its
 // sightings, and an `op25b-agent run` daemon behind every ISP, each ISP its
-// own ASN; the per-ASN summary is written to Summary every Every.
+// own ASN; the per-ASN summary and adoption table are written to Summary
+// every Every. The collector's web page and dataset API are forwarded to
+// Web on the host (default 127.0.0.1:9090).
 type Pipeline struct {
 	Hold    time.Duration // 0: until ctx is done
 	Every   time.Duration
 	Summary io.Writer
+	Web     string
 }
 
 // asnTable writes the ip2asn table of the testbed: each ISP's customer
@@ -75,6 +87,15 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 	if p.Every == 0 {
 		p.Every = 20 * time.Second
 	}
+	if p.Web == "" {
+		p.Web = "127.0.0.1:9090"
+	}
+	web, err := net.Listen("tcp", p.Web)
+	if err != nil {
+		return fmt.Errorf("testbed: the web page's address on the host: %w", err)
+	}
+	go forward(ctx, web, topo.mta, collectorHTTP, log)
+	webURL := "http://" + web.Addr().String()
 	asnFile := filepath.Join(stateDir, "testbed.ip2asn")
 	asns, err := asnTable(asnFile, topo.sites)
 	if err != nil {
@@ -84,8 +105,10 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 	col := filepath.Join(binDir, CollectorBin)
 	addr := MTAv4.String() + ":" + collectorPort
 	collector, err := startChild(CollectorBin, log, "ip", "netns", "exec", topo.mta, col,
-		"--data-dir", dataDir, "--listen", addr, "--http-listen", "127.0.0.1:9090", "--tls-hosts", MTAv4.String(),
-		"--refmta", identity, "--asn", asnFile, "--interval", "30s", "--jitter", "10s", "--probe-timeout", "3s", "--log-level", "warn")
+		"--data-dir", dataDir, "--listen", addr, "--http-listen", collectorHTTP, "--tls-hosts", MTAv4.String(),
+		"--refmta", identity, "--asn", asnFile, "--interval", "30s", "--jitter", "10s", "--probe-timeout", "3s", "--log-level", "warn",
+		// One agent per ISP: let one prefix decide a class, and publish fast.
+		"--class-min-prefixes", "1", "--refresh-every", "10s")
 	if err != nil {
 		return err
 	}
@@ -152,7 +175,12 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 	for _, s := range topo.sites {
 		fmt.Fprintf(p.Summary, "  AS%d ISP-%s\n", asns[s.scenario.Name], strings.ToUpper(s.scenario.Name))
 	}
+	fmt.Fprintf(p.Summary, "web page and dataset API: %s/ and %s/api/v1/asns (forwarded into namespace %s)\n", webURL, webURL, topo.mta)
 	fmt.Fprintln(p.Summary, "rounds every 30 s (the offline ISP's agent keeps its results spooled); Ctrl-C stops everything")
+	cli := filepath.Join(binDir, CLIBin)
+	if _, err := os.Stat(cli); err != nil {
+		cli = ""
+	}
 	var end <-chan time.Time
 	if p.Hold > 0 {
 		end = time.After(p.Hold)
@@ -173,5 +201,14 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 			continue
 		}
 		fmt.Fprintf(p.Summary, "\n--- %s results of the last hour, per ASN, family and port\n%s\n", time.Now().UTC().Format("15:04:05"), out)
+		if cli == "" {
+			continue
+		}
+		table, err := exec.CommandContext(ctx, cli, "asns", "--collector", webURL).CombinedOutput()
+		if err != nil {
+			log.Warn("op25b asns failed", "err", err, "out", string(table))
+			continue
+		}
+		fmt.Fprintf(p.Summary, "$ op25b asns --collector %s   (policy classes, refreshed every 10 s)\n%s", webURL, table)
 	}
 }
