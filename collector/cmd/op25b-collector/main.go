@@ -167,7 +167,7 @@ func main() {
 	case "summary":
 		err = summary(args)
 	case "rebuild":
-		err = rebuild(args)
+		err = rebuild(args, os.Stdout)
 	case "version":
 		fmt.Println("op25b-collector", version)
 	default:
@@ -508,7 +508,7 @@ func principal(args []string) error {
 }
 
 // rebuild recomputes every rollup from the raw results.
-func rebuild(args []string) error {
+func rebuild(args []string, stdout io.Writer) error {
 	var c common
 	var rollups rollupFlags
 	fs := flag.NewFlagSet("op25b-collector rebuild", flag.ContinueOnError)
@@ -533,7 +533,7 @@ func rebuild(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("rebuilt from %d results: %d ASN and family keys, in %s\n", res.Results, res.Keys, res.Took.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "rebuilt from %d results: %d ASN and family keys, in %s\n", res.Results, res.Keys, res.Took.Round(time.Millisecond))
 	return nil
 }
 

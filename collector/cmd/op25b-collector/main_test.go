@@ -2,11 +2,43 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/store/storetest"
 )
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func TestRebuildCommand(t *testing.T) {
+	url := storetest.URL(t)
+	st, err := store.Open(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	w := datasettest.NewWorld()
+	w.Seed(t, st)
+	var out bytes.Buffer
+	if err := rebuild([]string{"--database-url", url, "--log-level", "error"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("rebuilt from %d results: ", len(w.Results())); !strings.HasPrefix(out.String(), want) {
+		t.Errorf("rebuild printed %q; want it to start %q", out.String(), want)
+	}
+	var classes int
+	st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM agg_class WHERE window_days = 0").Scan(&classes)
+	if classes == 0 {
+		t.Error("no timeline classes after rebuild")
+	}
+	if err := rebuild([]string{"--database-url", url, "--windows", "7,x"}, &out); err == nil || !strings.Contains(err.Error(), "--windows") {
+		t.Errorf("bad --windows: %v; want an error naming the flag", err)
+	}
+}
 
 func TestPrintSummary(t *testing.T) {
 	var b bytes.Buffer
