@@ -87,9 +87,10 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: testdeps
-testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium for the web page) when root and missing.
+testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page) when root and missing.
 	@need=""; command -v nft >/dev/null || need="$$need nftables"; command -v ip >/dev/null || need="$$need iproute2"; \
 	command -v gcc >/dev/null || need="$$need gcc libc6-dev"; command -v chromium >/dev/null || need="$$need chromium"; \
+	fc-list :lang=ja 2>/dev/null | grep -q . || need="$$need fonts-ipafont-gothic"; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing$$need"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \

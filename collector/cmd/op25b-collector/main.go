@@ -50,6 +50,7 @@ import (
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/pgcluster"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/web"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/ratelimit"
 	"github.com/op25b/observatory/internal/verdict"
@@ -282,6 +283,7 @@ func serve(args []string) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", httpapi.New(ds, httpapi.Options{Rate: *apiRate, Burst: *apiBurst, TrustProxy: *trustProxy, Logger: c.log}))
+	mux.Handle("/", web.New(ds, web.Options{Logger: c.log, SoftwareVersion: version}))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := st.Pool.Ping(r.Context()); err != nil {
@@ -295,13 +297,13 @@ func serve(args []string) error {
 		ln.Close()
 		return fmt.Errorf("--http-listen: %w", err)
 	}
-	web := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); grpcSrv.Serve(ln) }()
-	go func() { defer wg.Done(); web.Serve(hln) }()
-	c.log.Info("collector ready", "grpc", ln.Addr().String(), "metrics", "http://"+hln.Addr().String()+"/metrics",
+	go func() { defer wg.Done(); httpSrv.Serve(hln) }()
+	c.log.Info("collector ready", "grpc", ln.Addr().String(), "web", "http://"+hln.Addr().String()+"/",
 		"ca", caFile, "schedule", sched.current().GetVersion(), "refmtas", len(sched.current().GetReferenceMtas()), "version", version)
 
 	hup := make(chan os.Signal, 1)
@@ -333,7 +335,7 @@ func serve(args []string) error {
 	case <-time.After(20 * time.Second):
 		grpcSrv.Stop()
 	}
-	web.Close()
+	httpSrv.Close()
 	wg.Wait()
 	return nil
 }

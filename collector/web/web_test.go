@@ -1,0 +1,433 @@
+package web
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/op25b/observatory/collector/dataset"
+)
+
+func newTestHandler(q Querier, log io.Writer) http.Handler {
+	if log == nil {
+		log = io.Discard
+	}
+	return New(q, Options{
+		Now:             func() time.Time { return fakeNow },
+		Logger:          slog.New(slog.NewTextHandler(log, nil)),
+		SoftwareVersion: "v0.4.0-test",
+	})
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func get(t *testing.T, h http.Handler, path string, header ...string) response {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return response{rec.Code, rec.Result().Header, rec.Body.String()}
+}
+
+var rowRE = regexp.MustCompile(`<tr data-asn="(\d+)" data-family="(ipv[46])" data-class="([A-Z_0-9]+)"[^>]*?( hidden)?>`)
+
+type row struct {
+	asn, family, class string
+	hidden             bool
+}
+
+// asnRows parses the overview's ASN table rows.
+func asnRows(body string) []row {
+	var out []row
+	for _, m := range rowRE.FindAllStringSubmatch(body, -1) {
+		out = append(out, row{m[1], m[2], m[3], m[4] != ""})
+	}
+	return out
+}
+
+func TestOverview(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	tests := []struct {
+		path string
+		rows int
+		keep func(row) bool // every row must satisfy it
+	}{
+		{"/", len(fakeNets), nil},
+		{"/?country=JP", 7, func(r row) bool { return strings.HasPrefix(r.asn, "6450") && r.asn <= "64503" }},
+		{"/?country=jp&family=ipv6", 3, func(r row) bool { return r.family == "ipv6" }},
+		{"/?class=OP25B", 3, func(r row) bool { return r.class == "OP25B" }},
+		{"/?class=all_smtp_blocked", 1, func(r row) bool { return r.asn == "64502" }},
+		{"/?family=ipv4", 8, func(r row) bool { return r.family == "ipv4" }},
+		{"/?window=7d", len(fakeNets), nil},
+		{"/?window=2026-03-01/2026-03-15", len(fakeNets), nil},
+	}
+	for _, tt := range tests {
+		r := get(t, h, tt.path)
+		if r.status != http.StatusOK {
+			t.Errorf("GET %s: status %d; want 200\n%s", tt.path, r.status, r.body)
+			continue
+		}
+		rows := asnRows(r.body)
+		if len(rows) != tt.rows {
+			t.Errorf("GET %s: %d ASN rows; want %d", tt.path, len(rows), tt.rows)
+		}
+		for _, row := range rows {
+			if tt.keep != nil && !tt.keep(row) {
+				t.Errorf("GET %s: row %+v should have been filtered out", tt.path, row)
+			}
+		}
+	}
+
+	// Every class has its badge; the shares carry their interval.
+	r := get(t, h, "/")
+	for _, name := range dataset.ClassNames() {
+		if !strings.Contains(r.body, `class="badge c-`+classKey(name)+`"`) {
+			t.Errorf("overview: no badge for class %s", name)
+		}
+	}
+	if !regexp.MustCompile(`\d+% <span class="ci">\(\d+–\d+%\)</span>`).MatchString(r.body) {
+		t.Errorf("overview: no share shown as 82%% (71–90%%)")
+	}
+	if !strings.Contains(r.body, `<option value="7d">`) || !strings.Contains(r.body, `<option value="30d" selected>`) {
+		t.Errorf("overview: window selector lacks 7d, or 30d is not the default")
+	}
+	// The countries table: JP has 4 ASNs per IPv4.
+	if !regexp.MustCompile(`(?s)<a href="/\?country=JP&amp;family=ipv4" class="country">JP</a>.*?<td class="num">4</td>`).MatchString(r.body) {
+		t.Errorf("overview: countries table lacks JP IPv4 with 4 ASNs")
+	}
+
+	// The text filter hides rows on the server too (the page works without
+	// JavaScript).
+	r = get(t, h, "/?q=sakura")
+	shown := 0
+	for _, row := range asnRows(r.body) {
+		if !row.hidden {
+			shown++
+			if row.asn != "64500" {
+				t.Errorf("?q=sakura shows AS%s", row.asn)
+			}
+		}
+	}
+	if shown != 2 {
+		t.Errorf("?q=sakura shows %d rows; want 2", shown)
+	}
+
+	r = get(t, h, "/?window=7d")
+	if !strings.Contains(r.body, `<option value="7d" selected>`) {
+		t.Errorf("?window=7d: 7d is not selected")
+	}
+}
+
+func TestASNPage(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	for _, path := range []string{"/asn/64500", "/asn/AS64500", "/asn/as64500?window=90d"} {
+		r := get(t, h, path)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET %s: status %d; want 200", path, r.status)
+		}
+		for _, want := range []string{
+			"Sakura Broadband",
+			`<span class="fam">IPv4</span> <span class="badge c-op25b"`,
+			`<span class="fam">IPv6</span> <span class="badge c-open"`,
+			"IPv4 turned from OPEN to OP25B on 2026-03-01.",
+			`id="timeline-chart"`,
+			`class="change-mark"`,
+			"Rank 2 of 4 in JP.",
+			"Port 25 is blocked over IPv4 but open over IPv6",
+			`<th scope="row" class="num">25</th>`,
+			`<th scope="row" class="num">587</th>`,
+			`<th scope="row" class="num">465</th>`,
+			`<abbr title="Silently dropped">BLOCKED_TIMEOUT</abbr>`,
+		} {
+			if !strings.Contains(r.body, want) {
+				t.Errorf("GET %s: page lacks %q", path, want)
+			}
+		}
+	}
+
+	// Timeline cells: one per day with data, coloured by that day's class.
+	r := get(t, h, "/asn/AS64500")
+	if n := strings.Count(r.body, `<rect class="cell c-open"`); n != 10+30 {
+		t.Errorf("AS64500: %d OPEN cells; want 40 (IPv4 before 2026-03-01 and every IPv6 day)", n)
+	}
+	if n := strings.Count(r.body, `<rect class="cell c-op25b"`); n != 20 {
+		t.Errorf("AS64500: %d OP25B cells; want 20 (IPv4 from 2026-03-01)", n)
+	}
+
+	// Peers with a gap of a kind we have no text for, and evidence.
+	r = get(t, h, "/asn/64501")
+	for _, want := range []string{"Another gap: starttls_stripped.", "&lt;b&gt;STARTTLS&lt;/b&gt; removed", "first seen", "812 results", "Port 25 is intercepted"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("AS64501: page lacks %q", want)
+		}
+	}
+}
+
+// TestEvidenceInert shows that a hostile relay's banner, and an ASN name
+// with markup, come out as text.
+func TestEvidenceInert(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	r := get(t, h, "/asn/AS64501")
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d", r.status)
+	}
+	for _, bad := range []string{"<script>alert", "<img src=x", `"quoted"`, "onerror=alert(1)>"} {
+		if strings.Contains(r.body, bad) {
+			t.Errorf("evidence rendered live markup: %q in the page", bad)
+		}
+	}
+	want := `<pre><code>220 mx.hikari-mobile.example ESMTP &lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt; &#39;&gt;&lt;img src=x onerror=alert(1)&gt; &amp; &#34;quoted&#34;</code></pre>`
+	if !strings.Contains(r.body, want) {
+		t.Errorf("evidence not escaped as text; want %s", want)
+	}
+	if n := strings.Count(r.body, "<script"); n != 1 {
+		t.Errorf("%d <script elements; want only ours", n)
+	}
+
+	r = get(t, h, "/?country=DE")
+	if strings.Contains(r.body, "<eG>") || !strings.Contains(r.body, "Berliner Funk &amp; Netz &#34;B&amp;F&#34; &lt;eG&gt;") {
+		t.Errorf("ASN name not escaped")
+	}
+}
+
+func TestCheckPage(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	r := get(t, h, "/check")
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d", r.status)
+	}
+	for _, want := range []string{
+		"op25b-agent check --refmta https://REFMTA-HOST/identity.json",
+		"go install github.com/op25b/observatory/agent/cmd/op25b-agent@latest",
+		"It writes only EHLO, STARTTLS and QUIT",
+		"<code>BLOCKED_TIMEOUT</code>", "<code>INCONCLUSIVE</code>",
+	} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("/check lacks %q", want)
+		}
+	}
+
+	// Without the query layer the page still serves its instructions.
+	q := newFake()
+	q.fail["GetInfo"] = errors.New("connection refused")
+	if r := get(t, newTestHandler(q, nil), "/check"); r.status != http.StatusOK {
+		t.Errorf("/check with GetInfo failing: status %d; want 200", r.status)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	internal := errors.New("pgx: connect to 10.1.2.3:5432: password authentication failed")
+	tests := []struct {
+		name   string
+		path   string
+		fail   map[string]error
+		status int
+		want   string
+		reject string
+	}{
+		{name: "unknown ASN", path: "/asn/AS64999", status: 404, want: "No measurements of AS64999"},
+		{name: "not an ASN", path: "/asn/sakura", status: 400, want: "ASN &#34;sakura&#34;: want a number"},
+		{name: "bad window", path: "/?window=fortnight", status: 400, want: "window &#34;fortnight&#34;"},
+		{name: "bad window on ASN page", path: "/asn/64500?window=0d", status: 400, want: "window &#34;0d&#34;"},
+		{name: "bad class", path: "/?class=SPAMMY", status: 400, want: "class &#34;SPAMMY&#34;"},
+		{name: "bad family", path: "/?family=ipx", status: 400, want: "family &#34;ipx&#34;"},
+		{name: "bad country", path: "/?country=Japan", status: 400, want: "two-letter"},
+		{name: "no such page", path: "/nowhere", status: 404, want: "We have no page here"},
+		{name: "no such static file", path: "/static/evil.js", status: 404},
+		{name: "query layer down", path: "/", fail: map[string]error{"ListASNs": internal}, status: 500,
+			want: "Something went wrong on our side", reject: "password"},
+		{name: "query layer down on ASN page", path: "/asn/64500", fail: map[string]error{"GetPeers": internal}, status: 500,
+			reject: "10.1.2.3"},
+		{name: "invalid from the query layer", path: "/", fail: map[string]error{"ListCountries": fmt.Errorf("%w: window longer than 366 days", dataset.ErrInvalid)},
+			status: 400, want: "window longer than 366 days"},
+		{name: "not found from the query layer", path: "/", fail: map[string]error{"ListASNs": fmt.Errorf("list: %w", dataset.ErrNotFound)}, status: 404},
+		{name: "no peers is no failure", path: "/asn/64500", fail: map[string]error{"GetPeers": dataset.ErrNotFound}, status: 200,
+			want: "No peer benchmark"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newFake()
+			for m, err := range tt.fail {
+				q.fail[m] = err
+			}
+			var log bytes.Buffer
+			r := get(t, newTestHandler(q, &log), tt.path)
+			if r.status != tt.status {
+				t.Errorf("GET %s: status %d; want %d", tt.path, r.status, tt.status)
+			}
+			if tt.want != "" && !strings.Contains(r.body, tt.want) {
+				t.Errorf("GET %s: page lacks %q:\n%s", tt.path, tt.want, r.body)
+			}
+			if tt.reject != "" && strings.Contains(r.body, tt.reject) {
+				t.Errorf("GET %s: page shows internals %q", tt.path, tt.reject)
+			}
+			if tt.status == 500 && !strings.Contains(log.String(), "password authentication failed") {
+				t.Errorf("GET %s: the failure was not logged: %q", tt.path, log.String())
+			}
+		})
+	}
+}
+
+func TestSecurityHeaders(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	css := get(t, h, "/").body
+	cssURL := regexp.MustCompile(`href="(/static/app\.css\?v=[0-9a-f]+)"`).FindStringSubmatch(css)
+	jsURL := regexp.MustCompile(`src="(/static/app\.js\?v=[0-9a-f]+)"`).FindStringSubmatch(css)
+	if cssURL == nil || jsURL == nil {
+		t.Fatalf("page links no versioned CSS or JavaScript")
+	}
+	for _, tt := range []struct{ path, ctype, cache string }{
+		{"/", "text/html; charset=utf-8", "no-cache"},
+		{"/asn/64500", "text/html; charset=utf-8", "no-cache"},
+		{"/check", "text/html; charset=utf-8", "no-cache"},
+		{"/nowhere", "text/html; charset=utf-8", "no-cache"},
+		{cssURL[1], "text/css; charset=utf-8", "public, max-age=31536000, immutable"},
+		{jsURL[1], "text/javascript; charset=utf-8", "public, max-age=31536000, immutable"},
+		{"/static/app.css", "text/css; charset=utf-8", "no-cache"},
+		{"/favicon.ico", "image/svg+xml", ""},
+	} {
+		r := get(t, h, tt.path)
+		csp := r.header.Get("Content-Security-Policy")
+		for _, d := range []string{"default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:"} {
+			if !strings.Contains(csp, d) {
+				t.Errorf("GET %s: CSP %q lacks %q", tt.path, csp, d)
+			}
+		}
+		if strings.Contains(csp, "unsafe-inline") {
+			t.Errorf("GET %s: CSP allows inline code", tt.path)
+		}
+		if got := r.header.Get("X-Content-Type-Options"); got != "nosniff" {
+			t.Errorf("GET %s: X-Content-Type-Options %q", tt.path, got)
+		}
+		if r.header.Get("Referrer-Policy") == "" {
+			t.Errorf("GET %s: no Referrer-Policy", tt.path)
+		}
+		if got := r.header.Get("Content-Type"); got != tt.ctype {
+			t.Errorf("GET %s: Content-Type %q; want %q", tt.path, got, tt.ctype)
+		}
+		if tt.cache != "" && r.header.Get("Cache-Control") != tt.cache {
+			t.Errorf("GET %s: Cache-Control %q; want %q", tt.path, r.header.Get("Cache-Control"), tt.cache)
+		}
+	}
+
+	// The CSP forbids inline style and script: the pages have none.
+	for _, path := range []string{"/", "/asn/64500", "/asn/64501", "/check", "/nowhere"} {
+		body := get(t, h, path).body
+		for _, bad := range []*regexp.Regexp{
+			regexp.MustCompile(`\sstyle=`), regexp.MustCompile(`<style`), regexp.MustCompile(`<script>`),
+			regexp.MustCompile(`\son[a-z]+="`), regexp.MustCompile(`(href|src)="(https?:)?//[^"]*\.(css|js|woff2?)`),
+		} {
+			if m := bad.FindString(body); m != "" {
+				t.Errorf("GET %s: %q breaks the CSP or loads from elsewhere", path, m)
+			}
+		}
+	}
+}
+
+func TestLanguage(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	tests := []struct {
+		name   string
+		path   string
+		header []string
+		lang   string
+	}{
+		{"default", "/", nil, "en"},
+		{"query", "/?lang=ja", nil, "ja"},
+		{"query wins over header", "/?lang=en", []string{"Accept-Language", "ja"}, "en"},
+		{"cookie", "/", []string{"Cookie", "lang=ja"}, "ja"},
+		{"cookie wins over header", "/check", []string{"Cookie", "lang=en", "Accept-Language", "ja-JP"}, "en"},
+		{"header ja first", "/", []string{"Accept-Language", "ja-JP,ja;q=0.9,en;q=0.8"}, "ja"},
+		{"header en first", "/", []string{"Accept-Language", "en-US,en;q=0.9,ja;q=0.8"}, "en"},
+		{"header by quality", "/", []string{"Accept-Language", "en;q=0.5, ja"}, "ja"},
+		{"header unsupported first", "/", []string{"Accept-Language", "fr-FR, ja;q=0.7"}, "ja"},
+		{"header unsupported only", "/", []string{"Accept-Language", "de"}, "en"},
+		{"bad query ignored", "/?lang=xx", []string{"Accept-Language", "ja"}, "ja"},
+		{"error page", "/asn/64999?lang=ja", nil, "ja"},
+	}
+	for _, tt := range tests {
+		r := get(t, h, tt.path, tt.header...)
+		if !strings.Contains(r.body, `<html lang="`+tt.lang+`">`) {
+			t.Errorf("%s: GET %s %v: page not in %s", tt.name, tt.path, tt.header, tt.lang)
+		}
+	}
+
+	r := get(t, h, "/?lang=ja")
+	c := r.header.Get("Set-Cookie")
+	if !strings.HasPrefix(c, "lang=ja;") || !strings.Contains(c, "Path=/") {
+		t.Errorf("?lang=ja sets cookie %q; want lang=ja on /", c)
+	}
+	if !strings.Contains(r.body, "ネットワーク別のポート25ブロック状況") {
+		t.Errorf("Japanese overview lacks its title")
+	}
+	// Links keep an explicit choice, so it survives without cookies.
+	if !strings.Contains(r.body, `href="/asn/AS64500?lang=ja"`) || !strings.Contains(r.body, `href="/check?lang=ja"`) {
+		t.Errorf("links of a ?lang=ja page do not keep the language")
+	}
+	if !strings.Contains(r.body, `<input type="hidden" name="lang" value="ja">`) {
+		t.Errorf("forms of a ?lang=ja page do not keep the language")
+	}
+	// A language from Accept-Language alone is not written into links.
+	r = get(t, h, "/", "Accept-Language", "ja")
+	if strings.Contains(r.body, `href="/asn/AS64500?lang=ja"`) || r.header.Get("Set-Cookie") != "" {
+		t.Errorf("Accept-Language alone made the language sticky")
+	}
+	if !strings.Contains(r.header.Get("Vary"), "Accept-Language") {
+		t.Errorf("Vary %q lacks Accept-Language", r.header.Get("Vary"))
+	}
+
+	// Dates are ISO in both languages.
+	r = get(t, h, "/asn/64500?lang=ja")
+	if !strings.Contains(r.body, "2026-03-01、IPv4 が OPEN から OP25B に変わりました。") {
+		t.Errorf("Japanese change line missing or not ISO-dated")
+	}
+}
+
+// TestEveryPageInBothLanguages renders each page in each language and
+// looks for untranslated keys and formatting mistakes.
+func TestEveryPageInBothLanguages(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	paths := []string{"/", "/?country=US&class=MIXED", "/check", "/nowhere", "/asn/AS64999", "/?window=bad"}
+	for _, n := range fakeNets {
+		paths = append(paths, fmt.Sprintf("/asn/AS%d", n.asn))
+	}
+	for lang := range messages {
+		for _, path := range paths {
+			r := get(t, h, path, "Cookie", "lang="+lang)
+			if r.status >= 500 {
+				t.Errorf("%s %s: status %d", lang, path, r.status)
+			}
+			if !strings.Contains(r.body, `<html lang="`+lang+`">`) {
+				t.Errorf("%s %s: not in %s", lang, path, lang)
+			}
+			if i := strings.Index(r.body, "[["); i >= 0 {
+				t.Errorf("%s %s: missing message %s", lang, path, r.body[i:min(len(r.body), i+60)])
+			}
+			if i := strings.Index(r.body, "%!"); i >= 0 {
+				t.Errorf("%s %s: formatting error %s", lang, path, r.body[i:min(len(r.body), i+60)])
+			}
+		}
+	}
+}
+
+func TestShareText(t *testing.T) {
+	s := newShare(0.82, 0.71, 0.90)
+	if got := s.Text + " (" + s.Interval + ")"; got != "82% (71–90%)" {
+		t.Errorf("share = %q; want 82%% (71–90%%)", got)
+	}
+}
