@@ -224,20 +224,9 @@ ASN is 64500 or AS64500.`,
 			if q.format == "json" {
 				return writeJSON(e.stdout, r)
 			}
-			// A timeline is of one family: with both measured and none
-			// asked for, ask for each.
 			timelines := map[pb.AddressFamily][]*pb.TimelinePoint{}
-			if fams := families(r.Summaries); len(fams) == 1 {
-				timelines[fams[0]] = r.Timeline
-			} else {
-				for _, f := range fams {
-					query.Family = f
-					rf, err := c.GetASN(ctx, asn, query)
-					if err != nil {
-						return err
-					}
-					timelines[f] = rf.Timeline
-				}
+			for _, p := range r.Timeline {
+				timelines[p.Family] = append(timelines[p.Family], p)
 			}
 			return writeASN(e.stdout, r, timelines, e.color)
 		}
