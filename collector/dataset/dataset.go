@@ -43,7 +43,7 @@ type Config struct {
 	MaxWindowDays int
 	MaxExportDays int
 	// PageSize is the default and MaxPageSize the largest page of a list
-	// (defaults 500 and 5000).
+	// (defaults 100 and 5000).
 	PageSize, MaxPageSize int
 	// SoftwareVersion is reported by GetInfo.
 	SoftwareVersion string
@@ -69,7 +69,7 @@ func (c Config) withDefaults() Config {
 		c.MaxExportDays = 31
 	}
 	if c.PageSize <= 0 {
-		c.PageSize = 500
+		c.PageSize = 100
 	}
 	if c.MaxPageSize <= 0 {
 		c.MaxPageSize = 5000

@@ -479,3 +479,29 @@ func TestExport(t *testing.T) {
 		t.Errorf("40-day export: %v; want ErrInvalid", err)
 	}
 }
+
+// ASNs above 2^31 (RFC 6996 private 32-bit ones, many real ones) go
+// through every query that filters by ASN.
+func TestLargeASN(t *testing.T) {
+	const big = 4200000001
+	w := datasettest.NewWorld()
+	w.Farm(big, 3, 2)
+	_, d := seeded(t, w)
+	ctx := context.Background()
+	a, err := d.GetASN(ctx, &pb.GetASNRequest{Asn: big})
+	if err != nil || len(a.GetSummaries()) != 1 || a.GetSummaries()[0].GetAsn() != big {
+		t.Fatalf("GetASN(AS%d) = %v, %v", uint32(big), a.GetSummaries(), err)
+	}
+	if _, err := d.ListPolicyChanges(ctx, &pb.ListPolicyChangesRequest{Asn: big}); err != nil {
+		t.Errorf("ListPolicyChanges(AS%d): %v", uint32(big), err)
+	}
+	week := &pb.TimeRange{Start: timestamppb.New(datasettest.Now.Add(-7 * dataset.Day)), End: timestamppb.New(datasettest.Now.Add(dataset.Day))}
+	n := 0
+	err = d.ExportResults(ctx, &pb.ExportResultsRequest{Range: week, Asn: big}, func(b []*pb.PublicResult) error {
+		n += len(b)
+		return nil
+	})
+	if err != nil || n != 3*7*3 {
+		t.Errorf("export of AS%d: %d results, %v; want 63", uint32(big), n, err)
+	}
+}

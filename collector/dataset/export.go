@@ -40,7 +40,7 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 	rows, err := d.pool.Query(ctx, `SELECT r.result_id::text, r.measured_at, coalesce(r.asn, 0), coalesce(n.country, ''),
 			coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id
 		FROM results r LEFT JOIN as_names n ON n.asn = r.asn
-		WHERE r.measured_at >= $1 AND r.measured_at < $2 AND ($3 = 0 OR r.asn = $3) AND ($4 = 0 OR r.family = $4)
+		WHERE r.measured_at >= $1 AND r.measured_at < $2 AND ($3::bigint = 0 OR r.asn = $3) AND ($4 = 0 OR r.family = $4)
 			AND ($5 = '' OR n.country = $5)
 		ORDER BY r.result_id`, start, end, int64(req.GetAsn()), family, cc)
 	if err != nil {

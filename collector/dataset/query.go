@@ -93,7 +93,7 @@ func (d *Dataset) states(ctx context.Context, sp span, f filter, limit int, port
 	}
 	sql := `SELECT c.asn, c.family, c.class, c.blocked25, c.agents, c.prefixes, coalesce(n.name, ''), coalesce(n.country, '')
 		FROM agg_class c LEFT JOIN as_names n ON n.asn = c.asn
-		WHERE c.window_days = $1 AND c.day = $2 AND ($3 = 0 OR c.asn = $3) AND ($4 = 0 OR c.family = $4)
+		WHERE c.window_days = $1 AND c.day = $2 AND ($3::bigint = 0 OR c.asn = $3) AND ($4 = 0 OR c.family = $4)
 			AND ($5 = '' OR n.country = $5) AND ($6 = 0 OR c.class = $6) AND (c.asn, c.family) > ($7, $8)
 		ORDER BY c.asn, c.family`
 	if limit > 0 {
@@ -457,7 +457,7 @@ func (d *Dataset) changes(ctx context.Context, f filter, sp *span, token string,
 	}
 	rows, err := d.pool.Query(ctx, `SELECT p.asn, p.family, p.day, p.from_class, p.to_class, coalesce(n.country, '')
 		FROM policy_changes p LEFT JOIN as_names n ON n.asn = p.asn
-		WHERE ($1 = 0 OR p.asn = $1) AND ($2 = 0 OR p.family = $2) AND ($3 = '' OR n.country = $3)
+		WHERE ($1::bigint = 0 OR p.asn = $1) AND ($2 = 0 OR p.family = $2) AND ($3 = '' OR n.country = $3)
 			AND p.day >= $4 AND p.day < $5 AND (p.day < $6 OR p.day = $6 AND (p.asn, p.family) > ($7, $8))
 		ORDER BY p.day DESC, p.asn, p.family LIMIT $9`,
 		int64(f.asn), f.family, f.country, start, end, afterDay, after.asn, after.family, limit+1)
