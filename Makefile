@@ -40,8 +40,8 @@ testbed-sweep: build ## Remove namespaces and processes left by killed testbed r
 	$(OUT)/op25b-testbed sweep
 
 .PHONY: test
-test: tools testdeps checkgenerate lint ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed).
-	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+test: tools testdeps checkgenerate lint ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
+	OP25B_ARTIFACTS=$${OP25B_ARTIFACTS:-$(OUT)/artifacts} CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 .PHONY: bench
 bench: build ## Run the benchmarks and rewrite BENCHMARKS.md.
