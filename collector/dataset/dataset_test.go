@@ -20,22 +20,6 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-// seeded returns a database holding w's results, refreshed, and its
-// query layer at datasettest.Now.
-func seeded(t *testing.T, w *datasettest.World) (*store.Store, *dataset.Dataset) {
-	t.Helper()
-	s := storetest.New(t)
-	w.Seed(t, s)
-	d, err := dataset.New(s.Pool, dataset.Config{}, func() time.Time { return datasettest.Now })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Refresh(context.Background()); err != nil {
-		t.Fatalf("refresh: %v", err)
-	}
-	return s, d
-}
-
 func TestWilsonKnownValues(t *testing.T) {
 	// Reference values: Wilson (1927); Newcombe (1998), Table I; R's
 	// binom::binom.wilson.
@@ -62,7 +46,7 @@ func TestWilsonKnownValues(t *testing.T) {
 }
 
 func TestEveryClass(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	resp, err := d.ListASNs(context.Background(), &pb.ListASNsRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +97,7 @@ func share(p *pb.PortStats, v pb.Verdict) *pb.Share {
 }
 
 func TestSharesAndIntervals(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	resp, err := d.GetASN(context.Background(), &pb.GetASNRequest{Asn: 64504, Family: pb.AddressFamily_ADDRESS_FAMILY_IPV4})
 	if err != nil {
 		t.Fatal(err)
@@ -146,11 +130,11 @@ func TestProbeFarmWeighsOnePrefix(t *testing.T) {
 		p := portOf(resp.GetSummaries()[0], 25)
 		return share(p, pb.Verdict_VERDICT_BLOCKED_RESET).GetShare(), p.GetPrefixes(), p.GetAgents()
 	}
-	_, before := seeded(t, datasettest.NewWorld())
+	_, before := datasettest.Open(t, datasettest.NewWorld())
 	b, bp, ba := blocked(before)
 	w := datasettest.NewWorld()
 	w.Farm(64501, 500, 1) // 500 agents in one /24, all OPEN
-	_, after := seeded(t, w)
+	_, after := datasettest.Open(t, w)
 	a, ap, aa := blocked(after)
 	if aa != ba+500 || ap != bp+1 {
 		t.Errorf("with the farm: %d agents in %d prefixes; want %d in %d", aa, ap, ba+500, bp+1)
@@ -253,7 +237,7 @@ func TestRebuildEqualsIncremental(t *testing.T) {
 }
 
 func TestPolicyChange(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	resp, err := d.ListPolicyChanges(context.Background(), &pb.ListPolicyChangesRequest{Country: "jp"})
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +267,7 @@ func TestPolicyChange(t *testing.T) {
 }
 
 func TestPeers(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	ctx := context.Background()
 	resp, err := d.GetPeers(ctx, &pb.GetPeersRequest{Asn: 64502})
 	if err != nil {
@@ -318,7 +302,7 @@ func TestPeers(t *testing.T) {
 }
 
 func TestCountries(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	resp, err := d.ListCountries(context.Background(), &pb.ListCountriesRequest{Family: pb.AddressFamily_ADDRESS_FAMILY_IPV4})
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +324,7 @@ func TestCountries(t *testing.T) {
 }
 
 func TestGetASN(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	ctx := context.Background()
 	resp, err := d.GetASN(ctx, &pb.GetASNRequest{Asn: 64502})
 	if err != nil {
@@ -369,7 +353,7 @@ func TestGetASN(t *testing.T) {
 }
 
 func TestCustomWindowAndPaging(t *testing.T) {
-	_, d := seeded(t, datasettest.NewWorld())
+	_, d := datasettest.Open(t, datasettest.NewWorld())
 	ctx := context.Background()
 	first3 := &pb.TimeRange{Start: timestamppb.New(datasettest.ChangeDay.Add(-3 * dataset.Day)), End: timestamppb.New(datasettest.ChangeDay)}
 	resp, err := d.ListASNs(ctx, &pb.ListASNsRequest{Window: first3, Country: "JP", Family: pb.AddressFamily_ADDRESS_FAMILY_IPV4})
@@ -423,7 +407,7 @@ func TestCustomWindowAndPaging(t *testing.T) {
 }
 
 func TestExport(t *testing.T) {
-	s, d := seeded(t, datasettest.NewWorld())
+	s, d := datasettest.Open(t, datasettest.NewWorld())
 	ctx := context.Background()
 	week := &pb.TimeRange{Start: timestamppb.New(datasettest.Now.Add(-7 * dataset.Day)), End: timestamppb.New(datasettest.Now.Add(dataset.Day))}
 	var got []*pb.PublicResult
@@ -486,7 +470,7 @@ func TestLargeASN(t *testing.T) {
 	const big = 4200000001
 	w := datasettest.NewWorld()
 	w.Farm(big, 3, 2)
-	_, d := seeded(t, w)
+	_, d := datasettest.Open(t, w)
 	ctx := context.Background()
 	a, err := d.GetASN(ctx, &pb.GetASNRequest{Asn: big})
 	if err != nil || len(a.GetSummaries()) != 1 || a.GetSummaries()[0].GetAsn() != big {

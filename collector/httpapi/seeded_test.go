@@ -1,14 +1,11 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/csv"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store/storetest"
 )
@@ -19,17 +16,8 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // that produces every class: the whole pipeline from stored results to
 // JSON, pinned by golden files.
 func TestSeededGolden(t *testing.T) {
-	st := storetest.New(t)
-	datasettest.NewWorld().Seed(t, st)
-	clock := func() time.Time { return datasettest.Now }
-	d, err := dataset.New(st.Pool, dataset.Config{}, clock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	h := New(d, Options{Now: clock, Rate: 1e6, Burst: 1e6})
+	_, d := datasettest.Open(t, datasettest.NewWorld())
+	h := New(d, Options{Now: datasettest.Clock, Rate: 1e6, Burst: 1e6})
 	for name, target := range map[string]string{
 		"seeded_info":       "/api/v1/info",
 		"seeded_asns":       "/api/v1/asns",

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/internal/uuidv7"
 )
 
@@ -167,3 +169,23 @@ func (w *World) Seed(t testing.TB, s *store.Store) {
 		}
 	}
 }
+
+// Open returns a fresh database seeded with w, and its query layer on the
+// seeded world's clock, refreshed. The caller's TestMain runs
+// storetest.Main.
+func Open(t testing.TB, w *World) (*store.Store, *dataset.Dataset) {
+	t.Helper()
+	s := storetest.New(t)
+	w.Seed(t, s)
+	d, err := dataset.New(s.Pool, dataset.Config{}, Clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Refresh(context.Background()); err != nil {
+		t.Fatalf("refresh: %v", err)
+	}
+	return s, d
+}
+
+// Clock is the seeded world's clock: always Now.
+func Clock() time.Time { return Now }
