@@ -51,7 +51,9 @@ func benchResults(agentID string) []*op25bv1.ProbeResult {
 // benchASN attributes every address to one ASN.
 type benchASN struct{}
 
-func (benchASN) Attribute(netip.Addr, time.Time) ingest.Attribution { return ingest.Attribution{ASN: 64500} }
+func (benchASN) Attribute(netip.Addr, time.Time) ingest.Attribution {
+	return ingest.Attribution{ASN: 64500}
+}
 
 func BenchmarkIngestGRPC(b *testing.B) {
 	c := collectortest.Start(b, api.Options{})
