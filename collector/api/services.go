@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -100,6 +101,8 @@ func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadRes
 	ctx := stream.Context()
 	p, _ := PrincipalFrom(ctx)
 	peer := peerAddr(ctx)
+	s.Metrics.streams.Inc()
+	defer s.Metrics.streams.Dec()
 	for {
 		req, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -128,9 +131,10 @@ func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadRes
 			}
 		}
 		resp := &op25bv1.UploadResultsResponse{BatchId: req.GetBatchId()}
+		committed := time.Now()
 		for _, r := range b.Results {
 			resp.AckedResultIds = append(resp.AckedResultIds, r.ID)
-			s.Metrics.observe(r)
+			s.Metrics.observe(r, committed)
 		}
 		for _, rej := range b.Rejected {
 			resp.Rejections = append(resp.Rejections, &op25bv1.ResultRejection{ResultId: rej.ResultID, Reason: rej.Reason})

@@ -262,12 +262,16 @@ func changes(ctx context.Context, tx pgx.Tx, k keys) error {
 }
 
 // Run refreshes every interval until ctx ends, logging what it did and
-// every failure (a failed refresh leaves its keys for the next).
-func (d *Dataset) Run(ctx context.Context, every time.Duration, log *slog.Logger) {
+// every failure (a failed refresh leaves its keys for the next), and
+// telling observe, if not nil, about each refresh.
+func (d *Dataset) Run(ctx context.Context, every time.Duration, log *slog.Logger, observe func(RefreshStats, error)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		st, err := d.Refresh(ctx)
+		if observe != nil && !errors.Is(err, context.Canceled) {
+			observe(st, err)
+		}
 		switch {
 		case errors.Is(err, context.Canceled):
 			return

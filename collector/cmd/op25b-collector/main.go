@@ -274,7 +274,16 @@ func serve(args []string) error {
 		return err
 	}
 	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds})
-	go ds.Run(ctx, *refreshEvery, c.log)
+	rm := api.NewRefreshMetrics(reg)
+	go ds.Run(ctx, *refreshEvery, c.log, func(st dataset.RefreshStats, err error) {
+		switch {
+		case err != nil:
+			rm.Failures.Inc()
+		case !st.Skipped:
+			rm.Took.Observe(st.Took.Seconds())
+			rm.Refreshed.SetToCurrentTime()
+		}
+	})
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
 	ln, err := net.Listen("tcp", *listen)
