@@ -1,0 +1,4 @@
+module.exports = {
+  SOURCE_DIR: 'src',
+  DIST_DIR: 'dist',
+};

@@ -1,0 +1,2 @@
+// Stylesheets imported by dependencies mean nothing under jsdom.
+module.exports = {};

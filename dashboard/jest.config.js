@@ -1,0 +1,6 @@
+// Dates in tests are UTC whatever the machine's zone.
+process.env.TZ = 'UTC';
+
+module.exports = {
+  ...require('./.config/jest.config'),
+};
