@@ -39,12 +39,12 @@ testbed: build testdeps ## Run every emulated-ISP scenario (root); writes testbe
 testbed-sweep: build ## Remove namespaces and processes left by killed testbed runs (root).
 	$(OUT)/op25b-testbed sweep
 
-include dashboard/backend.mk dashboard/frontend.mk
+include dashboard/backend.mk dashboard/frontend.mk deploy/deploy.mk
 
 PLUGIN_ID := op25b-observatory-datasource
 
 .PHONY: dashboard
-dashboard: ## Build the Grafana plugin (front end, then the backend for linux amd64 and arm64) into out/$(PLUGIN_ID)-VERSION.zip and check its layout.
+dashboard: ## Build the Grafana plugin (front end, then the backend for linux amd64 and arm64) into out/op25b-observatory-datasource-VERSION.zip and check its layout.
 	$(MAKE) --no-print-directory dashboard-frontend
 	$(MAKE) --no-print-directory dashboard-backend
 	@rm -rf $(OUT)/plugin && mkdir -p $(OUT)/plugin && cp -r dashboard/dist $(OUT)/plugin/$(PLUGIN_ID)
@@ -57,7 +57,7 @@ dashboard: ## Build the Grafana plugin (front end, then the backend for linux am
 	@echo "dashboard: $(OUT)/$(PLUGIN_ID)-$(VERSION).zip has plugin.json, module.js and the linux amd64 and arm64 backends"
 
 .PHONY: test
-test: tools testdeps checkgenerate lint dashboard-frontend-test dashboard-backend-test dashboard ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
+test: tools testdeps checkgenerate lint compose-check dashboard-frontend-test dashboard-backend-test dashboard ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
 	OP25B_ARTIFACTS=$${OP25B_ARTIFACTS:-$(OUT)/artifacts} CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 .PHONY: bench
@@ -104,9 +104,10 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: testdeps
-testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page) when root and missing.
+testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page, zip, systemd-analyze) when root and missing.
 	@need=""; command -v nft >/dev/null || need="$$need nftables"; command -v ip >/dev/null || need="$$need iproute2"; \
 	command -v gcc >/dev/null || need="$$need gcc libc6-dev"; command -v chromium >/dev/null || need="$$need chromium"; command -v zip >/dev/null || need="$$need zip unzip"; \
+	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
 	fc-list :lang=ja 2>/dev/null | grep -q . || need="$$need fonts-ipafont-gothic"; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -32,7 +32,7 @@ var migrations embed.FS
 
 // migrationLock is the advisory lock key of schema migrations and
 // partition creation ("op25b" in ASCII).
-const migrationLock = 0x6f70323562
+const migrationLock int64 = 0x6f70323562
 
 // Store is the collector's database.
 type Store struct {

@@ -1,0 +1,22 @@
+# deploy/deploy.mk: release builds and the deployment checks. Included by
+# the root Makefile (include deploy/deploy.mk), which defines GO, BIN, OUT
+# and VERSION. deploy/deploytest, run by `go test ./...`, checks the
+# Dockerfiles, the compose wiring, the routers' rules, the systemd units and
+# the guides' commands against the programs.
+
+RELEASE_DIR ?= $(OUT)/release
+
+.PHONY: release
+release: ## Cross-compile op25b-agent for linux amd64, arm64, armv7, mipsle into out/release, with SHA256SUMS.
+	GO=$(GO) deploy/release.sh $(VERSION) $(RELEASE_DIR)
+
+.PHONY: compose-check
+compose-check: $(BIN)/composecheck $(BIN)/staticcheck ## Validate docker-compose.yml as `docker compose config` does (schema, interpolation, references); test the checker.
+	cd tools/composecheck && $(GO) vet ./... && $(BIN)/staticcheck ./... && $(GO) test -count=1 ./...
+	$(BIN)/composecheck -q -profile '*' docker-compose.yml
+	@echo "compose-check: docker-compose.yml is valid (every profile, default values)"
+
+# composecheck has its own module (tools/composecheck), so compose-go never
+# enters the main module's build.
+$(BIN)/composecheck: tools/composecheck/main.go tools/composecheck/go.mod tools/composecheck/go.sum
+	cd tools/composecheck && $(GO) build -trimpath -o $(BIN)/composecheck .

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# deploy/release.sh: cross-compile op25b-agent for the machines volunteers
+# run it on, static (CGO_ENABLED=0, -trimpath, -s -w), with SHA256SUMS.
+# `make release` runs it with the Makefile's VERSION into out/release.
+#
+#   deploy/release.sh VERSION [DIR]   build into DIR (default out/release)
+#   deploy/release.sh --list VERSION  print the file names only
+#
+# Files: op25b-agent_VERSION_linux_ARCH for
+#   amd64    x86-64 servers and PCs
+#   arm64    Raspberry Pi 3/4/5 with a 64-bit OS, ARM servers, newer routers
+#   armv7    32-bit ARM (GOARM=7): Raspberry Pi 2/3 with a 32-bit OS, many NAS and routers
+#   mipsle   little-endian MIPS with software floating point (GOMIPS=softfloat):
+#            OpenWrt routers such as the MT7621 and MT7628 ones
+# and SHA256SUMS (sha256sum -c SHA256SUMS checks them).
+set -euo pipefail
+
+# label GOARCH extra-environment
+platforms=(
+	"amd64 amd64"
+	"arm64 arm64"
+	"armv7 arm GOARM=7"
+	"mipsle mipsle GOMIPS=softfloat"
+)
+
+usage() {
+	echo "usage: $0 VERSION [DIR] | $0 --list VERSION" >&2
+	exit 2
+}
+
+list=false
+if [[ ${1:-} == --list ]]; then
+	list=true
+	shift
+fi
+[[ $# -ge 1 && $# -le 2 ]] || usage
+version=$1
+if [[ ! $version =~ ^[A-Za-z0-9][A-Za-z0-9._+-]*$ ]]; then
+	echo "$0: version $version: use letters, digits and . _ + - only (it goes into file names)" >&2
+	exit 2
+fi
+
+name() { echo "op25b-agent_${version}_linux_$1"; }
+
+if $list; then
+	for p in "${platforms[@]}"; do
+		read -r label _ <<<"$p"
+		name "$label"
+	done
+	echo SHA256SUMS
+	exit 0
+fi
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+dir=${2:-$root/out/release}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+rm -f "$dir"/op25b-agent_*_linux_* "$dir/SHA256SUMS"
+
+cd "$root"
+for p in "${platforms[@]}"; do
+	read -r label goarch extra <<<"$p"
+	echo "building $(name "$label") (GOARCH=$goarch${extra:+ $extra})"
+	env CGO_ENABLED=0 GOOS=linux GOARCH="$goarch" ${extra:+"$extra"} \
+		"${GO:-go}" build -trimpath -ldflags "-s -w -X main.version=$version" \
+		-o "$dir/$(name "$label")" ./agent/cmd/op25b-agent
+done
+
+cd "$dir"
+sha256sum op25b-agent_"$version"_linux_* >SHA256SUMS
+sha256sum --quiet -c SHA256SUMS
+echo
+echo "$dir:"
+for p in "${platforms[@]}"; do
+	read -r label _ <<<"$p"
+	f=$(name "$label")
+	bytes=$(stat -c %s "$f")
+	awk -v f="$f" -v b="$bytes" 'BEGIN { printf "  %-40s %10d bytes  %5.1f MiB\n", f, b, b / 1048576 }'
+done
+echo "  SHA256SUMS"
