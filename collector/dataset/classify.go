@@ -1,8 +1,6 @@
 package dataset
 
 import (
-	"math"
-
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -28,22 +26,6 @@ type portRow struct {
 func (r *portRow) open() int64        { return r.p[0] }
 func (r *portRow) blocked() int64     { return r.p[1] + r.p[2] + r.p[3] }
 func (r *portRow) intercepted() int64 { return r.p[4] + r.p[5] }
-
-// Wilson returns the Wilson score interval at 95% confidence of the share
-// k/n. It is the interval of choice for shares of small samples: unlike the
-// normal approximation it stays inside [0, 1] and is not degenerate at 0 or
-// n. For n = 0 it is the whole [0, 1].
-func Wilson(k, n float64) (low, high float64) {
-	if n <= 0 {
-		return 0, 1
-	}
-	const z = 1.959963984540054 // the 97.5th percentile of the standard normal
-	p := k / n
-	den := 1 + z*z/n
-	center := (p + z*z/(2*n)) / den
-	half := z / den * math.Sqrt(p*(1-p)/n+z*z/(4*n*n))
-	return math.Max(0, center-half), math.Min(1, center+half)
-}
 
 // classify returns the policy class of one ASN and family from its ports
 // in one span, and the share of port 25's prefixes that are blocked (the

@@ -15,35 +15,11 @@ import (
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/shares"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
-
-func TestWilsonKnownValues(t *testing.T) {
-	// Reference values: Wilson (1927); Newcombe (1998), Table I; R's
-	// binom::binom.wilson.
-	for _, tc := range []struct {
-		k, n      float64
-		low, high float64
-	}{
-		{0, 10, 0, 0.2775},
-		{8, 10, 0.4902, 0.9433},
-		{5, 10, 0.2366, 0.7634},
-		{81, 263, 0.2553, 0.3662},
-		{15, 148, 0.0624, 0.1605},
-		{1, 1, 0.2065, 1},
-		{0, 20, 0, 0.1611},
-	} {
-		low, high := dataset.Wilson(tc.k, tc.n)
-		if math.Abs(low-tc.low) > 5e-5 || math.Abs(high-tc.high) > 5e-5 {
-			t.Errorf("Wilson(%v, %v) = [%.4f, %.4f]; want [%.4f, %.4f]", tc.k, tc.n, low, high, tc.low, tc.high)
-		}
-	}
-	if low, high := dataset.Wilson(0, 0); low != 0 || high != 1 {
-		t.Errorf("Wilson(0, 0) = [%v, %v]; want [0, 1]", low, high)
-	}
-}
 
 func TestEveryClass(t *testing.T) {
 	_, d := datasettest.Open(t, datasettest.NewWorld())
@@ -111,7 +87,7 @@ func TestSharesAndIntervals(t *testing.T) {
 		t.Errorf("port 25: agents %d prefixes %d results %d; want 4, 4, 56", p25.GetAgents(), p25.GetPrefixes(), p25.GetResults())
 	}
 	s := share(p25, pb.Verdict_VERDICT_OPEN)
-	low, high := dataset.Wilson(2, 4)
+	low, high := shares.Wilson(2, 4)
 	if s.GetCount() != 2 || s.GetShare() != 0.5 || s.GetWilsonLow() != low || s.GetWilsonHigh() != high {
 		t.Errorf("port 25 OPEN share %+v; want 2 of 4 with [%v, %v]", s, low, high)
 	}

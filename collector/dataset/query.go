@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/op25b/observatory/internal/shares"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -212,7 +213,7 @@ func portStats(r *portRow) *pb.PortStats {
 		if r.prefixes > 0 {
 			sh.Share = float64(r.p[i]) / float64(r.prefixes)
 		}
-		sh.WilsonLow, sh.WilsonHigh = Wilson(float64(r.p[i]), float64(r.prefixes))
+		sh.WilsonLow, sh.WilsonHigh = shares.Wilson(float64(r.p[i]), float64(r.prefixes))
 		ps.Shares = append(ps.Shares, sh)
 	}
 	return ps

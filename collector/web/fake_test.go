@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/internal/shares"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -93,7 +94,7 @@ func portStats(port uint32, agents, prefixes uint64, counts ...vc) *pb.PortStats
 		if c.n == 0 {
 			continue
 		}
-		lo, hi := dataset.Wilson(c.n, float64(prefixes))
+		lo, hi := shares.Wilson(c.n, float64(prefixes))
 		p.Shares = append(p.Shares, &pb.Share{Verdict: c.v, Count: c.n, Share: c.n / float64(prefixes), WilsonLow: lo, WilsonHigh: hi})
 	}
 	return p

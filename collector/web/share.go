@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/internal/shares"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -45,32 +46,15 @@ func shareOf(p *pb.PortStats, v pb.Verdict) *shareView {
 	return nil
 }
 
-// isBlocked reports the verdicts that count as "port blocked".
-func isBlocked(v pb.Verdict) bool {
-	switch v {
-	case pb.Verdict_VERDICT_BLOCKED_TIMEOUT, pb.Verdict_VERDICT_BLOCKED_RESET, pb.Verdict_VERDICT_BLOCKED_UNREACHABLE:
-		return true
-	}
-	return false
-}
-
 // blockedShare is the share of p's prefixes whose verdict is one of the
-// BLOCKED_* verdicts, with its Wilson interval over the prefixes (n), or nil
-// when no prefix has a conclusive verdict. Each prefix carries one verdict,
-// so the weighted counts of the three add up.
+// BLOCKED_* verdicts, with its Wilson interval, or nil when no prefix has a
+// conclusive verdict.
 func blockedShare(p *pb.PortStats) *shareView {
-	n := float64(p.GetPrefixes()) // 0 for a nil p
-	if n == 0 {
+	b := shares.Of(p, shares.Blocked...)
+	if !b.OK {
 		return nil
 	}
-	var count float64
-	for _, s := range p.GetShares() {
-		if isBlocked(s.GetVerdict()) {
-			count += s.GetCount()
-		}
-	}
-	low, high := dataset.Wilson(count, n)
-	return newShare(count/n, low, high)
+	return newShare(b.Value, b.Low, b.High)
 }
 
 // port returns the stats of port in ports, or nil.

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/internal/shares"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -33,39 +33,10 @@ type share struct {
 	ok               bool // the port was measured
 }
 
-// shareOf returns the share of ps's prefixes with one of verdicts. The
-// collector's interval is used when one verdict makes the group; the
-// interval of a sum of verdicts is computed the same way (n = prefixes).
+// shareOf returns the share of ps's prefixes with one of verdicts.
 func shareOf(ps *pb.PortStats, verdicts ...pb.Verdict) share {
-	if ps.GetPrefixes() == 0 {
-		return share{}
-	}
-	var found []*pb.Share
-	count := 0.0
-	for _, s := range ps.Shares {
-		for _, v := range verdicts {
-			if s.Verdict == v {
-				found = append(found, s)
-				count += s.Count
-			}
-		}
-	}
-	if len(found) == 1 {
-		return share{found[0].Share, found[0].WilsonLow, found[0].WilsonHigh, true}
-	}
-	n := float64(ps.Prefixes)
-	lo, hi := wilson(count, n)
-	return share{count / n, lo, hi, true}
-}
-
-// wilson is the Wilson score 95% interval of k successes in n trials.
-func wilson(k, n float64) (lo, hi float64) {
-	const z = 1.959963984540054
-	p := k / n
-	d := 1 + z*z/n
-	c := (p + z*z/(2*n)) / d
-	h := z * math.Sqrt(p*(1-p)/n+z*z/(4*n*n)) / d
-	return max(0, c-h), min(1, c+h)
+	s := shares.Of(ps, verdicts...)
+	return share{s.Value, s.Low, s.High, s.OK}
 }
 
 // String writes the share as "82% [71-90]", or "-" when not measured.

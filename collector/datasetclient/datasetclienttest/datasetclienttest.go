@@ -22,6 +22,7 @@ import (
 
 	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/httpapi"
+	"github.com/op25b/observatory/internal/shares"
 	"github.com/op25b/observatory/internal/uuidv7"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
@@ -412,7 +413,7 @@ func port(port uint32, agents, prefixes, results uint64, counts ...any) *pb.Port
 	ps := &pb.PortStats{Port: port, Agents: agents, Prefixes: prefixes, Results: results}
 	for i := 0; i < len(counts); i += 2 {
 		k := float64(counts[i+1].(int))
-		lo, hi := dataset.Wilson(k, float64(prefixes))
+		lo, hi := shares.Wilson(k, float64(prefixes))
 		ps.Shares = append(ps.Shares, &pb.Share{Verdict: counts[i].(pb.Verdict), Count: k, Share: k / float64(prefixes),
 			WilsonLow: lo, WilsonHigh: hi})
 	}

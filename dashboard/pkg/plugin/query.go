@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/op25b/observatory/internal/shares"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -490,22 +491,12 @@ func port(ports []*op25bv1.PortStats, n uint32) *op25bv1.PortStats {
 // 6 decimals as the docs publish shares, so that frames carry no float
 // noise (5.6e-17 for 0); all nil when p has no conclusive prefix.
 func shareOf(p *op25bv1.PortStats, verdicts ...op25bv1.Verdict) (share, low, high *float64) {
-	n := float64(p.GetPrefixes())
-	if n == 0 {
+	s := shares.Of(p, verdicts...)
+	if !s.OK {
 		return nil, nil, nil
 	}
-	var k float64
-	for _, s := range p.GetShares() {
-		if slices.Contains(verdicts, s.GetVerdict()) {
-			k += s.GetCount()
-		}
-	}
-	const z = 1.959963984540054 // the 97.5th percentile of the standard normal
-	phat := k / n
-	centre := (phat + z*z/(2*n)) / (1 + z*z/n)
-	half := z / (1 + z*z/n) * math.Sqrt(phat*(1-phat)/n+z*z/(4*n*n))
 	round := func(x float64) *float64 { return new(math.Round(x*1e6) / 1e6) }
-	return round(phat), round(max(0, centre-half)), round(min(1, centre+half))
+	return round(s.Value), round(s.Low), round(s.High)
 }
 
 // classes are the policy classes in enum order.
