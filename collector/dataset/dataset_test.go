@@ -250,8 +250,8 @@ func TestPeers(t *testing.T) {
 		t.Fatal(err)
 	}
 	// JP over IPv4: 64501 and 64506 block port 25 on every prefix, 64502 on none.
-	if resp.GetRank() != 3 || resp.GetPeerCount() != 3 || len(resp.GetPeers()) != 2 {
-		t.Errorf("AS64502 rank %d of %d with %d peers; want 3 of 3 with 2", resp.GetRank(), resp.GetPeerCount(), len(resp.GetPeers()))
+	if resp.GetRank() != 3 || resp.GetPeerCount() != 3 || len(resp.GetPeers()) != 3 || resp.GetPeers()[2].GetAsn() != 64502 {
+		t.Errorf("AS64502 rank %d of %d in a ranking of %d; want 3 of 3, listed third", resp.GetRank(), resp.GetPeerCount(), len(resp.GetPeers()))
 	}
 	kinds := func(r *pb.GetPeersResponse) string {
 		var k []string

@@ -10,7 +10,8 @@ import (
 
 // GetPeers benchmarks an ASN against the other ASNs of its country in one
 // family (IPv4 unless the request says otherwise): its rank by the share of
-// prefixes whose port 25 is blocked, the peers, and the gaps it could close.
+// prefixes whose port 25 is blocked, the ranking (the subject included, at
+// its rank), and the gaps it could close.
 func (d *Dataset) GetPeers(ctx context.Context, req *pb.GetPeersRequest) (*pb.GetPeersResponse, error) {
 	if req.GetAsn() == 0 {
 		return nil, invalid("asn is required")
@@ -64,7 +65,6 @@ func (d *Dataset) GetPeers(ctx context.Context, req *pb.GetPeersRequest) (*pb.Ge
 		resp.PeerCount++
 		if p.asn == subject.asn {
 			resp.Rank = resp.PeerCount
-			continue
 		}
 		resp.Peers = append(resp.Peers, p.summary(sp))
 	}

@@ -197,7 +197,7 @@ func (f *fake) GetPeers(_ context.Context, req *pb.GetPeersRequest) (*pb.GetPeer
 	}
 	return &pb.GetPeersResponse{
 		Subject: as64500v4, Rank: 1, PeerCount: 3,
-		Peers: []*pb.ASNSummary{as64502v4, as64501v4},
+		Peers: []*pb.ASNSummary{as64500v4, as64502v4, as64501v4},
 		Gaps:  []*pb.PeerGap{{Family: v6, Kind: "ipv6_open_ipv4_blocked", Detail: "port 25 is open over IPv6 (5 of 5 prefixes) while IPv4 blocks it"}},
 	}, nil
 }

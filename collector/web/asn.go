@@ -282,25 +282,15 @@ func (p *asnPage) addPeers(f pb.AddressFamily, asn uint32, resp *pb.GetPeersResp
 	if pv.Country == "" {
 		pv.Country = p.Country
 	}
-	row := func(peer *pb.ASNSummary) peerRow {
-		return peerRow{
+	for _, peer := range resp.GetPeers() {
+		pv.Rows = append(pv.Rows, peerRow{
 			Label:   asnLabel(peer.GetAsn()),
 			Name:    peer.GetName(),
 			Class:   newClass(peer.GetPolicyClass()),
 			Blocked: blockedShare(port(peer.GetPorts(), 25)),
 			Subject: peer.GetAsn() == asn,
 			Href:    p.Link("/asn/"+asnLabel(peer.GetAsn()), "window", window),
-		}
-	}
-	subjectListed := false
-	for _, peer := range resp.GetPeers() {
-		pv.Rows = append(pv.Rows, row(peer))
-		subjectListed = subjectListed || peer.GetAsn() == asn
-	}
-	// The query layer lists the other networks; the subject goes in at its
-	// rank so that the table reads as the ranking.
-	if r := int(pv.Rank); !subjectListed && r > 0 && r <= len(pv.Rows)+1 && resp.GetSubject() != nil {
-		pv.Rows = slices.Insert(pv.Rows, r-1, row(resp.GetSubject()))
+		})
 	}
 	if pv.Rank > 0 || len(pv.Rows) > 0 {
 		p.Peers = append(p.Peers, pv)

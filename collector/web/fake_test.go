@@ -278,13 +278,10 @@ func (q *fakeQuerier) GetPeers(ctx context.Context, req *pb.GetPeersRequest) (*p
 		return -1
 	}
 	slices.SortStableFunc(resp.Peers, func(a, b *pb.ASNSummary) int { return cmp.Compare(blocked(b), blocked(a)) })
-	// As the query layer: the subject is ranked but not listed.
 	resp.PeerCount = uint32(len(resp.Peers))
 	for i, p := range resp.Peers {
 		if p.GetAsn() == subject.asn {
 			resp.Rank = uint32(i + 1)
-			resp.Peers = slices.Delete(resp.Peers, i, i+1)
-			break
 		}
 	}
 	switch {

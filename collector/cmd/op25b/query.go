@@ -408,12 +408,7 @@ func writePeers(w io.Writer, r *pb.GetPeersResponse, color bool) error {
 		}
 		return ""
 	}}}, summaryColumns()...)
-	rows := r.Peers
-	if s != nil && !slices.ContainsFunc(rows, isSubject) {
-		// The collector lists the other ASNs: the subject goes at its rank.
-		rows = slices.Insert(slices.Clone(rows), min(max(int(r.Rank)-1, 0), len(rows)), s)
-	}
-	if err := writeSummaries(w, cols, rows, color); err != nil {
+	if err := writeSummaries(w, cols, r.Peers, color); err != nil {
 		return err
 	}
 	if len(r.Gaps) == 0 {

@@ -170,7 +170,7 @@ func (q querier) GetASN(_ context.Context, req *pb.GetASNRequest) (*pb.GetASNRes
 }
 
 // GetPeers ranks the subject among the classified ASNs of its country and
-// family (IPv4 when none is asked) and lists the others, as the query
+// family (IPv4 when none is asked) and lists the ranking, as the query
 // layer does.
 func (q querier) GetPeers(_ context.Context, req *pb.GetPeersRequest) (*pb.GetPeersResponse, error) {
 	family := cmp.Or(req.Family, v4)
@@ -187,11 +187,10 @@ func (q querier) GetPeers(_ context.Context, req *pb.GetPeersRequest) (*pb.GetPe
 		return cmp.Or(cmp.Compare(blocked25(b), blocked25(a)), cmp.Compare(a.Asn, b.Asn))
 	})
 	resp := &pb.GetPeersResponse{Subject: subject, PeerCount: uint32(len(ranked))}
+	resp.Peers = ranked
 	for i, a := range ranked {
 		if a == subject {
 			resp.Rank = uint32(i + 1)
-		} else {
-			resp.Peers = append(resp.Peers, a)
 		}
 	}
 	if subject.Asn == 64500 {

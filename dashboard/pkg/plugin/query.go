@@ -325,9 +325,9 @@ func (d *Datasource) peers(ctx context.Context, q params) (data.Frames, error) {
 		share("port25_blocked_share", "Port 25 blocked"),
 		field("subject", "Subject", []bool{}),
 	)
-	ranked := []*op25bv1.ASNSummary{resp.GetSubject()}
-	if r := int(resp.GetRank()); r > 0 { // 0: no country known, so no peers
-		ranked = slices.Insert(slices.Clone(resp.GetPeers()), min(r-1, len(resp.GetPeers())), resp.GetSubject())
+	ranked := resp.GetPeers()
+	if len(ranked) == 0 { // no country known, so no ranking: the subject alone
+		ranked = []*op25bv1.ASNSummary{resp.GetSubject()}
 	}
 	for i, s := range ranked {
 		var rank *uint32
@@ -335,7 +335,7 @@ func (d *Datasource) peers(ctx context.Context, q params) (data.Frames, error) {
 			rank = new(uint32(i + 1))
 		}
 		blocked, _, _ := shareOf(port(s.GetPorts(), 25), blockedVerdicts...)
-		f.AppendRow(rank, s.GetAsn(), s.GetName(), className(s.GetPolicyClass()), blocked, s == resp.GetSubject())
+		f.AppendRow(rank, s.GetAsn(), s.GetName(), className(s.GetPolicyClass()), blocked, s.GetAsn() == resp.GetSubject().GetAsn())
 	}
 	for _, g := range resp.GetGaps() {
 		f.Meta.Notices = append(f.Meta.Notices, data.Notice{Severity: data.NoticeSeverityWarning,

@@ -1071,8 +1071,10 @@ type GetPeersResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Subject *ASNSummary            `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
 	// 1-based rank of the subject by share of blocked port 25 in its country.
-	Rank          uint32        `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
-	PeerCount     uint32        `protobuf:"varint,3,opt,name=peer_count,json=peerCount,proto3" json:"peer_count,omitempty"`
+	Rank      uint32 `protobuf:"varint,2,opt,name=rank,proto3" json:"rank,omitempty"`
+	PeerCount uint32 `protobuf:"varint,3,opt,name=peer_count,json=peerCount,proto3" json:"peer_count,omitempty"`
+	// The ranking, most blocked first, the subject included at its rank;
+	// empty when the subject's country is unknown.
 	Peers         []*ASNSummary `protobuf:"bytes,4,rep,name=peers,proto3" json:"peers,omitempty"`
 	Gaps          []*PeerGap    `protobuf:"bytes,5,rep,name=gaps,proto3" json:"gaps,omitempty"`
 	unknownFields protoimpl.UnknownFields
