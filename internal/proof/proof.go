@@ -9,7 +9,11 @@
 //
 //	op25b-proof-v1 n=<nonce hex> src=<addr> port=<n> t=<unix ms> caps=<K,K> ports=<n,n>
 //
-// signed with Ed25519 by the reference MTA's identity key.
+// signed with Ed25519 by the reference MTA's identity key. A reference MTA
+// that refuses a session (too busy, or the source over its rate) says so
+// in a statement that ends with " refused=<reason>", so that an agent can
+// tell our refusal from a third party's; the field is absent otherwise, and
+// statements without it are byte for byte those of earlier versions.
 package proof
 
 import (
@@ -36,6 +40,16 @@ const (
 	NonceLen    = 16
 	maxList     = 32
 	maxKeyword  = 64
+	maxReason   = 32
+)
+
+// Reasons a reference MTA gives in Statement.Refused.
+const (
+	// RefusedSessions: every session slot of the reference MTA is taken.
+	RefusedSessions = "sessions"
+	// RefusedRate: the source address is over its rate or its share of
+	// concurrent sessions.
+	RefusedRate = "rate"
 )
 
 // Errors returned by Parse and Verify; wrap them, compare with errors.Is.
@@ -56,6 +70,10 @@ type Statement struct {
 	// Ports are the SMTP ports the reference MTA serves; set by the control
 	// port so that an agent knows a refused port is not merely switched off.
 	Ports []uint16
+	// Refused is why the reference MTA refused this session (RefusedRate,
+	// RefusedSessions, or a reason a later version adds: lower-case
+	// letters, digits and '_'); empty when it served it.
+	Refused string
 }
 
 // Marshal returns the canonical payload that is signed.
@@ -69,6 +87,9 @@ func (s Statement) Marshal() []byte {
 			b.WriteByte(',')
 		}
 		b.WriteString(strconv.Itoa(int(p)))
+	}
+	if s.Refused != "" {
+		b.WriteString(" refused=" + s.Refused)
 	}
 	return b.Bytes()
 }
@@ -112,6 +133,9 @@ func unmarshal(payload []byte) (Statement, error) {
 	var s Statement
 	fields := strings.Split(string(payload), " ")
 	want := []string{"n", "src", "port", "t", "caps", "ports"}
+	if len(fields) == len(want)+2 {
+		want = append(want, "refused")
+	}
 	if len(fields) != len(want)+1 || fields[0] != Version {
 		return s, fmt.Errorf("%w: not a %s payload", ErrMalformed, Version)
 	}
@@ -164,12 +188,30 @@ func unmarshal(payload []byte) (Statement, error) {
 			s.Ports = append(s.Ports, uint16(n))
 		}
 	}
+	if len(vals) > 6 {
+		s.Refused = vals[6]
+		if !validReason(s.Refused) {
+			return s, fmt.Errorf("%w: refusal reason", ErrMalformed)
+		}
+	}
 	// Only the canonical encoding is accepted, so that one statement has
 	// exactly one signed form.
 	if !bytes.Equal(s.Marshal(), payload) {
 		return s, fmt.Errorf("%w: not canonical", ErrMalformed)
 	}
 	return s, nil
+}
+
+func validReason(r string) bool {
+	if r == "" || len(r) > maxReason {
+		return false
+	}
+	for _, c := range r {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Verify parses token and checks its signature against pub.

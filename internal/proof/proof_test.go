@@ -36,7 +36,9 @@ func sample() Statement {
 
 func TestSignVerify(t *testing.T) {
 	pub, priv := testKey(t)
-	for _, st := range []Statement{sample(), {Nonce: make([]byte, 16), Source: netip.MustParseAddr("192.0.2.7"), Port: 443, Time: time.UnixMilli(0).UTC(), Ports: []uint16{25, 587, 465}}} {
+	refused := sample()
+	refused.Refused = RefusedRate
+	for _, st := range []Statement{sample(), refused, {Nonce: make([]byte, 16), Source: netip.MustParseAddr("192.0.2.7"), Port: 443, Time: time.UnixMilli(0).UTC(), Ports: []uint16{25, 587, 465}}} {
 		tok := Sign(priv, st)
 		got, err := Verify(pub, tok)
 		if err != nil {
@@ -90,13 +92,34 @@ func TestUnmarshalRejectsNonCanonical(t *testing.T) {
 		strings.Replace(good, "n=", "nonce=", 1),
 		strings.Replace(good, "n=30313233343536373839616263646566", "n=3031", 1),
 		strings.Replace(good, "caps=ENHANCEDSTATUSCODES,", "caps=,", 1),
+		good + " refused=",
+		good + " refused=Busy",
+		good + " refused=rate extra=1",
+		good + " refused=" + strings.Repeat("x", 33),
+		good + " retry=rate",
 	} {
 		if _, err := unmarshal([]byte(bad)); !errors.Is(err, ErrMalformed) {
 			t.Errorf("unmarshal(%q) = %v; want ErrMalformed", bad, err)
 		}
 	}
-	if _, err := unmarshal([]byte(good)); err != nil {
-		t.Errorf("unmarshal(%q) = %v", good, err)
+	for _, ok := range []string{good, good + " refused=sessions", good + " refused=some_future_reason2"} {
+		if _, err := unmarshal([]byte(ok)); err != nil {
+			t.Errorf("unmarshal(%q) = %v", ok, err)
+		}
+	}
+}
+
+// TestStatementWithoutRefusalUnchanged pins the payload of a served
+// session: agents and collectors of earlier versions verify it.
+func TestStatementWithoutRefusalUnchanged(t *testing.T) {
+	const want = "op25b-proof-v1 n=30313233343536373839616263646566 src=2001:db8::1 port=25 t=1795000000123 caps=ENHANCEDSTATUSCODES,8BITMIME,STARTTLS ports="
+	if got := string(sample().Marshal()); got != want {
+		t.Errorf("Marshal() = %q; want %q", got, want)
+	}
+	st := sample()
+	st.Refused = RefusedSessions
+	if got := string(st.Marshal()); got != want+" refused=sessions" {
+		t.Errorf("Marshal() with a refusal = %q; want %q", got, want+" refused=sessions")
 	}
 }
 
