@@ -3,9 +3,11 @@ package probe
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Failure classes, as docs/methodology.md names them. They are stored and
@@ -28,14 +30,43 @@ const (
 	FailureProofMissing  = "proof_missing"
 	FailureProofInvalid  = "proof_invalid"
 	FailureProtocolError = "protocol_error"
-	FailureDeadline      = "deadline"
 	FailureReoriginated  = "reoriginated"
+
+	// Connected, then the dialog stalled past the deadline (FailureDeadline)
+	// or the connection was closed or reset (FailureConnectionLost). Alone
+	// they are path noise, INCONCLUSIVE; INTERCEPTED only beside positive
+	// evidence of a third party (a greeting or certificate not ours).
+	FailureDeadline       = "deadline"
+	FailureConnectionLost = "connection_lost"
+
+	// FailureRefMTABusy: the reference MTA refused the session in a
+	// statement signed by its key (too busy, or our source over its rate).
+	FailureRefMTABusy = "refmta_busy"
+	// FailureUnconfirmed: the attempts of a probe did not confirm a
+	// verdict other than OPEN.
+	FailureUnconfirmed = "unconfirmed"
+	// FailureInconsistent: one attempt reached our MTA unmodified, another
+	// showed a third party.
+	FailureInconsistent = "inconsistent"
 
 	// Our MTA, modified on the path.
 	FailureCertificateMismatch  = "certificate_mismatch"
 	FailureSTARTTLSStripped     = "starttls_stripped"
 	FailureCapabilitiesModified = "capabilities_modified"
 	FailureTLSFailed            = "tls_failed"
+)
+
+// Phases of a dialog: where an attempt ended (docs/methodology.md, "A
+// timeout in each phase"). Stored for years, like failure classes.
+const (
+	PhaseConnect           = "connect"            // no TCP connection
+	PhaseTLSHandshake      = "tls_handshake"      // implicit TLS (465, control), before any SMTP
+	PhaseGreeting          = "greeting"           // waiting for the 220 banner
+	PhaseEHLO              = "ehlo"               // the first EHLO and its statement
+	PhaseSTARTTLS          = "starttls"           // STARTTLS and its reply
+	PhaseSTARTTLSHandshake = "starttls_handshake" // the TLS handshake after STARTTLS
+	PhaseEHLOTLS           = "ehlo_tls"           // the EHLO inside STARTTLS
+	PhaseDone              = "done"               // the dialog completed
 )
 
 // errnoFailure maps one errno to its failure class; the table is per
@@ -62,12 +93,30 @@ func classifyDial(err error) string {
 }
 
 // classifyDialog returns the failure class of an error that ended a dialog
-// after the connection was made.
+// after the connection was made: a stall, a lost connection, or anything
+// else, which is the peer breaking the protocol (SMTP or TLS) in a way our
+// reference MTA never does.
 func classifyDialog(err error) string {
-	if isTimeout(err) {
+	switch {
+	case isTimeout(err):
 		return FailureDeadline
+	case lostConnection(err):
+		return FailureConnectionLost
 	}
 	return FailureProtocolError
+}
+
+// lostConnection reports whether err is the connection closing or being
+// reset under the dialog: a path may do that to any connection, so it is
+// no evidence of who answered.
+func lostConnection(err error) bool {
+	for _, e := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
+		syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 func isTimeout(err error) bool {
@@ -96,6 +145,8 @@ func controlFailure(o *observation) string {
 	switch {
 	case o.dialErr != nil:
 		return classifyDial(o.dialErr)
+	case o.refusal() != "":
+		return FailureRefMTABusy
 	case o.err != nil:
 		return classifyDialog(o.err)
 	case o.tls == nil || !o.tls.PinValid:

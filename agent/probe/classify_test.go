@@ -2,8 +2,10 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -45,8 +47,13 @@ func TestClassifyDialog(t *testing.T) {
 		want string
 	}{
 		{fmt.Errorf("banner: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}), FailureDeadline},
-		{fmt.Errorf("banner: %w", errors.New("EOF")), FailureProtocolError},
-		{dialErr(syscall.ECONNRESET), FailureProtocolError},
+		{fmt.Errorf("banner: %w", io.EOF), FailureConnectionLost},
+		{fmt.Errorf("TLS handshake: %w", io.ErrUnexpectedEOF), FailureConnectionLost},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, FailureConnectionLost},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, FailureConnectionLost},
+		{fmt.Errorf("banner: %w", errors.New("malformed reply")), FailureProtocolError},
+		{fmt.Errorf("TLS handshake: %w", tls.AlertError(40)), FailureProtocolError},
+		{errInjected, FailureProtocolError},
 	} {
 		if got := classifyDialog(tc.err); got != tc.want {
 			t.Errorf("classifyDialog(%q) = %q; want %q", tc.err, got, tc.want)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,14 +26,22 @@ import (
 // on fabricated observations.
 type observation struct {
 	dialErr error // no TCP connection
-	// received is true once any byte came back on the TCP connection.
-	received bool
+	dials   int   // connections dialled at once
+	// phase is where the dialog ended (Phase*).
+	phase string
+	// deadline is the attempt's deadline from the first SYN, as adapted.
+	deadline time.Duration
+	// implicit is true on implicit-TLS ports (465, control).
+	implicit bool
 	// err ended the dialog before the first EHLO was sent: implicit TLS
 	// handshake, banner.
 	err        error
 	bannerCode int    // 0 when no banner was read
 	banner     string // evidence, bounded
-	first      *hello // the first EHLO; nil when none was sent
+	// ours is true when the greeting is the reference MTA's
+	// (smtpwire.BannerMark); a 220 greeting without it is a third party's.
+	ours  bool
+	first *hello // the first EHLO; nil when none was sent
 	// tlsErr is a failed STARTTLS: its reply or its handshake.
 	tlsErr  error
 	tls     *TLS
@@ -55,9 +64,35 @@ type hello struct {
 	proofErr error
 }
 
-// valid reports whether h carried a statement valid for our nonce and port.
+// valid reports whether h carried a statement valid for our nonce and port
+// that served the session.
 func (h *hello) valid() bool {
-	return h != nil && h.err == nil && h.code == 250 && h.token != "" && h.proofErr == nil
+	return h != nil && h.err == nil && h.code == 250 && h.token != "" && h.proofErr == nil && h.st.Refused == ""
+}
+
+// refused returns the reason of the reference MTA's signed refusal of this
+// session, "" when h is no such refusal.
+func (h *hello) refused() string {
+	if h == nil || h.err != nil || h.proofErr != nil || !h.signed {
+		return ""
+	}
+	return h.st.Refused
+}
+
+// refusal returns why the reference MTA refused the session in a way only
+// it can: a signed statement for our nonce and port, or, behind its pinned
+// certificate on an implicit-TLS port, a 421 greeting. "" otherwise.
+func (o *observation) refusal() string {
+	if r := o.first.refused(); r != "" {
+		return r
+	}
+	if r := o.second.refused(); r != "" && o.tls != nil && o.tls.PinValid {
+		return r
+	}
+	if o.implicit && o.tls != nil && o.tls.PinValid && o.bannerCode == 421 {
+		return "greeting 421"
+	}
+	return ""
 }
 
 // Errors that stand for what a statement or a server got wrong.
@@ -70,19 +105,19 @@ var (
 	errSTARTTLSRefused = errors.New("STARTTLS refused")
 )
 
-// dialog runs one probe's conversation with t on port p and records what
-// it saw; network failures are recorded, never returned.
-func (r *runner) dialog(ctx context.Context, t Target, p Port, nonce []byte) *observation {
-	o := &observation{}
+// dialog runs one attempt's conversation with t on port p and records
+// what it saw; network failures are recorded, never returned. The
+// connection attempt has connect to succeed, with dials connections tried
+// at once; once connected, the attempt's deadline (from the first SYN) is
+// RTTFactor round trips of the slower of rtt and its own connect time,
+// between Timeout and MaxTimeout.
+func (r *runner) dialog(ctx context.Context, t Target, p Port, nonce []byte, connect, rtt time.Duration, dials int) *observation {
+	o := &observation{phase: PhaseConnect, dials: dials, implicit: p.ImplicitTLS, deadline: connect}
 	start := time.Now()
 	defer func() { o.timings.Total = time.Since(start) }()
-	// One deadline for the whole probe: connect, every read, every write
-	// and the TLS handshakes all count against it.
-	deadline := start.Add(r.cfg.Timeout)
-	dctx, cancel := context.WithDeadline(ctx, deadline)
+	dctx, cancel := context.WithDeadline(ctx, start.Add(connect))
 	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(dctx, "tcp", netip.AddrPortFrom(t.Addr, p.Number).String())
+	raw, err := dialParallel(dctx, netip.AddrPortFrom(t.Addr, p.Number).String(), dials)
 	if err != nil {
 		o.dialErr = err
 		return o
@@ -91,15 +126,58 @@ func (r *runner) dialog(ctx context.Context, t Target, p Port, nonce []byte) *ob
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	if err := raw.SetDeadline(deadline); err != nil {
+	o.deadline = min(max(RTTFactor*max(rtt, o.timings.Connect), r.cfg.Timeout), r.cfg.MaxTimeout)
+	if err := raw.SetDeadline(start.Add(o.deadline)); err != nil {
 		o.err = err
 		return o
 	}
-	conn := &countingConn{Conn: raw}
-	defer func() { o.received = conn.n > 0 }()
-	s := &session{o: o, c: newClient(conn), key: t.Key, nonce: nonce, port: p.Number}
+	s := &session{o: o, c: newClient(raw), key: t.Key, nonce: nonce, port: p.Number}
 	s.run(p.ImplicitTLS)
 	return o
+}
+
+// dialParallel dials n connections to addr at once and returns the first
+// that connects, closing the others. When all fail, the error of one that
+// failed otherwise than by timing out wins: a refusal says more.
+func dialParallel(ctx context.Context, addr string, n int) (net.Conn, error) {
+	var d net.Dialer
+	if n <= 1 {
+		return d.DialContext(ctx, "tcp", addr)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type dialed struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan dialed, n)
+	for range n {
+		go func() {
+			c, err := d.DialContext(ctx, "tcp", addr)
+			ch <- dialed{c, err}
+		}()
+	}
+	var errs []error
+	for i := range n {
+		r := <-ch
+		if r.err == nil {
+			go func() { // the losers, connected or not, once they return
+				for range n - 1 - i {
+					if l := <-ch; l.c != nil {
+						l.c.Close()
+					}
+				}
+			}()
+			return r.c, nil
+		}
+		errs = append(errs, r.err)
+	}
+	for _, err := range errs {
+		if !isTimeout(err) {
+			return nil, err
+		}
+	}
+	return nil, errs[0]
 }
 
 // session is the state of one running dialog.
@@ -114,11 +192,16 @@ type session struct {
 func (s *session) run(implicitTLS bool) {
 	o := s.o
 	if implicitTLS {
+		o.phase = PhaseTLSHandshake
 		if err := s.upgrade(); err != nil {
 			o.err = fmt.Errorf("TLS handshake: %w", err)
+			// What answered instead of TLS (a plaintext relay, say) is
+			// the evidence.
+			o.banner = evidenceText(s.c.head.Bytes(), smtpwire.MaxBannerRecord)
 			return
 		}
 	}
+	o.phase = PhaseGreeting
 	t0 := time.Now()
 	banner, err := s.c.reply()
 	if err != nil {
@@ -129,30 +212,41 @@ func (s *session) run(implicitTLS bool) {
 	o.timings.Banner = time.Since(t0)
 	o.bannerCode = banner.Code
 	o.banner = evidenceText([]byte(banner.Text()), smtpwire.MaxBannerRecord)
+	o.ours = banner.Code == 220 && strings.Contains(banner.Text(), smtpwire.BannerMark)
 	if banner.Code != 220 {
 		// A server that greets with anything else will not talk (RFC
 		// 5321, 3.1); leave politely.
 		s.c.quit()
 		return
 	}
+	o.phase = PhaseEHLO
 	t0 = time.Now()
 	o.first = s.hello()
 	o.timings.EHLO = time.Since(t0)
 	if o.first.err != nil {
 		return
 	}
+	if o.first.code != 250 {
+		// 421 (a refusal, signed or not) and the like end the session.
+		s.c.quit()
+		return
+	}
 	if implicitTLS || !slices.Contains(o.first.caps, "STARTTLS") {
 		s.c.quit()
+		o.phase = PhaseDone
 		return
 	}
 	// STARTTLS is attempted even after a statement failed: the certificate
 	// of whatever answers is evidence.
+	o.phase = PhaseSTARTTLS
 	if o.tlsErr = s.starttls(); o.tlsErr != nil {
 		return
 	}
+	o.phase = PhaseEHLOTLS
 	o.second = s.hello()
 	if o.second.err == nil {
 		s.c.quit()
+		o.phase = PhaseDone
 	}
 }
 
@@ -174,6 +268,7 @@ func (s *session) starttls() error {
 	if s.c.r.Buffered() > 0 {
 		return errInjected
 	}
+	s.o.phase = PhaseSTARTTLSHandshake
 	if err := s.upgrade(); err != nil {
 		return fmt.Errorf("TLS handshake: %w", err)
 	}
@@ -205,12 +300,52 @@ func (s *session) upgrade() error {
 		return errNoCertificate
 	}
 	leaf := st.PeerCertificates[0]
-	sum := sha256.Sum256(leaf.Raw)
-	info.CertificateSHA256 = hex.EncodeToString(sum[:])
+	info.CertificateSHA256 = sha256Hex(leaf.Raw)
 	info.PinValid = proof.CertificateMatches(leaf.Raw, s.key)
 	info.Subject = evidenceText([]byte(leaf.Subject.String()), smtpwire.MaxBannerRecord)
+	info.Issuer = evidenceText([]byte(leaf.Issuer.String()), smtpwire.MaxBannerRecord)
+	info.NotBefore, info.NotAfter = leaf.NotBefore, leaf.NotAfter
+	info.SANs = certificateNames(leaf)
+	for _, c := range st.PeerCertificates[:min(len(st.PeerCertificates), maxChain)] {
+		info.ChainSHA256 = append(info.ChainSHA256, sha256Hex(c.Raw))
+	}
 	s.o.tls = info
 	return nil
+}
+
+// Bounds of the certificate evidence kept.
+const (
+	maxChain = 8
+	maxNames = 16
+	maxName  = 256
+)
+
+// certificateNames returns the subject alternative names of c, bounded.
+func certificateNames(c *x509.Certificate) []string {
+	var names []string
+	add := func(s string) {
+		if len(names) < maxNames {
+			names = append(names, evidenceText([]byte(s), maxName))
+		}
+	}
+	for _, n := range c.DNSNames {
+		add(n)
+	}
+	for _, ip := range c.IPAddresses {
+		add(ip.String())
+	}
+	for _, e := range c.EmailAddresses {
+		add(e)
+	}
+	for _, u := range c.URIs {
+		add(u.String())
+	}
+	return names
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // hello sends EHLO and checks the statement in its reply.
@@ -226,14 +361,13 @@ func (s *session) hello() *hello {
 		return h
 	}
 	h.code = rep.Code
-	if rep.Code != 250 {
-		h.proofErr = fmt.Errorf("%w: EHLO answered %d", errNoProof, rep.Code)
-		return h
-	}
 	h.caps, h.token = smtpwire.Capabilities(rep)
 	h.caps = evidenceList(h.caps)
 	if h.token == "" {
 		h.proofErr = errNoProof
+		if rep.Code != 250 {
+			h.proofErr = fmt.Errorf("%w: EHLO answered %d", errNoProof, rep.Code)
+		}
 		return h
 	}
 	st, err := proof.Verify(s.key, h.token)
@@ -245,6 +379,9 @@ func (s *session) hello() *hello {
 		h.signed, h.st, h.proofErr = true, st, errOtherNonce
 	case st.Port != s.port:
 		h.signed, h.st, h.proofErr = true, st, errOtherPort
+	case rep.Code != 250 && st.Refused == "":
+		// Our statement serves the session only in a 250 reply.
+		h.signed, h.st, h.proofErr = true, st, fmt.Errorf("%w: EHLO answered %d", errNoProof, rep.Code)
 	default:
 		h.signed, h.st = true, st
 	}
@@ -271,9 +408,15 @@ func (o *observation) evidence() Evidence {
 		e.ProofError = errNoProof.Error()
 	case h.proofErr != nil:
 		e.ProofError = h.proofErr.Error()
-	case o.second != nil && (o.tls == nil || o.tls.PinValid) && !o.second.valid():
-		// The statement inside TLS counts too; behind a foreign
-		// certificate it is only evidence (see decide).
+	case h.refused() != "":
+		e.ProofError = "the reference MTA refused the session: " + h.refused()
+	case o.second == nil || (o.tls != nil && !o.tls.PinValid):
+		// Behind a foreign certificate the statement inside TLS is only
+		// evidence (see decide).
+	case o.second.err != nil:
+		// It never arrived: nothing failed to verify.
+		e.ProofError = "inside TLS: the EHLO reply did not arrive"
+	case !o.second.valid():
 		e.ProofValid = false
 		e.ProofError = "inside TLS: " + errNoProof.Error()
 		if o.second.proofErr != nil {
@@ -281,19 +424,6 @@ func (o *observation) evidence() Evidence {
 		}
 	}
 	return e
-}
-
-// countingConn counts the bytes received, to tell a peer that never said a
-// word from one that said something wrong.
-type countingConn struct {
-	net.Conn
-	n int64
-}
-
-func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	c.n += int64(n)
-	return n, err
 }
 
 // evidenceText makes bytes from the network fit for a result: at most max

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,13 +63,47 @@ func TestBlockedTimeout(t *testing.T) {
 		}
 	})
 	tg.Ports = []Port{{Number: hole}}
-	res, err := Round(t.Context(), Config{Timeout: time.Second}, []Target{tg})
+	res, err := Round(t.Context(), fastConfig(), []Target{tg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(t, res, want{verdict.BlockedTimeout, FailureTimeout})
 	if d := res[0].Timings.Total; d < time.Second || d > 3*time.Second {
 		t.Errorf("total = %v; want about the 1s timeout", d)
+	}
+	// Confirmed by a second attempt that dialled several connections at
+	// once, so that random loss of SYNs cannot pass for a block.
+	as := res[0].Attempts
+	if len(as) != 2 || as[0].Dials != 1 || as[1].Dials != ConfirmDials || as[1].Verdict != verdict.BlockedTimeout {
+		t.Errorf("attempts = %+v; want one dial, then %d at once, both BLOCKED_TIMEOUT", as, ConfirmDials)
+	}
+	if !strings.Contains(res[0].Detail, "confirmed") {
+		t.Errorf("detail %q; want it to say the verdict was confirmed", res[0].Detail)
+	}
+}
+
+// TestControlTimeoutShortensPorts: when the control port's SYNs go
+// unanswered the line is likely offline; its ports get one short attempt
+// each instead of the full budget again.
+func TestControlTimeoutShortensPorts(t *testing.T) {
+	tg := fakeRefMTA(t, "127.0.0.1", newKey(t), nil)
+	tg.ControlPort = blackhole(t)
+	tg.Ports = []Port{{Number: blackhole(t)}, tg.Ports[0]}
+	cfg := Config{Timeout: 2 * ShortConnect, Backoff: 10 * time.Millisecond}
+	start := time.Now()
+	res, err := Round(t.Context(), cfg, []Target{tg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, bound := time.Since(start), cfg.Timeout+ShortConnect+time.Second; d > bound {
+		t.Errorf("the round took %v; want at most the control's timeout and one short attempt, %v", d, bound)
+	}
+	check(t, res, want{verdict.Inconclusive, FailureTimeout}, want{verdict.Open, ""})
+	if c := res[0].Control; c.Reached || c.Failure != FailureTimeout || c.Attempts != 1 {
+		t.Errorf("control = %+v; want one attempt that timed out", c)
+	}
+	if as := res[0].Attempts; len(as) != 1 || as[0].Deadline != ShortConnect {
+		t.Errorf("attempts = %+v; want one with the %v connect budget", as, ShortConnect)
 	}
 }
 

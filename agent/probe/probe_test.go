@@ -162,6 +162,30 @@ func TestForeignCertificate(t *testing.T) {
 	}
 }
 
+// TestInterceptorCopyingOurSubject: an interceptor that copies our
+// certificate's subject (sslsplit does) is given away by its issuer, which
+// the detail names and the evidence keeps with the whole chain.
+func TestInterceptorCopyingOurSubject(t *testing.T) {
+	key := newKey(t)
+	forged := issued(t, newKey(t), "fake.test", "ISP Inspection CA")
+	tg := fakeRefMTA(t, "127.0.0.1", key, func(f *fakeMTA) {
+		if f.implicitTLS && f.served == nil {
+			f.cert = forged
+		}
+	})
+	res := runRound(t, tg)
+	check(t, res, want{verdict.Open, ""}, want{verdict.Tampered, FailureCertificateMismatch})
+	tl := res[1].TLS
+	if tl == nil || tl.PinValid || tl.Subject != "CN=fake.test" || tl.Issuer != "CN=ISP Inspection CA" ||
+		len(tl.ChainSHA256) != 2 || tl.ChainSHA256[0] != tl.CertificateSHA256 || !slices.Equal(tl.SANs, []string{"fake.test"}) ||
+		tl.NotAfter.Before(tl.NotBefore) || tl.NotBefore.IsZero() {
+		t.Errorf("TLS = %+v; want the forged leaf's subject, issuer, names, validity and both chain hashes", tl)
+	}
+	if !strings.Contains(res[1].Detail, "ISP Inspection CA") {
+		t.Errorf("detail %q; want it to name the foreign issuer", res[1].Detail)
+	}
+}
+
 func TestWrongKey(t *testing.T) {
 	s := refmtatest.Start(t, "127.0.0.1", nil)
 	tg := refTarget(s)
@@ -193,6 +217,10 @@ func TestRefusedPort(t *testing.T) {
 			want{verdict.Inconclusive, FailureConnectionRefused})
 		if c := res[0].Control; c.Reached || c.Failure != FailureConnectionRefused || c.ObservedSource.IsValid() {
 			t.Errorf("control = %+v; want not reached, connection_refused", c)
+		}
+		// Without the control port no repeat could make a refusal a block.
+		if n := len(res[1].Attempts); n != 1 {
+			t.Errorf("%d attempts of a refused port with the control port down; want 1", n)
 		}
 	})
 }

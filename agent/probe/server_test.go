@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -117,6 +118,28 @@ func certificate(t testing.TB, key ed25519.PrivateKey, name string) tls.Certific
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
+// issued returns a certificate for key and name issued by a CA of its own
+// named caName, with the CA in the chain: what a TLS interceptor presents.
+func issued(t testing.TB, key ed25519.PrivateKey, name, caName string) tls.Certificate {
+	t.Helper()
+	caKey := newKey(t)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: caName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}
+}
+
 // fakeMTA is a test-only reference MTA that follows docs/methodology.md,
 // with switches to misbehave as a path or an impostor would.
 type fakeMTA struct {
@@ -132,6 +155,16 @@ type fakeMTA struct {
 	// wire, if not nil, receives every byte the client sends outside TLS
 	// records: plaintext, and the plaintext inside TLS.
 	wire *lockedBuffer
+	// banner is the greeting's text after "220 "; empty: a foreign MTA's.
+	banner string
+	// refuse, if set, answers EHLO with our signed refusal for this
+	// reason, as a busy reference MTA does.
+	refuse string
+	// stall, while positive, makes that many sessions say nothing at all,
+	// as a path that lost every segment of them would.
+	stall *atomic.Int32
+	// greetAfter delays the greeting, as a slow path would.
+	greetAfter time.Duration
 }
 
 type lockedBuffer struct {
@@ -173,8 +206,17 @@ func (f *fakeMTA) handle(c net.Conn) {
 		}
 		conn, inTLS = tc, true
 	}
+	if f.stall != nil && f.stall.Add(-1) >= 0 {
+		io.Copy(io.Discard, conn)
+		return
+	}
 	r := f.reader(conn)
-	fmt.Fprintf(conn, "220 fake.test ESMTP\r\n")
+	banner := f.banner
+	if banner == "" {
+		banner = "fake.test ESMTP"
+	}
+	time.Sleep(f.greetAfter)
+	fmt.Fprintf(conn, "220 %s\r\n", banner)
 	for {
 		line, err := smtpwire.ReadLine(r, smtpwire.MaxCommandLen)
 		if err != nil {
@@ -197,6 +239,11 @@ func (f *fakeMTA) handle(c net.Conn) {
 				fmt.Fprintf(&b, "250-%s\r\n", c)
 			}
 			nonce, ok := smtpwire.NonceFromEHLO(arg)
+			if f.refuse != "" && f.key != nil && ok {
+				st := proof.Statement{Nonce: nonce, Source: src, Port: port, Time: time.Now(), Refused: f.refuse}
+				fmt.Fprintf(conn, "421-fake.test busy\r\n421 %s %s\r\n", smtpwire.ProofKeyword, proof.Sign(f.key, st))
+				return
+			}
 			if f.key != nil && ok {
 				st := proof.Statement{Nonce: nonce, Source: src, Port: port, Time: time.Now(), Capabilities: caps, Ports: f.served}
 				fmt.Fprintf(&b, "250 %s %s\r\n", smtpwire.ProofKeyword, proof.Sign(f.key, st))
@@ -230,7 +277,8 @@ func fakeRefMTA(t *testing.T, addr string, key ed25519.PrivateKey, edit func(*fa
 	t.Helper()
 	cert := certificate(t, key, "fake.test")
 	start := func(implicit bool, served []uint16) uint16 {
-		f := &fakeMTA{key: key, cert: cert, implicitTLS: implicit, served: served}
+		f := &fakeMTA{key: key, cert: cert, implicitTLS: implicit, served: served,
+			banner: "fake.test ESMTP " + smtpwire.BannerMark + " (a test)"}
 		if edit != nil {
 			edit(f)
 		}

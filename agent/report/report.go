@@ -61,23 +61,10 @@ func ProbeResult(r probe.Result, roundID, agentVersion string) *op25bv1.ProbeRes
 		AgentVersion:  agentVersion,
 		TargetAddress: addr(r.Addr),
 		RoundId:       roundID,
-		Timings: &op25bv1.Timings{
-			Connect:      duration(r.Timings.Connect),
-			Banner:       duration(r.Timings.Banner),
-			Ehlo:         duration(r.Timings.EHLO),
-			TlsHandshake: duration(r.Timings.TLSHandshake),
-			Total:        duration(r.Timings.Total),
-		},
-		Evidence: &op25bv1.Evidence{
-			Banner:             r.Evidence.Banner,
-			EhloCapabilities:   r.Evidence.Capabilities,
-			Statement:          r.Evidence.Statement,
-			ProofValid:         r.Evidence.ProofValid,
-			ProofError:         r.Evidence.ProofError,
-			ObservedSource:     addr(r.Evidence.ObservedSource),
-			SignedCapabilities: r.Evidence.SignedCapabilities,
-			StarttlsOffered:    r.Evidence.STARTTLSOffered,
-		},
+		Phase:         r.Phase,
+		Timings:       timings(r.Timings),
+		Evidence:      evidence(r.Evidence),
+		Tls:           tlsDetails(r.TLS),
 		Control: &op25bv1.ControlObservation{
 			Reached:        r.Control.Reached,
 			Failure:        r.Control.Failure,
@@ -86,18 +73,66 @@ func ProbeResult(r probe.Result, roundID, agentVersion string) *op25bv1.ProbeRes
 			Rtt:            duration(r.Control.RTT),
 			Port:           uint32(r.Control.Port),
 			Statement:      r.Control.Statement,
+			Attempts:       uint32(r.Control.Attempts),
 		},
 	}
-	if t := r.TLS; t != nil {
-		m.Tls = &op25bv1.TLSDetails{
-			Version:                tls.VersionName(t.Version),
-			CipherSuite:            tls.CipherSuiteName(t.CipherSuite),
-			PeerCertificateSha256:  t.CertificateSHA256,
-			PinValid:               t.PinValid,
-			PeerCertificateSubject: t.Subject,
-		}
+	for _, a := range r.Attempts {
+		m.Attempts = append(m.Attempts, &op25bv1.ProbeAttempt{
+			Verdict:   op25bv1.Verdict(a.Verdict),
+			Failure:   a.Failure,
+			Detail:    a.Detail,
+			StartedAt: timestamp(a.Started),
+			Timings:   timings(a.Timings),
+			Evidence:  evidence(a.Evidence),
+			Tls:       tlsDetails(a.TLS),
+			Nonce:     a.Nonce,
+			Phase:     a.Phase,
+			Deadline:  duration(a.Deadline),
+			Dials:     uint32(a.Dials),
+		})
 	}
 	return m
+}
+
+func timings(t probe.Timings) *op25bv1.Timings {
+	return &op25bv1.Timings{
+		Connect:      duration(t.Connect),
+		Banner:       duration(t.Banner),
+		Ehlo:         duration(t.EHLO),
+		TlsHandshake: duration(t.TLSHandshake),
+		Total:        duration(t.Total),
+	}
+}
+
+func evidence(e probe.Evidence) *op25bv1.Evidence {
+	return &op25bv1.Evidence{
+		Banner:             e.Banner,
+		EhloCapabilities:   e.Capabilities,
+		Statement:          e.Statement,
+		ProofValid:         e.ProofValid,
+		ProofError:         e.ProofError,
+		ObservedSource:     addr(e.ObservedSource),
+		SignedCapabilities: e.SignedCapabilities,
+		StarttlsOffered:    e.STARTTLSOffered,
+	}
+}
+
+func tlsDetails(t *probe.TLS) *op25bv1.TLSDetails {
+	if t == nil {
+		return nil
+	}
+	return &op25bv1.TLSDetails{
+		Version:                  tls.VersionName(t.Version),
+		CipherSuite:              tls.CipherSuiteName(t.CipherSuite),
+		PeerCertificateSha256:    t.CertificateSHA256,
+		PinValid:                 t.PinValid,
+		PeerCertificateSubject:   t.Subject,
+		PeerCertificateIssuer:    t.Issuer,
+		PeerCertificateSans:      t.SANs,
+		PeerCertificateNotBefore: timestamp(t.NotBefore),
+		PeerCertificateNotAfter:  timestamp(t.NotAfter),
+		PeerChainSha256:          t.ChainSHA256,
+	}
 }
 
 func family(f probe.Family) op25bv1.AddressFamily {
@@ -160,7 +195,7 @@ func WriteTable(w io.Writer, round Round) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	// DETAIL comes last: it is long and ragged, and would push any
 	// column after it off the screen.
-	fmt.Fprintln(tw, "REFMTA\tFAMILY\tPORT\tVERDICT\tLATENCY\tDETAIL")
+	fmt.Fprintln(tw, "REFMTA\tFAMILY\tPORT\tVERDICT\tLATENCY\tATTEMPTS\tDETAIL")
 	type key struct {
 		refmta string
 		addr   netip.Addr
@@ -168,7 +203,7 @@ func WriteTable(w io.Writer, round Round) error {
 	var controls []key
 	seen := map[key]probe.Control{}
 	for _, r := range round.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", r.RefMTA, r.Family, r.Port, r.Verdict, latency(r.Timings.Connect), r.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d\t%s\n", r.RefMTA, r.Family, r.Port, r.Verdict, latency(r.Timings.Connect), max(1, len(r.Attempts)), r.Detail)
 		k := key{r.RefMTA, r.Addr}
 		if _, ok := seen[k]; !ok {
 			controls = append(controls, k)
@@ -230,6 +265,10 @@ func Progress(w io.Writer, total int) func(probe.Event) {
 			what = fmt.Sprintf("%s %s control port %d (%s)", e.RefMTA, e.Addr, e.Port, probe.FamilyOf(e.Addr))
 		}
 		if !e.Done {
+			if e.Attempt > 1 {
+				fmt.Fprintf(w, "probing %s again (attempt %d)...\n", what, e.Attempt)
+				return
+			}
 			fmt.Fprintf(w, "probing %s...\n", what)
 			return
 		}

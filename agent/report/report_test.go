@@ -49,8 +49,9 @@ func fixture() Round {
 		Results: []probe.Result{
 			{ID: "0195539c-4c00-7000-8000-000000000025", RefMTA: "refmta-tokyo-1", Addr: v4, Port: 25, Family: probe.IPv4,
 				Verdict: verdict.BlockedTimeout, Failure: probe.FailureTimeout,
-				Detail:  "the connection attempt got no answer within 10s while the control port of the same host answered",
-				Started: t0, Timings: probe.Timings{Total: 10 * time.Second}, Nonce: nonce, Control: ctl4},
+				Detail:  "the connection attempt got no answer within 10s while the control port of the same host answered (confirmed by 2 of 2 attempts)",
+				Started: t0, Phase: probe.PhaseConnect, Timings: probe.Timings{Total: 10 * time.Second}, Nonce: nonce, Control: ctl4,
+				Attempts: []probe.Attempt{blockedAttempt(1), blockedAttempt(probe.ConfirmDials)}, Decided: 1},
 			open(587),
 			open(465),
 			{ID: "0195539c-4c00-7000-8000-000000000625", RefMTA: "refmta-tokyo-1", Addr: v6, Port: 25, Family: probe.IPv6,
@@ -58,6 +59,12 @@ func fixture() Round {
 				Detail:  "the network reported no route to the host's network, and the control port did not answer either, so blocking cannot be told from lost connectivity",
 				Started: t0, Timings: probe.Timings{Total: time.Millisecond}, Nonce: nonce, Control: ctl6},
 		}}
+}
+
+func blockedAttempt(dials int) probe.Attempt {
+	return probe.Attempt{Verdict: verdict.BlockedTimeout, Failure: probe.FailureTimeout, Phase: probe.PhaseConnect, Started: t0,
+		Detail:   "the connection attempt got no answer within 10s while the control port of the same host answered",
+		Deadline: 10 * time.Second, Dials: dials, Timings: probe.Timings{Total: 10 * time.Second}, Nonce: nonce}
 }
 
 func TestVerdictNumbering(t *testing.T) {
@@ -92,6 +99,31 @@ func TestProbeResult(t *testing.T) {
 	blocked := ProbeResult(fixture().Results[0], "round-1", "v0.1.0")
 	if tm := blocked.Timings; tm.Connect != nil || tm.Banner != nil || tm.Total == nil || blocked.Tls != nil || blocked.Evidence.ObservedSource != "" {
 		t.Errorf("ProbeResult(blocked) = %v; want only total set, no TLS, no observed source", blocked)
+	}
+	// Every attempt travels, with what it alone showed.
+	wantAttempt := func(dials uint32) *op25bv1.ProbeAttempt {
+		return &op25bv1.ProbeAttempt{Verdict: op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT, Failure: "timeout", Phase: "connect",
+			Detail: blockedAttempt(1).Detail, StartedAt: timestamppb.New(t0), Timings: &op25bv1.Timings{Total: durationpb.New(10 * time.Second)},
+			Evidence: &op25bv1.Evidence{}, Nonce: nonce, Deadline: durationpb.New(10 * time.Second), Dials: dials}
+	}
+	if len(blocked.Attempts) != 2 || !proto.Equal(blocked.Attempts[0], wantAttempt(1)) || !proto.Equal(blocked.Attempts[1], wantAttempt(probe.ConfirmDials)) ||
+		blocked.Phase != "connect" {
+		t.Errorf("ProbeResult(blocked) attempts = %v, phase %q; want both attempts, phase connect", blocked.Attempts, blocked.Phase)
+	}
+}
+
+func TestTLSDetails(t *testing.T) {
+	r := fixture().Results[1]
+	r.TLS = &probe.TLS{Version: tls.VersionTLS12, CipherSuite: tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, CertificateSHA256: "cd34",
+		Subject: "CN=refmta.example", Issuer: "CN=ISP Inspection CA", SANs: []string{"refmta.example"},
+		NotBefore: t0, NotAfter: t0.Add(24 * time.Hour), ChainSHA256: []string{"cd34", "ef56"}}
+	got := ProbeResult(r, "round-1", "v0.1.0").GetTls()
+	want := &op25bv1.TLSDetails{Version: "TLS 1.2", CipherSuite: "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256", PeerCertificateSha256: "cd34",
+		PeerCertificateSubject: "CN=refmta.example", PeerCertificateIssuer: "CN=ISP Inspection CA", PeerCertificateSans: []string{"refmta.example"},
+		PeerCertificateNotBefore: timestamppb.New(t0), PeerCertificateNotAfter: timestamppb.New(t0.Add(24 * time.Hour)),
+		PeerChainSha256: []string{"cd34", "ef56"}}
+	if !proto.Equal(got, want) {
+		t.Errorf("TLS details = %v; want %v", got, want)
 	}
 }
 
@@ -128,7 +160,8 @@ func TestProgress(t *testing.T) {
 	p(probe.Event{RefMTA: "r", Addr: v4, Port: 443, Control: true})
 	p(probe.Event{RefMTA: "r", Addr: v4, Port: 443, Control: true, Done: true})
 	p(probe.Event{RefMTA: "r", Addr: v4, Port: 25})
-	p(probe.Event{RefMTA: "r", Addr: v4, Port: 25, Done: true, Verdict: verdict.BlockedReset, Failure: probe.FailureConnectionRefused})
+	p(probe.Event{RefMTA: "r", Addr: v4, Port: 25, Attempt: 2})
+	p(probe.Event{RefMTA: "r", Addr: v4, Port: 25, Done: true, Verdict: verdict.BlockedReset, Failure: probe.FailureConnectionRefused, Attempt: 2})
 	p(probe.Event{RefMTA: "r", Addr: v6, Port: 443, Control: true, Done: true, Failure: probe.FailureTimeout})
 	golden(t, "progress.golden", b.Bytes())
 }

@@ -16,6 +16,11 @@ import (
 // (see internal/proof). It is not a capability and is never signed as one.
 const ProofKeyword = "X-OP25B-PROOF"
 
+// BannerMark is in every greeting of our reference MTA ("220 <host> ESMTP
+// OP25B Observatory reference MTA; ..."): a 220 greeting without it is
+// positive evidence that something else answered.
+const BannerMark = "OP25B Observatory"
+
 // NonceSuffix ends the EHLO domain in which an agent sends its nonce:
 // "n<32 hex>.op25b.invalid" (the .invalid TLD never resolves, RFC 6761).
 const NonceSuffix = ".op25b.invalid"

@@ -96,6 +96,8 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		portsFlag   string
 		controlPort uint
 		timeout     time.Duration
+		maxTimeout  time.Duration
+		attempts    int
 		familyFlag  string
 		format      string
 		quiet       bool
@@ -110,7 +112,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Var(&specs, "refmta", "reference MTA to probe: identity file, http(s) URL of one, or KEY@ADDR[,ADDR...] (repeatable; required)")
 	fs.StringVar(&portsFlag, "ports", "25,587,465", "SMTP ports to probe (given explicitly, replaces the identity's ports); 465 is spoken with implicit TLS")
 	fs.UintVar(&controlPort, "control-port", refmtaspec.DefaultControlPort, "control port (given explicitly, replaces the identity's)")
-	fs.DurationVar(&timeout, "timeout", probe.DefaultTimeout, "time allowed for each probe")
+	fs.DurationVar(&timeout, "timeout", probe.DefaultTimeout, "time each connection attempt is given, and the least each probe attempt is given")
+	fs.DurationVar(&maxTimeout, "max-timeout", probe.DefaultMaxTimeout, "the most a probe attempt is given on a slow path (deadlines follow the round-trip time)")
+	fs.IntVar(&attempts, "attempts", probe.DefaultAttempts, "most attempts per port: a verdict other than OPEN needs two that agree (1: no confirmation)")
 	fs.StringVar(&familyFlag, "family", "any", "address family to probe: any, 4 or 6")
 	fs.StringVar(&format, "format", "table", "output: table or json (protojson of op25b.v1.ProbeReport)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
@@ -159,8 +163,14 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if format != "table" && format != "json" {
 		return usageError(stderr, fmt.Sprintf("--format %q: want table or json", format))
 	}
-	if timeout <= 0 {
-		return usageError(stderr, "--timeout must be positive")
+	if timeout <= 0 || maxTimeout <= 0 {
+		return usageError(stderr, "--timeout and --max-timeout must be positive")
+	}
+	if maxTimeout < timeout {
+		return usageError(stderr, fmt.Sprintf("--max-timeout %s is less than --timeout %s", maxTimeout, timeout))
+	}
+	if attempts < 1 || attempts > 10 {
+		return usageError(stderr, fmt.Sprintf("--attempts %d: want 1 to 10", attempts))
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -180,7 +190,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return failure(stderr, fmt.Errorf("no reference MTA has an address of family %s", opts.Family))
 	}
 
-	cfg := probe.Config{Timeout: timeout, Logger: log}
+	cfg := probe.Config{Timeout: timeout, MaxTimeout: maxTimeout, Attempts: attempts, Logger: log}
 	if !quiet && isTerminal(stderr) {
 		total := 0
 		for _, t := range targets {

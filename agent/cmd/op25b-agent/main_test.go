@@ -88,6 +88,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--ports", "25,smtp"}, exitUsage, `--ports: "smtp" is not a port`},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--timeout", "soon"}, exitUsage, "invalid value"},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--control-port", "70000"}, exitUsage, "out of range"},
+		{[]string{"check", "--refmta", "x@192.0.2.1", "--timeout", "20s", "--max-timeout", "10s"}, exitUsage, "--max-timeout 10s is less than --timeout 20s"},
+		{[]string{"check", "--refmta", "x@192.0.2.1", "--attempts", "0"}, exitUsage, "--attempts 0: want 1 to 10"},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"check", "--refmta", key + "@192.0.2.1"}, exitFailed, "not a base64 Ed25519 public key"},
 		{[]string{"check", "--refmta", "/nonexistent/identity.json"}, exitFailed, "no such file"},

@@ -184,8 +184,19 @@ type ProbeResult struct {
 	RoundId string `protobuf:"bytes,17,opt,name=round_id,json=roundId,proto3" json:"round_id,omitempty"`
 	// The schedule version the agent followed; empty for a one-off check.
 	ScheduleVersion string `protobuf:"bytes,18,opt,name=schedule_version,json=scheduleVersion,proto3" json:"schedule_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Every attempt of this probe, in order (docs/methodology.md,
+	// "Confirmation"). A non-OPEN verdict is confirmed by repeat attempts,
+	// each with a fresh nonce; the fields above describe the attempt that
+	// decided the verdict (its nonce, timings, evidence and TLS details),
+	// while verdict, failure and detail are the probe's conclusion. Empty
+	// from agents that predate confirmation: they made one attempt.
+	Attempts []*ProbeAttempt `protobuf:"bytes,19,rep,name=attempts,proto3" json:"attempts,omitempty"`
+	// The phase of the dialog in which the deciding attempt ended: "connect",
+	// "tls_handshake", "greeting", "ehlo", "starttls", "starttls_handshake",
+	// "ehlo_tls" or "done" (docs/methodology.md, "A timeout in each phase").
+	Phase         string `protobuf:"bytes,20,opt,name=phase,proto3" json:"phase,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ProbeResult) Reset() {
@@ -344,6 +355,151 @@ func (x *ProbeResult) GetScheduleVersion() string {
 	return ""
 }
 
+func (x *ProbeResult) GetAttempts() []*ProbeAttempt {
+	if x != nil {
+		return x.Attempts
+	}
+	return nil
+}
+
+func (x *ProbeResult) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+// ProbeAttempt is one attempt of a probe: one connection (or a few dialled
+// at once when confirming a timeout) with its own nonce.
+type ProbeAttempt struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What this attempt alone showed, by the rules of docs/methodology.md.
+	Verdict   Verdict                `protobuf:"varint,1,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
+	Failure   string                 `protobuf:"bytes,2,opt,name=failure,proto3" json:"failure,omitempty"`
+	Detail    string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	StartedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	Timings   *Timings               `protobuf:"bytes,5,opt,name=timings,proto3" json:"timings,omitempty"`
+	Evidence  *Evidence              `protobuf:"bytes,6,opt,name=evidence,proto3" json:"evidence,omitempty"`
+	Tls       *TLSDetails            `protobuf:"bytes,7,opt,name=tls,proto3" json:"tls,omitempty"`
+	Nonce     []byte                 `protobuf:"bytes,8,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// Where the dialog ended; see ProbeResult.phase.
+	Phase string `protobuf:"bytes,9,opt,name=phase,proto3" json:"phase,omitempty"`
+	// The deadline this attempt had, from the first SYN, after adapting to
+	// the path's round-trip time.
+	Deadline *durationpb.Duration `protobuf:"bytes,10,opt,name=deadline,proto3" json:"deadline,omitempty"`
+	// Connections dialled at once; the first to connect is used.
+	Dials         uint32 `protobuf:"varint,11,opt,name=dials,proto3" json:"dials,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProbeAttempt) Reset() {
+	*x = ProbeAttempt{}
+	mi := &file_op25b_v1_probe_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProbeAttempt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProbeAttempt) ProtoMessage() {}
+
+func (x *ProbeAttempt) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_probe_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProbeAttempt.ProtoReflect.Descriptor instead.
+func (*ProbeAttempt) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProbeAttempt) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *ProbeAttempt) GetFailure() string {
+	if x != nil {
+		return x.Failure
+	}
+	return ""
+}
+
+func (x *ProbeAttempt) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *ProbeAttempt) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *ProbeAttempt) GetTimings() *Timings {
+	if x != nil {
+		return x.Timings
+	}
+	return nil
+}
+
+func (x *ProbeAttempt) GetEvidence() *Evidence {
+	if x != nil {
+		return x.Evidence
+	}
+	return nil
+}
+
+func (x *ProbeAttempt) GetTls() *TLSDetails {
+	if x != nil {
+		return x.Tls
+	}
+	return nil
+}
+
+func (x *ProbeAttempt) GetNonce() []byte {
+	if x != nil {
+		return x.Nonce
+	}
+	return nil
+}
+
+func (x *ProbeAttempt) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *ProbeAttempt) GetDeadline() *durationpb.Duration {
+	if x != nil {
+		return x.Deadline
+	}
+	return nil
+}
+
+func (x *ProbeAttempt) GetDials() uint32 {
+	if x != nil {
+		return x.Dials
+	}
+	return 0
+}
+
 // Timings of the phases of one probe; unset phases did not happen.
 type Timings struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -358,7 +514,7 @@ type Timings struct {
 
 func (x *Timings) Reset() {
 	*x = Timings{}
-	mi := &file_op25b_v1_probe_proto_msgTypes[1]
+	mi := &file_op25b_v1_probe_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +526,7 @@ func (x *Timings) String() string {
 func (*Timings) ProtoMessage() {}
 
 func (x *Timings) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_probe_proto_msgTypes[1]
+	mi := &file_op25b_v1_probe_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +539,7 @@ func (x *Timings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timings.ProtoReflect.Descriptor instead.
 func (*Timings) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{1}
+	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Timings) GetConnect() *durationpb.Duration {
@@ -445,7 +601,7 @@ type Evidence struct {
 
 func (x *Evidence) Reset() {
 	*x = Evidence{}
-	mi := &file_op25b_v1_probe_proto_msgTypes[2]
+	mi := &file_op25b_v1_probe_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +613,7 @@ func (x *Evidence) String() string {
 func (*Evidence) ProtoMessage() {}
 
 func (x *Evidence) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_probe_proto_msgTypes[2]
+	mi := &file_op25b_v1_probe_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +626,7 @@ func (x *Evidence) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Evidence.ProtoReflect.Descriptor instead.
 func (*Evidence) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{2}
+	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Evidence) GetBanner() string {
@@ -540,13 +696,23 @@ type TLSDetails struct {
 	PinValid bool `protobuf:"varint,4,opt,name=pin_valid,json=pinValid,proto3" json:"pin_valid,omitempty"`
 	// Subject of the certificate presented, kept as evidence when foreign.
 	PeerCertificateSubject string `protobuf:"bytes,5,opt,name=peer_certificate_subject,json=peerCertificateSubject,proto3" json:"peer_certificate_subject,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// Issuer of the certificate presented: for an interceptor that copies
+	// our subject, the name that gives it away.
+	PeerCertificateIssuer string `protobuf:"bytes,6,opt,name=peer_certificate_issuer,json=peerCertificateIssuer,proto3" json:"peer_certificate_issuer,omitempty"`
+	// Subject alternative names of the certificate presented (DNS names, IP
+	// addresses, e-mail addresses, URIs), bounded.
+	PeerCertificateSans      []string               `protobuf:"bytes,7,rep,name=peer_certificate_sans,json=peerCertificateSans,proto3" json:"peer_certificate_sans,omitempty"`
+	PeerCertificateNotBefore *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=peer_certificate_not_before,json=peerCertificateNotBefore,proto3" json:"peer_certificate_not_before,omitempty"`
+	PeerCertificateNotAfter  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=peer_certificate_not_after,json=peerCertificateNotAfter,proto3" json:"peer_certificate_not_after,omitempty"`
+	// SHA-256 of each certificate the peer presented, leaf first, hex.
+	PeerChainSha256 []string `protobuf:"bytes,10,rep,name=peer_chain_sha256,json=peerChainSha256,proto3" json:"peer_chain_sha256,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TLSDetails) Reset() {
 	*x = TLSDetails{}
-	mi := &file_op25b_v1_probe_proto_msgTypes[3]
+	mi := &file_op25b_v1_probe_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -558,7 +724,7 @@ func (x *TLSDetails) String() string {
 func (*TLSDetails) ProtoMessage() {}
 
 func (x *TLSDetails) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_probe_proto_msgTypes[3]
+	mi := &file_op25b_v1_probe_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -571,7 +737,7 @@ func (x *TLSDetails) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TLSDetails.ProtoReflect.Descriptor instead.
 func (*TLSDetails) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{3}
+	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TLSDetails) GetVersion() string {
@@ -609,6 +775,41 @@ func (x *TLSDetails) GetPeerCertificateSubject() string {
 	return ""
 }
 
+func (x *TLSDetails) GetPeerCertificateIssuer() string {
+	if x != nil {
+		return x.PeerCertificateIssuer
+	}
+	return ""
+}
+
+func (x *TLSDetails) GetPeerCertificateSans() []string {
+	if x != nil {
+		return x.PeerCertificateSans
+	}
+	return nil
+}
+
+func (x *TLSDetails) GetPeerCertificateNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeerCertificateNotBefore
+	}
+	return nil
+}
+
+func (x *TLSDetails) GetPeerCertificateNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PeerCertificateNotAfter
+	}
+	return nil
+}
+
+func (x *TLSDetails) GetPeerChainSha256() []string {
+	if x != nil {
+		return x.PeerChainSha256
+	}
+	return nil
+}
+
 // ControlObservation is the outcome of the control-port probe of one host
 // and family, which tells "blocked" from "no connectivity".
 type ControlObservation struct {
@@ -623,14 +824,16 @@ type ControlObservation struct {
 	Port        uint32               `protobuf:"varint,6,opt,name=port,proto3" json:"port,omitempty"`
 	// The control port's signed statement as received, so that the collector
 	// verifies the egress address instead of trusting the agent's word.
-	Statement     string `protobuf:"bytes,7,opt,name=statement,proto3" json:"statement,omitempty"`
+	Statement string `protobuf:"bytes,7,opt,name=statement,proto3" json:"statement,omitempty"`
+	// Attempts made on the control port in this round (unset: one).
+	Attempts      uint32 `protobuf:"varint,8,opt,name=attempts,proto3" json:"attempts,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ControlObservation) Reset() {
 	*x = ControlObservation{}
-	mi := &file_op25b_v1_probe_proto_msgTypes[4]
+	mi := &file_op25b_v1_probe_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +845,7 @@ func (x *ControlObservation) String() string {
 func (*ControlObservation) ProtoMessage() {}
 
 func (x *ControlObservation) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_probe_proto_msgTypes[4]
+	mi := &file_op25b_v1_probe_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +858,7 @@ func (x *ControlObservation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlObservation.ProtoReflect.Descriptor instead.
 func (*ControlObservation) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{4}
+	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ControlObservation) GetReached() bool {
@@ -707,6 +910,13 @@ func (x *ControlObservation) GetStatement() string {
 	return ""
 }
 
+func (x *ControlObservation) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 // ProbeReport is one round of probes, as `op25b-agent check --format json`
 // prints it.
 type ProbeReport struct {
@@ -722,7 +932,7 @@ type ProbeReport struct {
 
 func (x *ProbeReport) Reset() {
 	*x = ProbeReport{}
-	mi := &file_op25b_v1_probe_proto_msgTypes[5]
+	mi := &file_op25b_v1_probe_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +944,7 @@ func (x *ProbeReport) String() string {
 func (*ProbeReport) ProtoMessage() {}
 
 func (x *ProbeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_probe_proto_msgTypes[5]
+	mi := &file_op25b_v1_probe_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +957,7 @@ func (x *ProbeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProbeReport.ProtoReflect.Descriptor instead.
 func (*ProbeReport) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{5}
+	return file_op25b_v1_probe_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProbeReport) GetRoundId() string {
@@ -789,7 +999,7 @@ var File_op25b_v1_probe_proto protoreflect.FileDescriptor
 
 const file_op25b_v1_probe_proto_rawDesc = "" +
 	"\n" +
-	"\x14op25b/v1/probe.proto\x12\bop25b.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x05\n" +
+	"\x14op25b/v1/probe.proto\x12\bop25b.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x05\n" +
 	"\vProbeResult\x12\x1b\n" +
 	"\tresult_id\x18\x01 \x01(\tR\bresultId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1b\n" +
@@ -810,7 +1020,23 @@ const file_op25b_v1_probe_proto_rawDesc = "" +
 	"\x0etarget_address\x18\x0f \x01(\tR\rtargetAddress\x126\n" +
 	"\acontrol\x18\x10 \x01(\v2\x1c.op25b.v1.ControlObservationR\acontrol\x12\x19\n" +
 	"\bround_id\x18\x11 \x01(\tR\aroundId\x12)\n" +
-	"\x10schedule_version\x18\x12 \x01(\tR\x0fscheduleVersion\"\x91\x02\n" +
+	"\x10schedule_version\x18\x12 \x01(\tR\x0fscheduleVersion\x122\n" +
+	"\battempts\x18\x13 \x03(\v2\x16.op25b.v1.ProbeAttemptR\battempts\x12\x14\n" +
+	"\x05phase\x18\x14 \x01(\tR\x05phase\"\xa6\x03\n" +
+	"\fProbeAttempt\x12+\n" +
+	"\averdict\x18\x01 \x01(\x0e2\x11.op25b.v1.VerdictR\averdict\x12\x18\n" +
+	"\afailure\x18\x02 \x01(\tR\afailure\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\x129\n" +
+	"\n" +
+	"started_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12+\n" +
+	"\atimings\x18\x05 \x01(\v2\x11.op25b.v1.TimingsR\atimings\x12.\n" +
+	"\bevidence\x18\x06 \x01(\v2\x12.op25b.v1.EvidenceR\bevidence\x12&\n" +
+	"\x03tls\x18\a \x01(\v2\x14.op25b.v1.TLSDetailsR\x03tls\x12\x14\n" +
+	"\x05nonce\x18\b \x01(\fR\x05nonce\x12\x14\n" +
+	"\x05phase\x18\t \x01(\tR\x05phase\x125\n" +
+	"\bdeadline\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\bdeadline\x12\x14\n" +
+	"\x05dials\x18\v \x01(\rR\x05dials\"\x91\x02\n" +
 	"\aTimings\x123\n" +
 	"\aconnect\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\aconnect\x121\n" +
 	"\x06banner\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x06banner\x12-\n" +
@@ -827,14 +1053,20 @@ const file_op25b_v1_probe_proto_rawDesc = "" +
 	"proofError\x12'\n" +
 	"\x0fobserved_source\x18\x06 \x01(\tR\x0eobservedSource\x12/\n" +
 	"\x13signed_capabilities\x18\a \x03(\tR\x12signedCapabilities\x12)\n" +
-	"\x10starttls_offered\x18\b \x01(\bR\x0fstarttlsOffered\"\xd8\x01\n" +
+	"\x10starttls_offered\x18\b \x01(\bR\x0fstarttlsOffered\"\xa4\x04\n" +
 	"\n" +
 	"TLSDetails\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12!\n" +
 	"\fcipher_suite\x18\x02 \x01(\tR\vcipherSuite\x126\n" +
 	"\x17peer_certificate_sha256\x18\x03 \x01(\tR\x15peerCertificateSha256\x12\x1b\n" +
 	"\tpin_valid\x18\x04 \x01(\bR\bpinValid\x128\n" +
-	"\x18peer_certificate_subject\x18\x05 \x01(\tR\x16peerCertificateSubject\"\xf3\x01\n" +
+	"\x18peer_certificate_subject\x18\x05 \x01(\tR\x16peerCertificateSubject\x126\n" +
+	"\x17peer_certificate_issuer\x18\x06 \x01(\tR\x15peerCertificateIssuer\x122\n" +
+	"\x15peer_certificate_sans\x18\a \x03(\tR\x13peerCertificateSans\x12Y\n" +
+	"\x1bpeer_certificate_not_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x18peerCertificateNotBefore\x12W\n" +
+	"\x1apeer_certificate_not_after\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\x17peerCertificateNotAfter\x12*\n" +
+	"\x11peer_chain_sha256\x18\n" +
+	" \x03(\tR\x0fpeerChainSha256\"\x8f\x02\n" +
 	"\x12ControlObservation\x12\x18\n" +
 	"\areached\x18\x01 \x01(\bR\areached\x12\x18\n" +
 	"\afailure\x18\x02 \x01(\tR\afailure\x12'\n" +
@@ -842,7 +1074,8 @@ const file_op25b_v1_probe_proto_rawDesc = "" +
 	"\fserved_ports\x18\x04 \x03(\rR\vservedPorts\x12+\n" +
 	"\x03rtt\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03rtt\x12\x12\n" +
 	"\x04port\x18\x06 \x01(\rR\x04port\x12\x1c\n" +
-	"\tstatement\x18\a \x01(\tR\tstatement\"\xf6\x01\n" +
+	"\tstatement\x18\a \x01(\tR\tstatement\x12\x1a\n" +
+	"\battempts\x18\b \x01(\rR\battempts\"\xf6\x01\n" +
 	"\vProbeReport\x12\x19\n" +
 	"\bround_id\x18\x01 \x01(\tR\aroundId\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x129\n" +
@@ -878,41 +1111,51 @@ func file_op25b_v1_probe_proto_rawDescGZIP() []byte {
 }
 
 var file_op25b_v1_probe_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_op25b_v1_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_op25b_v1_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_op25b_v1_probe_proto_goTypes = []any{
 	(Verdict)(0),                  // 0: op25b.v1.Verdict
 	(AddressFamily)(0),            // 1: op25b.v1.AddressFamily
 	(*ProbeResult)(nil),           // 2: op25b.v1.ProbeResult
-	(*Timings)(nil),               // 3: op25b.v1.Timings
-	(*Evidence)(nil),              // 4: op25b.v1.Evidence
-	(*TLSDetails)(nil),            // 5: op25b.v1.TLSDetails
-	(*ControlObservation)(nil),    // 6: op25b.v1.ControlObservation
-	(*ProbeReport)(nil),           // 7: op25b.v1.ProbeReport
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*ProbeAttempt)(nil),          // 3: op25b.v1.ProbeAttempt
+	(*Timings)(nil),               // 4: op25b.v1.Timings
+	(*Evidence)(nil),              // 5: op25b.v1.Evidence
+	(*TLSDetails)(nil),            // 6: op25b.v1.TLSDetails
+	(*ControlObservation)(nil),    // 7: op25b.v1.ControlObservation
+	(*ProbeReport)(nil),           // 8: op25b.v1.ProbeReport
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_op25b_v1_probe_proto_depIdxs = []int32{
 	1,  // 0: op25b.v1.ProbeResult.family:type_name -> op25b.v1.AddressFamily
 	0,  // 1: op25b.v1.ProbeResult.verdict:type_name -> op25b.v1.Verdict
-	8,  // 2: op25b.v1.ProbeResult.started_at:type_name -> google.protobuf.Timestamp
-	3,  // 3: op25b.v1.ProbeResult.timings:type_name -> op25b.v1.Timings
-	4,  // 4: op25b.v1.ProbeResult.evidence:type_name -> op25b.v1.Evidence
-	5,  // 5: op25b.v1.ProbeResult.tls:type_name -> op25b.v1.TLSDetails
-	6,  // 6: op25b.v1.ProbeResult.control:type_name -> op25b.v1.ControlObservation
-	9,  // 7: op25b.v1.Timings.connect:type_name -> google.protobuf.Duration
-	9,  // 8: op25b.v1.Timings.banner:type_name -> google.protobuf.Duration
-	9,  // 9: op25b.v1.Timings.ehlo:type_name -> google.protobuf.Duration
-	9,  // 10: op25b.v1.Timings.tls_handshake:type_name -> google.protobuf.Duration
-	9,  // 11: op25b.v1.Timings.total:type_name -> google.protobuf.Duration
-	9,  // 12: op25b.v1.ControlObservation.rtt:type_name -> google.protobuf.Duration
-	8,  // 13: op25b.v1.ProbeReport.started_at:type_name -> google.protobuf.Timestamp
-	8,  // 14: op25b.v1.ProbeReport.finished_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: op25b.v1.ProbeReport.results:type_name -> op25b.v1.ProbeResult
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	9,  // 2: op25b.v1.ProbeResult.started_at:type_name -> google.protobuf.Timestamp
+	4,  // 3: op25b.v1.ProbeResult.timings:type_name -> op25b.v1.Timings
+	5,  // 4: op25b.v1.ProbeResult.evidence:type_name -> op25b.v1.Evidence
+	6,  // 5: op25b.v1.ProbeResult.tls:type_name -> op25b.v1.TLSDetails
+	7,  // 6: op25b.v1.ProbeResult.control:type_name -> op25b.v1.ControlObservation
+	3,  // 7: op25b.v1.ProbeResult.attempts:type_name -> op25b.v1.ProbeAttempt
+	0,  // 8: op25b.v1.ProbeAttempt.verdict:type_name -> op25b.v1.Verdict
+	9,  // 9: op25b.v1.ProbeAttempt.started_at:type_name -> google.protobuf.Timestamp
+	4,  // 10: op25b.v1.ProbeAttempt.timings:type_name -> op25b.v1.Timings
+	5,  // 11: op25b.v1.ProbeAttempt.evidence:type_name -> op25b.v1.Evidence
+	6,  // 12: op25b.v1.ProbeAttempt.tls:type_name -> op25b.v1.TLSDetails
+	10, // 13: op25b.v1.ProbeAttempt.deadline:type_name -> google.protobuf.Duration
+	10, // 14: op25b.v1.Timings.connect:type_name -> google.protobuf.Duration
+	10, // 15: op25b.v1.Timings.banner:type_name -> google.protobuf.Duration
+	10, // 16: op25b.v1.Timings.ehlo:type_name -> google.protobuf.Duration
+	10, // 17: op25b.v1.Timings.tls_handshake:type_name -> google.protobuf.Duration
+	10, // 18: op25b.v1.Timings.total:type_name -> google.protobuf.Duration
+	9,  // 19: op25b.v1.TLSDetails.peer_certificate_not_before:type_name -> google.protobuf.Timestamp
+	9,  // 20: op25b.v1.TLSDetails.peer_certificate_not_after:type_name -> google.protobuf.Timestamp
+	10, // 21: op25b.v1.ControlObservation.rtt:type_name -> google.protobuf.Duration
+	9,  // 22: op25b.v1.ProbeReport.started_at:type_name -> google.protobuf.Timestamp
+	9,  // 23: op25b.v1.ProbeReport.finished_at:type_name -> google.protobuf.Timestamp
+	2,  // 24: op25b.v1.ProbeReport.results:type_name -> op25b.v1.ProbeResult
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_probe_proto_init() }
@@ -926,7 +1169,7 @@ func file_op25b_v1_probe_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_op25b_v1_probe_proto_rawDesc), len(file_op25b_v1_probe_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
