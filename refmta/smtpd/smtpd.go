@@ -38,8 +38,8 @@ type Kind int
 const (
 	// SMTP is MTA-to-MTA SMTP with STARTTLS (port 25).
 	SMTP Kind = iota
-	// Submission is message submission with STARTTLS and AUTH advertised
-	// (port 587, RFC 6409).
+	// Submission is message submission with STARTTLS, and AUTH advertised
+	// once TLS is up (port 587, RFC 6409, RFC 8314).
 	Submission
 	// SMTPS is submission over implicit TLS (port 465, RFC 8314).
 	SMTPS
@@ -148,6 +148,18 @@ func New(cfg Config) *Server {
 		tls: &tls.Config{
 			Certificates: []tls.Certificate{cfg.Cert},
 			MinVersion:   tls.VersionTLS12,
+			// TLS 1.2 with forward secrecy and AEAD only: no CBC, no SHA-1
+			// MACs. Our certificate is Ed25519, so the ECDSA suites are the
+			// ones negotiated; the RSA ones serve a certificate given in
+			// tests. TLS 1.3's suites are all AEAD and not configurable.
+			CipherSuites: []uint16{
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+				tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+			},
 		},
 	}
 	if cfg.PerSourceRate > 0 {
@@ -190,7 +202,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 
 // handle runs one session on c and always closes it.
 func (s *Server) handle(ctx context.Context, c net.Conn, kind Kind) {
-	defer c.Close()
 	src, port := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
 	select {
 	case s.slots <- struct{}{}:
@@ -198,26 +209,29 @@ func (s *Server) handle(ctx context.Context, c net.Conn, kind Kind) {
 	default:
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(c, "421 4.3.2 Too many sessions, try again later\r\n")
+		c.Close()
 		return
 	}
 	if s.limiter != nil && !s.limiter.Allow(src.Addr().Unmap()) {
 		c.SetWriteDeadline(time.Now().Add(time.Second))
 		io.WriteString(c, "421 4.7.0 Too many sessions from your address, slow down\r\n")
+		c.Close()
 		return
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	ss := &session{srv: s, kind: kind, src: src.Addr().Unmap(), port: port.Port(), conn: c,
+	ss := &session{srv: s, kind: kind, src: src.Addr().Unmap(), port: port.Port(), raw: c, conn: c,
 		deadline: time.Now().Add(s.cfg.SessionTimeout)}
 	err := ss.run()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		s.cfg.Logger.Debug("session ended", "kind", kind, "port", ss.port, "err", err)
+		s.cfg.Logger.Debug("session ended", "kind", kind, "port", ss.port, "err", withoutAddresses(err))
 	}
 	if ss.nonce != nil && s.cfg.Sightings != nil {
 		now := s.cfg.Now()
 		s.cfg.Sightings.Add(sighting.Sighting{ID: uuidv7.New(now), Nonce: ss.nonce,
 			Source: ss.src, Port: ss.port, Time: now, TLS: ss.tlsDone})
 	}
+	ss.close()
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -228,18 +242,36 @@ func addrPort(a net.Addr) netip.AddrPort {
 	return ap
 }
 
+// withoutAddresses is err for the log: a network error names both ends of
+// the connection, and volunteers' addresses never reach the logs.
+func withoutAddresses(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Op + ": " + op.Err.Error()
+	}
+	return err.Error()
+}
+
 type session struct {
 	srv      *Server
 	kind     Kind
 	src      netip.Addr
 	port     uint16
-	conn     net.Conn
+	raw      net.Conn // the TCP connection
+	conn     net.Conn // raw, or the TLS connection over it
 	r        *bufio.Reader
 	deadline time.Time
 	tlsDone  bool
 	nonce    []byte
 	errors   int
 }
+
+// Lingering close (see close): how long, and how many bytes, the client's
+// last input is read and discarded after our last reply.
+const (
+	lingerTimeout = 2 * time.Second
+	lingerBytes   = 64 << 10
+)
 
 func (ss *session) run() error {
 	if ss.kind.implicitTLS() {
@@ -258,52 +290,70 @@ func (ss *session) run() error {
 	}
 	for {
 		ss.setDeadline(ss.srv.cfg.IdleTimeout)
-		line, err := smtpwire.ReadLine(ss.r, smtpwire.MaxCommandLen)
+		line, err := smtpwire.ReadCommand(ss.r)
 		if errors.Is(err, smtpwire.ErrLineTooLong) {
-			return ss.reply("500 5.5.2 Line too long")
+			// The rest of the line was read: the session goes on.
+			if err := ss.refuse("500 5.5.2 Line too long"); err != nil {
+				return err
+			}
+			continue
+		}
+		if errors.Is(err, smtpwire.ErrLineEndless) {
+			ss.reply("500 5.5.2 Line too long")
+			return err
 		}
 		if err != nil {
 			return err
 		}
-		verb, arg := smtpwire.Command(line)
-		switch verb {
-		case "EHLO":
-			if arg == "" {
-				err = ss.refuse("501 5.5.4 EHLO needs a domain")
-				break
-			}
-			if n, ok := smtpwire.NonceFromEHLO(arg); ok {
-				ss.nonce = n
-			}
-			err = ss.ehlo()
-		case "HELO":
-			err = ss.reply("250 " + ss.srv.cfg.Hostname)
-		case "STARTTLS":
-			if ss.tlsDone || ss.kind.implicitTLS() {
-				err = ss.refuse("503 5.5.1 TLS already active")
-				break
-			}
-			if err = ss.reply("220 2.0.0 Ready to start TLS"); err == nil {
-				err = ss.startTLS()
-			}
-		case "QUIT":
-			ss.reply("221 2.0.0 Bye")
-			return nil
-		case "NOOP", "RSET":
-			err = ss.reply("250 2.0.0 OK")
-		case "MAIL", "RCPT", "DATA", "BDAT":
-			err = ss.refuse("550 5.7.1 This is an OP25B Observatory reference MTA; it accepts no mail")
-		case "AUTH":
-			err = ss.refuse("535 5.7.8 Authentication is never accepted here")
-		case "VRFY", "EXPN":
-			err = ss.refuse("502 5.5.1 Command not implemented")
-		default:
-			err = ss.refuse("500 5.5.2 Command unrecognized")
-		}
-		if err != nil {
+		if quit, err := ss.command(line); quit || err != nil {
 			return err
 		}
 	}
+}
+
+// command answers one command line; quit is true when the session is over.
+func (ss *session) command(line string) (quit bool, err error) {
+	verb, arg := smtpwire.Command(line)
+	switch verb {
+	case "EHLO":
+		if arg == "" {
+			return false, ss.refuse("501 5.5.4 EHLO needs a domain")
+		}
+		if n, ok := smtpwire.NonceFromEHLO(arg); ok {
+			ss.nonce = n
+		}
+		return false, ss.ehlo()
+	case "HELO":
+		return false, ss.reply("250 " + ss.srv.cfg.Hostname)
+	case "STARTTLS":
+		switch {
+		case arg != "": // RFC 3207, section 4
+			return false, ss.refuse("501 5.5.4 STARTTLS takes no parameters")
+		case ss.tlsDone || ss.kind.implicitTLS():
+			return false, ss.refuse("503 5.5.1 TLS already active")
+		}
+		if err := ss.reply("220 2.0.0 Ready to start TLS"); err != nil {
+			return false, err
+		}
+		return false, ss.startTLS()
+	case "QUIT":
+		return true, ss.reply("221 2.0.0 Bye")
+	case "NOOP", "RSET":
+		return false, ss.reply("250 2.0.0 OK")
+	case "HELP":
+		return false, ss.reply("214 2.0.0 " + ss.srv.cfg.Hostname + " is an OP25B Observatory reference MTA: it accepts no mail." +
+			" Commands: EHLO HELO STARTTLS NOOP RSET HELP QUIT")
+	case "MAIL", "RCPT", "DATA", "BDAT":
+		return false, ss.refuse("550 5.7.1 This is an OP25B Observatory reference MTA; it accepts no mail")
+	case "AUTH":
+		if ss.kind == Submission && !ss.tlsDone {
+			return false, ss.refuse("530 5.7.0 Must issue a STARTTLS command first")
+		}
+		return false, ss.refuse("535 5.7.8 Authentication is never accepted here")
+	case "VRFY", "EXPN":
+		return false, ss.refuse("502 5.5.1 Command not implemented")
+	}
+	return false, ss.refuse("500 5.5.2 Command unrecognized")
 }
 
 // refuse answers a refused command and ends sessions that keep trying.
@@ -317,13 +367,14 @@ func (ss *session) refuse(reply string) error {
 }
 
 // capabilities are the EHLO keywords of this session's state, in the order
-// they are sent and signed.
+// they are sent and signed. AUTH is offered only over TLS (RFC 4954,
+// section 4; RFC 8314), so that no client sends a password in clear.
 func (ss *session) capabilities() []string {
 	caps := []string{"ENHANCEDSTATUSCODES", "8BITMIME"}
 	if (ss.kind == SMTP || ss.kind == Submission) && !ss.tlsDone {
 		caps = append(caps, "STARTTLS")
 	}
-	if ss.kind == Submission || ss.kind == SMTPS {
+	if ss.kind == SMTPS || (ss.kind == Submission && ss.tlsDone) {
 		caps = append(caps, "AUTH PLAIN LOGIN")
 	}
 	return caps
@@ -377,4 +428,22 @@ func (ss *session) setDeadline(idle time.Duration) {
 func (ss *session) reply(s string) error {
 	_, err := io.WriteString(ss.conn, s+"\r\n")
 	return err
+}
+
+// close ends the session so that the client gets our last reply. Closing a
+// socket with unread input makes the kernel send a reset, which can destroy
+// the reply still in flight; so the end of our side is signalled first
+// (TLS close_notify, then a TCP FIN), and what the client still sends is
+// read and discarded, for a bounded time and amount, until its own close.
+func (ss *session) close() {
+	defer ss.raw.Close()
+	if tc, ok := ss.conn.(*tls.Conn); ok {
+		tc.CloseWrite() // sends close_notify; fails harmlessly before the handshake completed
+	}
+	cw, ok := ss.raw.(interface{ CloseWrite() error })
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	ss.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.Copy(io.Discard, io.LimitReader(ss.raw, lingerBytes))
 }

@@ -105,7 +105,7 @@ func (c *client) ehlo(s *refmtatest.Server, n []byte, port uint16) (caps []strin
 func TestSTARTTLSDialog(t *testing.T) {
 	for _, tc := range []struct {
 		kind     smtpd.Kind
-		wantAuth bool
+		wantAuth bool // over TLS; never before (RFC 4954, section 4)
 	}{{smtpd.SMTP, false}, {smtpd.Submission, true}} {
 		t.Run(tc.kind.String(), func(t *testing.T) {
 			s := refmtatest.Start(t, "127.0.0.1", nil)
@@ -115,16 +115,16 @@ func TestSTARTTLSDialog(t *testing.T) {
 			}
 			n := nonce(t)
 			caps, _ := c.ehlo(s, n, s.Ports[tc.kind])
-			if !slices.Contains(caps, "STARTTLS") || slices.Contains(caps, "AUTH") != tc.wantAuth {
-				t.Errorf("plaintext capabilities = %v; want STARTTLS, AUTH %v", caps, tc.wantAuth)
+			if !slices.Contains(caps, "STARTTLS") || slices.Contains(caps, "AUTH") {
+				t.Errorf("plaintext capabilities = %v; want STARTTLS, no AUTH", caps)
 			}
 			if r := c.cmd("STARTTLS"); r.Code != 220 {
 				t.Fatalf("STARTTLS = %s", r.Text())
 			}
 			c.tls(s)
 			caps, _ = c.ehlo(s, n, s.Ports[tc.kind])
-			if slices.Contains(caps, "STARTTLS") {
-				t.Errorf("capabilities over TLS = %v; want no STARTTLS", caps)
+			if slices.Contains(caps, "STARTTLS") || slices.Contains(caps, "AUTH") != tc.wantAuth {
+				t.Errorf("capabilities over TLS = %v; want no STARTTLS, AUTH %v", caps, tc.wantAuth)
 			}
 			if r := c.cmd("STARTTLS"); r.Code != 503 {
 				t.Errorf("second STARTTLS = %s; want 503", r.Text())
@@ -224,15 +224,81 @@ func TestTooManyErrorsCloses(t *testing.T) {
 	}
 }
 
+// TestLineTooLong: an over-long command is refused and the session goes
+// on; one too long to skip ends the session, and the client still reads
+// the reply.
 func TestLineTooLong(t *testing.T) {
 	s := refmtatest.Start(t, "127.0.0.1", nil)
 	c := dial(t, s, smtpd.SMTP)
 	c.read()
-	if r := c.cmd("EHLO " + strings.Repeat("a", 100000)); r.Code != 500 {
+	io.WriteString(c.conn, "EHLO "+strings.Repeat("a", 1000)+"\r\nNOOP\r\n")
+	if r := c.read(); r.Code != 500 {
 		t.Errorf("over-long line = %s; want 500", r.Text())
 	}
-	if _, err := smtpwire.ReadReply(c.r); err == nil {
-		t.Errorf("session still open after an over-long line")
+	if r := c.read(); r.Code != 250 {
+		t.Errorf("NOOP after an over-long line = %s; want 250", r.Text())
+	}
+	if r := c.cmd("EHLO " + strings.Repeat("a", 100000)); r.Code != 500 {
+		t.Errorf("100 kB line = %s; want 500", r.Text())
+	}
+	if _, err := smtpwire.ReadReply(c.r); !errors.Is(err, io.EOF) {
+		t.Errorf("after a 100 kB line, read = %v; want the end of the session (EOF, not a reset)", err)
+	}
+}
+
+// TestLingeringClose: the client reads the last reply and a clean end of
+// the session even when it sent more than the server read: closing a
+// socket with unread input would send it a reset instead.
+func TestLingeringClose(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	for _, kind := range []smtpd.Kind{smtpd.SMTP, smtpd.SMTPS} {
+		t.Run(kind.String(), func(t *testing.T) {
+			c := dial(t, s, kind)
+			c.read()
+			io.WriteString(c.conn, "QUIT\r\n"+strings.Repeat("NOOP\r\n", 5000))
+			if r := c.read(); r.Code != 221 {
+				t.Errorf("QUIT = %s; want 221", r.Text())
+			}
+			if _, err := smtpwire.ReadReply(c.r); !errors.Is(err, io.EOF) {
+				t.Errorf("after 221, read = %v; want EOF", err)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.SMTP)
+	c.read()
+	for _, cmd := range []string{"HELP", "help EHLO"} {
+		if r := c.cmd(cmd); r.Code != 214 {
+			t.Errorf("%s = %s; want 214", cmd, r.Text())
+		}
+	}
+}
+
+// TestSTARTTLSParameter: RFC 3207, section 4: STARTTLS takes no parameter.
+func TestSTARTTLSParameter(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.SMTP)
+	c.read()
+	if r := c.cmd("STARTTLS now"); r.Code != 501 {
+		t.Errorf("STARTTLS now = %s; want 501", r.Text())
+	}
+	if r := c.cmd("STARTTLS"); r.Code != 220 {
+		t.Fatalf("STARTTLS = %s; want 220", r.Text())
+	}
+	c.tls(s)
+}
+
+// TestAUTHNeedsTLS: on 587 AUTH is refused before STARTTLS, so that no
+// client is invited to send a password in clear.
+func TestAUTHNeedsTLS(t *testing.T) {
+	s := refmtatest.Start(t, "127.0.0.1", nil)
+	c := dial(t, s, smtpd.Submission)
+	c.read()
+	if r := c.cmd("AUTH PLAIN AGFsaWNlAHNlY3JldA=="); r.Code != 530 {
+		t.Errorf("AUTH before STARTTLS = %s; want 530", r.Text())
 	}
 }
 
