@@ -3,8 +3,21 @@
 // port) for an agent to prove it reached this server unmodified. Every EHLO
 // reply ends with a signed statement (internal/proof) binding the agent's
 // nonce, the source address seen here, the port and the time. Mail is never
-// accepted. Resources are bounded: concurrent sessions, sessions per source,
-// line length, idle and total time per session.
+// accepted. Resources are bounded: concurrent sessions, sessions per source
+// (rate and concurrency), line length, idle and total time per session.
+//
+// A session over a limit is refused verifiably, so that an agent can tell
+// our refusal from a third party's: it gets the normal banner (after the
+// TLS handshake on implicit-TLS ports), and its EHLO with a nonce is
+// answered
+//
+//	421-<hostname> busy: <why>, try again later
+//	421 X-OP25B-PROOF <statement with refused=sessions or refused=rate>
+//
+// and the session ends. Any other first command gets a plain 421. Refused
+// sessions have their own small pool; when it is full too, the connection
+// is closed without a byte. Nothing unsigned is ever written in place of
+// the banner.
 //
 // The dialog is specified in docs/methodology.md.
 package smtpd
@@ -22,6 +35,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/op25b/observatory/internal/proof"
@@ -77,7 +91,29 @@ func (k Kind) String() string { return kindNames[k] }
 
 func (k Kind) implicitTLS() bool { return k == SMTPS || k == Control }
 
-// Config configures a Server. Zero limits take the defaults below.
+// Default limits, sized so that thousands of agents behind one carrier-grade
+// NAT address are served; docs/operator.md ("Limits") gives the reasoning.
+const (
+	DefaultMaxSessions    = 2048
+	DefaultMaxPerSource   = 256
+	DefaultMaxRefusals    = 256
+	DefaultPerSourceRate  = 50
+	DefaultPerSourceBurst = 500
+	DefaultIdleTimeout    = 10 * time.Second
+	// DefaultSessionTimeout stays above AgentDeadline, so that we never
+	// cut off an agent on a slow path.
+	DefaultSessionTimeout = 60 * time.Second
+)
+
+// AgentDeadline is the longest an agent gives one dialog (agent/probe's
+// DefaultMaxTimeout, on the slowest paths).
+const AgentDeadline = 30 * time.Second
+
+// RefusalTimeout bounds a refused session: its TLS handshake, banner, one
+// command and the refusal (the lingering close comes on top).
+const RefusalTimeout = 10 * time.Second
+
+// Config configures a Server. Zero limits take the defaults above.
 type Config struct {
 	Key      ed25519.PrivateKey
 	Cert     tls.Certificate
@@ -85,15 +121,21 @@ type Config struct {
 	// SMTPPorts are the SMTP ports this reference MTA serves, signed in
 	// control statements.
 	SMTPPorts []uint16
-	// MaxSessions bounds concurrent sessions over all ports (default 512).
+	// MaxSessions bounds concurrent sessions over all ports; a session
+	// beyond it is refused (proof.RefusedSessions).
 	MaxSessions int
-	// PerSourceRate and PerSourceBurst bound new sessions per source
-	// address (token bucket; default 5/s, burst 20). A negative rate turns
-	// the limit off.
+	// MaxPerSource bounds the concurrent sessions of one source, and
+	// PerSourceRate and PerSourceBurst its new sessions (token bucket); a
+	// session beyond either is refused (proof.RefusedRate). A source is an
+	// IPv4 address or an IPv6 /64. A negative rate turns the rate off.
+	MaxPerSource   int
 	PerSourceRate  float64
 	PerSourceBurst int
-	// IdleTimeout bounds the wait for each command (default 30s);
-	// SessionTimeout bounds a whole session (default 60s).
+	// MaxRefusals bounds the refused sessions being answered at once;
+	// beyond it a connection is closed without a byte.
+	MaxRefusals int
+	// IdleTimeout bounds the wait for each command; SessionTimeout bounds a
+	// whole session.
 	IdleTimeout    time.Duration
 	SessionTimeout time.Duration
 	// Sightings receives a sighting per session that presented a nonce;
@@ -105,11 +147,39 @@ type Config struct {
 
 // Server serves SMTP and control sessions on any number of listeners.
 type Server struct {
-	cfg     Config
-	tls     *tls.Config
-	slots   chan struct{}
-	limiter *ratelimit.Limiter[netip.Addr]
-	wg      sync.WaitGroup
+	cfg      Config
+	tls      *tls.Config
+	slots    chan struct{} // one per session served
+	refusals chan struct{} // one per refused session being answered
+	limiter  *ratelimit.Limiter[netip.Prefix]
+	mu       sync.Mutex
+	sources  map[netip.Prefix]int // sessions served per source
+	counts   struct {
+		served, refusedSessions, refusedRate, silent atomic.Uint64
+	}
+	wg sync.WaitGroup
+}
+
+// Stats counts a Server's sessions since it started.
+type Stats struct {
+	Served uint64 // sessions served
+	// RefusedSessions and RefusedRate count the refused sessions answered
+	// with the refusal dialog, by reason (proof.RefusedSessions,
+	// proof.RefusedRate).
+	RefusedSessions, RefusedRate uint64
+	// Silent counts connections closed without a byte: refused while the
+	// refusal pool was full too.
+	Silent uint64
+	// Active and ActiveRefusals are the sessions open now, served and
+	// refused.
+	Active, ActiveRefusals int
+}
+
+// Stats returns the counters of s.
+func (s *Server) Stats() Stats {
+	return Stats{Served: s.counts.served.Load(), RefusedSessions: s.counts.refusedSessions.Load(),
+		RefusedRate: s.counts.refusedRate.Load(), Silent: s.counts.silent.Load(),
+		Active: len(s.slots), ActiveRefusals: len(s.refusals)}
 }
 
 // maxErrors closes a session after this many refused commands: a client
@@ -118,20 +188,14 @@ const maxErrors = 10
 
 // New returns a Server for cfg.
 func New(cfg Config) *Server {
-	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = 512
-	}
+	orDefault(&cfg.MaxSessions, DefaultMaxSessions)
+	orDefault(&cfg.MaxPerSource, DefaultMaxPerSource)
+	orDefault(&cfg.MaxRefusals, DefaultMaxRefusals)
+	orDefault(&cfg.PerSourceBurst, DefaultPerSourceBurst)
+	orDefault(&cfg.IdleTimeout, DefaultIdleTimeout)
+	orDefault(&cfg.SessionTimeout, DefaultSessionTimeout)
 	if cfg.PerSourceRate == 0 {
-		cfg.PerSourceRate = 5
-	}
-	if cfg.PerSourceBurst <= 0 {
-		cfg.PerSourceBurst = 20
-	}
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 30 * time.Second
-	}
-	if cfg.SessionTimeout <= 0 {
-		cfg.SessionTimeout = 60 * time.Second
+		cfg.PerSourceRate = DefaultPerSourceRate
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -143,8 +207,10 @@ func New(cfg Config) *Server {
 		cfg.Hostname = "refmta.op25b.invalid"
 	}
 	s := &Server{
-		cfg:   cfg,
-		slots: make(chan struct{}, cfg.MaxSessions),
+		cfg:      cfg,
+		slots:    make(chan struct{}, cfg.MaxSessions),
+		refusals: make(chan struct{}, cfg.MaxRefusals),
+		sources:  map[netip.Prefix]int{},
 		tls: &tls.Config{
 			Certificates: []tls.Certificate{cfg.Cert},
 			MinVersion:   tls.VersionTLS12,
@@ -163,9 +229,15 @@ func New(cfg Config) *Server {
 		},
 	}
 	if cfg.PerSourceRate > 0 {
-		s.limiter = ratelimit.New[netip.Addr](cfg.PerSourceRate, cfg.PerSourceBurst, cfg.Now)
+		s.limiter = ratelimit.New[netip.Prefix](cfg.PerSourceRate, cfg.PerSourceBurst, cfg.Now)
 	}
 	return s
+}
+
+func orDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
 }
 
 // Serve accepts sessions on ln, which serves kind, until ctx is done; it
@@ -200,31 +272,40 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, kind Kind) error {
 	}
 }
 
-// handle runs one session on c and always closes it.
+// handle runs one session on c, served or refused, and always closes it.
 func (s *Server) handle(ctx context.Context, c net.Conn, kind Kind) {
 	src, port := addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	default:
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(c, "421 4.3.2 Too many sessions, try again later\r\n")
-		c.Close()
-		return
-	}
-	if s.limiter != nil && !s.limiter.Allow(src.Addr().Unmap()) {
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		io.WriteString(c, "421 4.7.0 Too many sessions from your address, slow down\r\n")
-		c.Close()
-		return
+	ss := &session{srv: s, kind: kind, src: src.Addr().Unmap(), port: port.Port(), raw: c, conn: c}
+	key := sourceKey(ss.src)
+	timeout := s.cfg.SessionTimeout
+	if ss.refused = s.admit(key); ss.refused == "" {
+		s.counts.served.Add(1)
+		defer s.release(key)
+	} else {
+		select {
+		case s.refusals <- struct{}{}:
+			defer func() { <-s.refusals }()
+		default:
+			// Even a refusal would cost more than we have: the agent sees a
+			// connection closed before any byte, which proves nothing
+			// either way.
+			s.counts.silent.Add(1)
+			c.Close()
+			return
+		}
+		if ss.refused == proof.RefusedSessions {
+			s.counts.refusedSessions.Add(1)
+		} else {
+			s.counts.refusedRate.Add(1)
+		}
+		timeout = RefusalTimeout
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	ss := &session{srv: s, kind: kind, src: src.Addr().Unmap(), port: port.Port(), raw: c, conn: c,
-		deadline: time.Now().Add(s.cfg.SessionTimeout)}
+	ss.deadline = time.Now().Add(timeout)
 	err := ss.run()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		s.cfg.Logger.Debug("session ended", "kind", kind, "port", ss.port, "err", withoutAddresses(err))
+		s.cfg.Logger.Debug("session ended", "kind", kind, "port", ss.port, "refused", ss.refused, "err", withoutAddresses(err))
 	}
 	if ss.nonce != nil && s.cfg.Sightings != nil {
 		now := s.cfg.Now()
@@ -232,6 +313,46 @@ func (s *Server) handle(ctx context.Context, c net.Conn, kind Kind) {
 			Source: ss.src, Port: ss.port, Time: now, TLS: ss.tlsDone})
 	}
 	ss.close()
+}
+
+// admit takes a session slot for a session from source k and returns "",
+// or returns why the session is refused.
+func (s *Server) admit(k netip.Prefix) (refused string) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return proof.RefusedSessions
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sources[k] >= s.cfg.MaxPerSource || (s.limiter != nil && !s.limiter.Allow(k)) {
+		<-s.slots
+		return proof.RefusedRate
+	}
+	s.sources[k]++
+	return ""
+}
+
+// release returns the slot admit took.
+func (s *Server) release(k netip.Prefix) {
+	s.mu.Lock()
+	if s.sources[k]--; s.sources[k] == 0 {
+		delete(s.sources, k)
+	}
+	s.mu.Unlock()
+	<-s.slots
+}
+
+// sourceKey is the source that per-source limits count: the IPv4 address
+// (behind a carrier-grade NAT, one address is thousands of customers), or
+// the IPv6 /64, since one customer holds at least a /64 and may use any
+// address in it.
+func sourceKey(a netip.Addr) netip.Prefix {
+	if a = a.Unmap(); a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -264,6 +385,7 @@ type session struct {
 	tlsDone  bool
 	nonce    []byte
 	errors   int
+	refused  string // why the session is refused (proof.Refused*), "" when served
 }
 
 // Lingering close (see close): how long, and how many bytes, the client's
@@ -287,6 +409,9 @@ func (ss *session) run() error {
 	}
 	if err := ss.reply(banner); err != nil {
 		return err
+	}
+	if ss.refused != "" {
+		return ss.busy()
 	}
 	for {
 		ss.setDeadline(ss.srv.cfg.IdleTimeout)
@@ -390,18 +515,50 @@ func (ss *session) ehlo() error {
 		keywords[i], _, _ = strings.Cut(c, " ")
 	}
 	if ss.nonce != nil {
-		st := proof.Statement{Nonce: ss.nonce, Source: ss.src, Port: ss.port,
-			Time: ss.srv.cfg.Now(), Capabilities: keywords}
-		if ss.kind == Control {
-			st.Ports = ss.srv.cfg.SMTPPorts
-		}
-		fmt.Fprintf(&b, "250 %s %s", smtpwire.ProofKeyword, proof.Sign(ss.srv.cfg.Key, st))
+		fmt.Fprintf(&b, "250 %s %s", smtpwire.ProofKeyword, ss.sign(ss.statement(ss.nonce, keywords)))
 	} else {
 		// Without a nonce there is nothing to bind: plain SMTP clients get
 		// an ordinary EHLO reply.
 		b.WriteString("250 HELP")
 	}
 	return ss.reply(b.String())
+}
+
+// statement is what the session signs for nonce, with the capabilities
+// advertised in the same reply.
+func (ss *session) statement(nonce []byte, caps []string) proof.Statement {
+	st := proof.Statement{Nonce: nonce, Source: ss.src, Port: ss.port, Time: ss.srv.cfg.Now(),
+		Capabilities: caps, Refused: ss.refused}
+	if ss.kind == Control {
+		st.Ports = ss.srv.cfg.SMTPPorts
+	}
+	return st
+}
+
+func (ss *session) sign(st proof.Statement) string { return proof.Sign(ss.srv.cfg.Key, st) }
+
+// busyText says why a session is refused, in the refusal's first line.
+var busyText = map[string]string{
+	proof.RefusedSessions: "every session slot is taken",
+	proof.RefusedRate:     "too many sessions from your address",
+}
+
+// busy answers the first command of a refused session, which then ends: an
+// EHLO with a nonce gets the refusal signed for that nonce, with no
+// capabilities (the reply advertises none), anything else a plain 421.
+func (ss *session) busy() error {
+	ss.setDeadline(ss.srv.cfg.IdleTimeout)
+	line, err := smtpwire.ReadCommand(ss.r)
+	if err != nil && !errors.Is(err, smtpwire.ErrLineTooLong) && !errors.Is(err, smtpwire.ErrLineEndless) {
+		return err
+	}
+	verb, arg := smtpwire.Command(line)
+	n, ok := smtpwire.NonceFromEHLO(arg)
+	if verb != "EHLO" || !ok {
+		return ss.reply("421 4.3.2 " + ss.srv.cfg.Hostname + " busy, try again later")
+	}
+	return ss.reply(fmt.Sprintf("421-%s busy: %s, try again later\r\n421 %s %s",
+		ss.srv.cfg.Hostname, busyText[ss.refused], smtpwire.ProofKeyword, ss.sign(ss.statement(n, nil))))
 }
 
 func (ss *session) startTLS() error {
