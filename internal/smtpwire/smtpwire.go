@@ -32,11 +32,15 @@ const (
 	MaxReplyLines   = 64
 	MaxCommandLen   = 512
 	MaxBannerRecord = 512 // bytes of a foreign banner kept as evidence
+	// MaxCommandSkip bounds what ReadCommand reads of an over-long
+	// command line to find its end.
+	MaxCommandSkip = 64 << 10
 )
 
 // Errors of the readers.
 var (
 	ErrLineTooLong  = errors.New("line too long")
+	ErrLineEndless  = errors.New("line too long to skip")
 	ErrTooManyLines = errors.New("too many reply lines")
 	ErrMalformed    = errors.New("malformed reply")
 	ErrCodeChanged  = errors.New("reply code changed inside a multi-line reply")
@@ -92,19 +96,46 @@ func ParseReplyLine(line string) (code int, more bool, text string, err error) {
 // returns it without the terminator. A longer line fails with
 // ErrLineTooLong after at most max+1 bytes are consumed.
 func ReadLine(r *bufio.Reader, max int) (string, error) {
+	return readLine(r, max, 0)
+}
+
+// ReadCommand reads one client command line, at most MaxCommandLen bytes
+// (RFC 5321, section 4.5.3.1.4). A longer line is read to its end and fails
+// with ErrLineTooLong, so that the next read starts at the next command; one
+// longer than MaxCommandSkip fails with ErrLineEndless after consuming about
+// that much, in the middle of the line.
+func ReadCommand(r *bufio.Reader) (string, error) {
+	return readLine(r, MaxCommandLen, MaxCommandSkip)
+}
+
+// readLine reads a line of at most max bytes; a longer one is consumed to
+// its end if that comes within skip bytes.
+func readLine(r *bufio.Reader, max, skip int) (string, error) {
 	var b []byte
+	n, long := 0, false
 	for {
 		frag, err := r.ReadSlice('\n')
-		if len(b)+len(frag) > max+2 { // +2 for CRLF
+		n += len(frag)
+		switch {
+		case n > max+2 && n > skip: // +2 for CRLF
+			if skip > 0 {
+				return "", ErrLineEndless
+			}
 			return "", ErrLineTooLong
+		case n > max+2:
+			long, b = true, nil
+		case !long:
+			b = append(b, frag...)
 		}
-		b = append(b, frag...)
 		if err == nil {
 			break
 		}
 		if !errors.Is(err, bufio.ErrBufferFull) {
 			return "", err
 		}
+	}
+	if long {
+		return "", ErrLineTooLong
 	}
 	b = b[:len(b)-1]
 	if n := len(b); n > 0 && b[n-1] == '\r' {

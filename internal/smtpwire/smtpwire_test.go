@@ -106,3 +106,41 @@ func TestReadLineLimitExact(t *testing.T) {
 		}
 	}
 }
+
+// TestReadCommandSkipsLongLine: an over-long command is refused and the
+// session goes on with the next one, for any buffer size and terminator.
+func TestReadCommandSkipsLongLine(t *testing.T) {
+	for _, size := range []int{16, 1024, 4096} {
+		for _, end := range []string{"\r\n", "\n"} {
+			for _, n := range []int{MaxCommandLen + 1, 600, 2000, MaxCommandSkip - 100} {
+				in := strings.Repeat("a", MaxCommandLen) + end + strings.Repeat("b", n) + end + "NOOP" + end
+				r := bufio.NewReaderSize(strings.NewReader(in), size)
+				var got []string
+				for {
+					line, err := ReadCommand(r)
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					if err != nil {
+						line = err.Error()
+					}
+					got = append(got, line)
+				}
+				want := []string{strings.Repeat("a", MaxCommandLen), ErrLineTooLong.Error(), "NOOP"}
+				if !slices.Equal(got, want) {
+					t.Errorf("ReadCommand of a %d-byte line + %q, buffer %d: %.80q; want %.80q", n, end, size, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestReadCommandEndless(t *testing.T) {
+	r := &countingReader{r: bytes.NewReader(bytes.Repeat([]byte("a"), 10<<20))}
+	if _, err := ReadCommand(bufio.NewReaderSize(r, 1024)); !errors.Is(err, ErrLineEndless) {
+		t.Fatalf("ReadCommand of a 10 MB line = %v; want ErrLineEndless", err)
+	}
+	if r.n > MaxCommandSkip+1024 {
+		t.Errorf("ReadCommand consumed %d bytes of a 10 MB line; want about %d", r.n, MaxCommandSkip)
+	}
+}

@@ -24,7 +24,11 @@ type Server struct {
 	Addr      netip.Addr
 	Ports     map[smtpd.Kind]uint16 // the port serving each kind
 	Sightings *sighting.Queue
+	srv       *smtpd.Server
 }
+
+// Stats returns the server's session counters.
+func (s *Server) Stats() smtpd.Stats { return s.srv.Stats() }
 
 // Public returns the reference MTA's public key.
 func (s *Server) Public() ed25519.PublicKey { return s.Key.Public().(ed25519.PublicKey) }
@@ -36,7 +40,8 @@ func (s *Server) SMTPPorts() []uint16 {
 
 // Start starts a reference MTA on addr ("127.0.0.1" or "::1") with one free
 // port per kind, and stops it when the test ends. edit, if not nil, may
-// change the configuration first.
+// change the configuration first. The per-source rate is off unless edit
+// sets it: tests open many sessions from one address at once.
 func Start(t testing.TB, addr string, edit func(*smtpd.Config)) *Server {
 	t.Helper()
 	_, key, err := ed25519.GenerateKey(rand.Reader)
@@ -68,6 +73,7 @@ func Start(t testing.TB, addr string, edit func(*smtpd.Config)) *Server {
 		edit(&cfg)
 	}
 	srv := smtpd.New(cfg)
+	s.srv = srv
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i, k := range kinds {

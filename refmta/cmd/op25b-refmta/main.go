@@ -48,6 +48,8 @@ type options struct {
 	stateDir          string
 	id, hostname      string
 	maxSessions       int
+	maxPerSource      int
+	maxRefusals       int
 	rate              float64
 	burst             int
 	idle, total       time.Duration
@@ -90,11 +92,13 @@ func run(cmd string, args []string) error {
 	fs.StringVar(&o.stateDir, "state-dir", "/var/lib/op25b-refmta", "directory for the key (key.pem, 0600) and identity.json")
 	fs.StringVar(&o.id, "id", "", "reference MTA id (default: refmta-<key id>)")
 	fs.StringVar(&o.hostname, "hostname", "", "host name in banners and the certificate (default: the system host name)")
-	fs.IntVar(&o.maxSessions, "max-sessions", 512, "maximum concurrent sessions")
-	fs.Float64Var(&o.rate, "rate", 5, "new sessions per second per source address (negative: no limit)")
-	fs.IntVar(&o.burst, "burst", 20, "burst of new sessions per source address")
-	fs.DurationVar(&o.idle, "idle-timeout", 30*time.Second, "time allowed for each command")
-	fs.DurationVar(&o.total, "session-timeout", 60*time.Second, "time allowed for a whole session")
+	fs.IntVar(&o.maxSessions, "max-sessions", smtpd.DefaultMaxSessions, "maximum concurrent sessions; beyond it sessions get a signed refusal")
+	fs.IntVar(&o.maxPerSource, "max-per-source", smtpd.DefaultMaxPerSource, "maximum concurrent sessions per source (IPv4 address or IPv6 /64)")
+	fs.Float64Var(&o.rate, "rate", smtpd.DefaultPerSourceRate, "new sessions per second per source (negative: no limit)")
+	fs.IntVar(&o.burst, "burst", smtpd.DefaultPerSourceBurst, "burst of new sessions per source")
+	fs.IntVar(&o.maxRefusals, "max-refusals", smtpd.DefaultMaxRefusals, "maximum refused sessions answered at once; beyond it connections are closed without a byte")
+	fs.DurationVar(&o.idle, "idle-timeout", smtpd.DefaultIdleTimeout, "time allowed for each command")
+	fs.DurationVar(&o.total, "session-timeout", smtpd.DefaultSessionTimeout, "time allowed for a whole session (keep it above the agents' 30s deadline)")
 	fs.IntVar(&o.queue, "sighting-queue", 100000, "sightings kept for upload before the oldest are dropped")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&o.collector, "collector", "", "collector gRPC address (host:port) to upload sightings to; empty: keep them queued")
@@ -124,6 +128,10 @@ func run(cmd string, args []string) error {
 	}
 	if o.hostname == "" {
 		o.hostname, _ = os.Hostname()
+	}
+	if o.total > 0 && o.total <= smtpd.AgentDeadline {
+		log.Warn("--session-timeout is not above the longest deadline of an agent: sessions of agents on slow paths will be cut off",
+			"session_timeout", o.total, "agent_deadline", smtpd.AgentDeadline)
 	}
 	key, created, err := keyfile.LoadOrCreate(filepath.Join(o.stateDir, "key.pem"))
 	if err != nil {
@@ -214,7 +222,8 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 	}
 	queue := sighting.NewQueue(o.queue)
 	srv := smtpd.New(smtpd.Config{Key: key, Cert: cert, Hostname: o.hostname, SMTPPorts: smtpPorts,
-		MaxSessions: o.maxSessions, PerSourceRate: o.rate, PerSourceBurst: o.burst,
+		MaxSessions: o.maxSessions, MaxPerSource: o.maxPerSource, MaxRefusals: o.maxRefusals,
+		PerSourceRate: o.rate, PerSourceBurst: o.burst,
 		IdleTimeout: o.idle, SessionTimeout: o.total, Sightings: queue, Logger: log})
 
 	all := append(ports, port{num: uint16(o.controlPort), kind: smtpd.Control})
@@ -313,6 +322,8 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 	}
 	log.Info("shutting down; waiting for sessions to end")
 	wg.Wait()
-	log.Info("stopped", "sightings_queued", queue.Len(), "sightings_dropped", queue.Dropped())
+	st := srv.Stats()
+	log.Info("stopped", "sessions_served", st.Served, "refused_sessions", st.RefusedSessions, "refused_rate", st.RefusedRate,
+		"closed_silently", st.Silent, "sightings_queued", queue.Len(), "sightings_dropped", queue.Dropped())
 	return nil
 }
