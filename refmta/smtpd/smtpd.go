@@ -403,9 +403,10 @@ func (ss *session) run() error {
 	} else {
 		ss.r = bufio.NewReaderSize(ss.conn, 1024)
 	}
-	banner := "220 " + ss.srv.cfg.Hostname + " ESMTP OP25B Observatory reference MTA; no mail accepted"
+	// Agents tell our greeting from a third party's by smtpwire.BannerMark.
+	banner := "220 " + ss.srv.cfg.Hostname + " ESMTP " + smtpwire.BannerMark + " reference MTA; no mail accepted"
 	if ss.kind == Control {
-		banner = "220 " + ss.srv.cfg.Hostname + " OP25B Observatory control"
+		banner = "220 " + ss.srv.cfg.Hostname + " " + smtpwire.BannerMark + " control"
 	}
 	if err := ss.reply(banner); err != nil {
 		return err

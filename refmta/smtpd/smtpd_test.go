@@ -420,7 +420,7 @@ func TestRefusedSessions(t *testing.T) {
 	kinds := []smtpd.Kind{smtpd.SMTP, smtpd.Submission, smtpd.SMTPS, smtpd.Control}
 	for _, kind := range kinds {
 		c := dial(t, s, kind) // checks our certificate on SMTPS and Control
-		if r := c.read(); r.Code != 220 || !strings.Contains(r.Text(), "OP25B Observatory") {
+		if r := c.read(); r.Code != 220 || !strings.Contains(r.Text(), smtpwire.BannerMark) {
 			t.Errorf("%s: banner of a refused session = %s; want ours", kind, r.Text())
 		}
 		c.refusedEHLO(s, kind, proof.RefusedSessions)
