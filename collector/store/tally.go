@@ -75,10 +75,13 @@ func tallySQL(source string) string {
 // TAMPERED; INCONCLUSIVE takes no side), each reference MTA standing for its
 // network: the ASN of its address, else its /24 or /48. When networks
 // disagree, the results whose group is not the one more than half of the
-// networks saw are charged, and every conclusive result when no group has
-// such a majority: one network against another cannot say which side is
-// wrong. Results without a round or a known reference MTA network are never
-// compared. docs/dataset.md states the rule.
+// networks saw are charged. Without such a majority, OPEN stands when one
+// network saw it (a signed OPEN cannot come from a fault on the reference
+// MTA's side, and it shows that the agent's network lets port 25 out) and
+// the other results are charged; else every conclusive result is charged,
+// as nothing tells which side is wrong. Results without a round or a known
+// reference MTA network are never compared. docs/dataset.md states the
+// rule.
 func chargedSQL(source string) string {
 	return `WITH c AS (
 	SELECT result_id, measured_at, agent_id, round_id, received_at, port, family,
@@ -94,8 +97,8 @@ func chargedSQL(source string) string {
 	FROM c GROUP BY 1, 2, 3, 4, 5, 6
 ), decided AS (
 	SELECT p.agent_id, p.round_id, p.received_at, p.port, p.family,
-		CASE WHEN count(*) FILTER (WHERE 2 * v.nets > p.nets) = 1
-			THEN max(v.grp) FILTER (WHERE 2 * v.nets > p.nets) END AS majority
+		CASE WHEN count(*) FILTER (WHERE 2 * v.nets > p.nets) = 1 THEN max(v.grp) FILTER (WHERE 2 * v.nets > p.nets)
+			WHEN bool_or(v.grp = 1) THEN 1 END AS majority
 	FROM probes p JOIN votes v USING (agent_id, round_id, received_at, port, family)
 	GROUP BY 1, 2, 3, 4, 5 HAVING count(*) >= 2
 )

@@ -2,8 +2,9 @@
 --
 -- When the reference MTAs of one round sit in different networks and their
 -- verdicts for the same agent, port and family differ, the results that
--- depart from the majority of networks (all of them, when there is none)
--- are charged to the reference MTA's side: refmta_charged. They stay
+-- depart from the majority of networks (without a majority: all but a
+-- signed OPEN, or all) are charged to the reference MTA's side:
+-- refmta_charged. They stay
 -- stored, are exported with the marker, count in the reference MTA's own
 -- figures and are left out of the network's tallies (n_charged counts them
 -- so that totals reconcile). docs/dataset.md has the rule.
