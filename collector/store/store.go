@@ -254,6 +254,11 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 			return fmt.Errorf("copy: %w", err)
 		}
 		if spansNetworks(rs) {
+			// A fresh temporary table has no statistics; without them the
+			// planner nests loops that take seconds on a batch of hundreds.
+			if _, err := tx.Exec(ctx, "ANALYZE results_staging"); err != nil {
+				return fmt.Errorf("compare reference MTAs: %w", err)
+			}
 			if _, err := tx.Exec(ctx, `UPDATE results_staging s SET refmta_charged = true FROM (`+chargedSQL("results_staging")+`) ch
 				WHERE s.result_id = ch.result_id AND s.measured_at = ch.measured_at`); err != nil {
 				return fmt.Errorf("compare reference MTAs: %w", err)

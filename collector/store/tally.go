@@ -114,6 +114,8 @@ WHERE d.majority IS DISTINCT FROM c.grp`
 func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 	for _, q := range []string{
 		"LOCK TABLE agg_agent_day, agg_evidence, agg_refmta_day IN EXCLUSIVE MODE",
+		// The comparison's plan needs statistics as fresh as the rows.
+		"ANALYZE results",
 		// Only the rows whose marker changes are written.
 		`WITH ch AS MATERIALIZED (` + chargedSQL("results") + `), fix AS (
 			SELECT result_id, measured_at, true AS charged FROM ch
