@@ -68,8 +68,8 @@ type World struct {
 
 // The reference MTAs of TwoRefMTAs, each in its own network.
 const (
-	RefMTAGood   = "refmta-good"
-	RefMTAFaulty = "refmta-faulty"
+	RefMTAGood                     = "refmta-good"
+	RefMTAFaulty                   = "refmta-faulty"
 	RefMTAGoodASN, RefMTAFaultyASN = 65001, 65002
 )
 
