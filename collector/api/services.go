@@ -43,8 +43,8 @@ type Server struct {
 	Schedule func() *op25bv1.Schedule
 	// Spread, when set, gives each agent a round offset that spreads the
 	// agents of one prefix over the interval.
-	Spread *Spreader
-	Metrics  *Metrics
+	Spread  *Spreader
+	Metrics *Metrics
 	// Limit bounds upload batches per principal (shared with the Guard).
 	Limit *ratelimit.Limiter[string]
 	Log   *slog.Logger

@@ -58,7 +58,7 @@ func Start(t testing.TB, opts api.Options) *Collector {
 	c.Server = &api.Server{Auth: c.Auth, Store: st,
 		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: c.Auth.RefMTAKey, TTL: time.Second}, Limits: ingest.DefaultLimits, Now: time.Now},
 		Schedule:  func() *op25bv1.Schedule { return c.schedule }, Spread: &api.Spreader{},
-		Metrics:   api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
+		Metrics: api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
 	c.Server.Register(srv)
 	c.Now = time.Now
 	if c.Dataset, err = dataset.New(st.Pool, dataset.Config{}, func() time.Time { return c.Now() }); err != nil {
