@@ -179,3 +179,33 @@ func TestChargedTallies(t *testing.T) {
 		t.Errorf("per reference MTA (open intercepted charged): %v; want %v", got, want)
 	}
 }
+
+// TestChargedReplayKeepsMarks: a batch that repeats stored results of a
+// round with new ones compares only the new ones, as rebuild does.
+func TestChargedReplayKeepsMarks(t *testing.T) {
+	s := storetest.New(t)
+	ctx := context.Background()
+	rs := roundOf(time.Now().Add(-time.Hour), "round-1", []probe{{"a", 1, "", timeout}, {"b", 2, "", timeout}, {"c", 3, "", open}, {"d", 4, "", inconc}})
+	if _, err := s.InsertResults(ctx, rs[:2]); err != nil { // a split round: a and b agree
+		t.Fatal(err)
+	}
+	if _, err := s.InsertResults(ctx, rs); err != nil { // the rest arrives with a replay of the first part
+		t.Fatal(err)
+	}
+	// c was stored apart from a and b: compared with them, the blocked
+	// majority would have charged it.
+	var want []string
+	if got := charged(t, s.Pool); !slices.Equal(got, want) {
+		t.Errorf("charged at ingest: %q; want %q", got, want)
+	}
+	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
+		_, err := store.RebuildTallies(ctx, tx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := charged(t, s.Pool); !slices.Equal(got, want) {
+		t.Errorf("charged after rebuild: %q; want %q", got, want)
+	}
+}

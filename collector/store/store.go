@@ -254,6 +254,13 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 			return fmt.Errorf("copy: %w", err)
 		}
 		if spansNetworks(rs) {
+			// Only the rows this transaction stores are compared, as
+			// rebuild compares the rows stored together: those of a
+			// replayed batch keep the marks they got.
+			if _, err := tx.Exec(ctx, `DELETE FROM results_staging s USING results r
+				WHERE r.result_id = s.result_id AND r.measured_at = s.measured_at`); err != nil {
+				return fmt.Errorf("compare reference MTAs: %w", err)
+			}
 			// A fresh temporary table has no statistics; without them the
 			// planner nests loops that take seconds on a batch of hundreds.
 			if _, err := tx.Exec(ctx, "ANALYZE results_staging"); err != nil {
