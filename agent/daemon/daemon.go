@@ -37,7 +37,9 @@ type Daemon struct {
 	Log      *slog.Logger
 	// ScheduleEvery is how often the schedule is fetched (default 1 min).
 	ScheduleEvery time.Duration
-	// Batch is the most results per upload message (default 200).
+	// Batch is the number of results per upload message (default 200); a
+	// batch goes on past it to the end of its last round, up to MaxBatch,
+	// because the collector compares reference MTAs within one upload.
 	Batch int
 	// Drain bounds the final delivery after SIGTERM (default 10 s).
 	Drain time.Duration
@@ -57,9 +59,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if d.ScheduleEvery == 0 {
 		d.ScheduleEvery = time.Minute
 	}
-	if d.Batch == 0 {
+	if d.Batch <= 0 {
 		d.Batch = 200
 	}
+	d.Batch = min(d.Batch, MaxBatch)
 	if d.Drain == 0 {
 		d.Drain = 10 * time.Second
 	}
@@ -144,6 +147,16 @@ func (d *Daemon) followSchedule(ctx, work context.Context, die func(error)) {
 	}
 }
 
+// RoundOffset is where in the interval the agent's rounds fall: the
+// collector's offset when the schedule carries one (it spreads the agents
+// of one prefix), else Offset over the jitter window.
+func RoundOffset(sch *op25bv1.Schedule, agentID string) time.Duration {
+	if off := sch.GetOffset(); off != nil {
+		return off.AsDuration()
+	}
+	return Offset(agentID, sch.GetJitter().AsDuration())
+}
+
 // Offset spreads agents over the jitter window by hashing their id, so
 // that thousands of agents never fire in lockstep and each keeps its slot.
 func Offset(agentID string, jitter time.Duration) time.Duration {
@@ -183,7 +196,7 @@ func (d *Daemon) rounds(ctx, work context.Context) {
 		sch := d.schedule.Load()
 		wait := time.Duration(0)
 		if !first {
-			wait = time.Until(NextRound(time.Now(), sch.GetInterval().AsDuration(), Offset(d.Identity.ID, sch.GetJitter().AsDuration())))
+			wait = time.Until(NextRound(time.Now(), sch.GetInterval().AsDuration(), RoundOffset(sch, d.Identity.ID)))
 		}
 		first = false
 		select {
@@ -294,8 +307,8 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error 
 	}
 	var batch uint64
 	for {
-		recs := d.Spool.Pending(d.Batch)
-		if len(recs) == 0 {
+		results := d.nextBatch()
+		if len(results) == 0 {
 			select {
 			case <-d.spooled:
 				continue
@@ -313,19 +326,8 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error 
 		}
 		batch++
 		st := d.Spool.Stats()
-		req := &op25bv1.UploadResultsRequest{BatchId: batch, Spool: &op25bv1.SpoolStats{
+		req := &op25bv1.UploadResultsRequest{BatchId: batch, Results: results, Spool: &op25bv1.SpoolStats{
 			PendingResults: uint64(st.Pending), DroppedFull: uint64(st.DroppedFull), CorruptRecords: uint64(st.CorruptRecords)}}
-		for _, r := range recs {
-			var pr op25bv1.ProbeResult
-			if err := proto.Unmarshal(r.Payload, &pr); err != nil {
-				// Cannot happen unless the disk lied past the checksum;
-				// such a record can never be delivered.
-				d.Log.Error("dropping an undecodable spooled result", "id", r.ID, "err", err)
-				d.Spool.Ack(r.ID)
-				continue
-			}
-			req.Results = append(req.Results, &pr)
-		}
 		if err := stream.Send(req); err != nil {
 			_, rerr := stream.Recv()
 			return errors.Join(err, rerr)
@@ -343,4 +345,49 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error 
 			return fmt.Errorf("spool ack: %w", err)
 		}
 	}
+}
+
+// MaxBatch is the most results the collector accepts in one upload
+// message (collector/api.MaxBatch, which the agent does not link).
+const MaxBatch = 1000
+
+// nextBatch returns the oldest spooled results to upload next: Batch of
+// them, and the rest of the last one's round (BatchEnd). It reads one
+// record past Batch to see whether the round goes on, and reads again up
+// to MaxBatch only when it does.
+func (d *Daemon) nextBatch() []*op25bv1.ProbeResult {
+	for _, n := range []int{d.Batch + 1, MaxBatch} {
+		recs := d.Spool.Pending(n)
+		results := make([]*op25bv1.ProbeResult, 0, len(recs))
+		rounds := make([]string, 0, len(recs))
+		for _, r := range recs {
+			var pr op25bv1.ProbeResult
+			if err := proto.Unmarshal(r.Payload, &pr); err != nil {
+				// Cannot happen unless the disk lied past the checksum;
+				// such a record can never be delivered.
+				d.Log.Error("dropping an undecodable spooled result", "id", r.ID, "err", err)
+				d.Spool.Ack(r.ID)
+				continue
+			}
+			results = append(results, &pr)
+			rounds = append(rounds, pr.GetRoundId())
+		}
+		end := BatchEnd(rounds, d.Batch)
+		if end < len(results) || len(recs) < n || n == MaxBatch {
+			return results[:end]
+		}
+	}
+	return nil
+}
+
+// BatchEnd returns how many of the results whose round ids are rounds (in
+// spool order) make the next upload: size of them, then on to the end of
+// the last one's round, never more than MaxBatch. Results without a round
+// id end a batch where they fall.
+func BatchEnd(rounds []string, size int) int {
+	end := min(size, len(rounds), MaxBatch)
+	for end > 0 && end < min(len(rounds), MaxBatch) && rounds[end] != "" && rounds[end] == rounds[end-1] {
+		end++
+	}
+	return end
 }

@@ -118,3 +118,52 @@ func TestOffsetAndNextRound(t *testing.T) {
 		t.Errorf("NextRound on a slot = %v; want the next slot", got)
 	}
 }
+
+func TestRoundOffset(t *testing.T) {
+	sch := &op25bv1.Schedule{Interval: durationpb.New(15 * time.Minute), Jitter: durationpb.New(5 * time.Minute)}
+	if got, want := daemon.RoundOffset(sch, "agent-a"), daemon.Offset("agent-a", 5*time.Minute); got != want {
+		t.Errorf("RoundOffset without the collector's offset = %v; want the agent's own %v", got, want)
+	}
+	sch.Offset = durationpb.New(11 * time.Minute)
+	if got := daemon.RoundOffset(sch, "agent-a"); got != 11*time.Minute {
+		t.Errorf("RoundOffset with the collector's offset = %v; want 11m", got)
+	}
+	// An offset outside the jitter window is kept: the collector spreads
+	// over the whole interval.
+	if got := daemon.NextRound(time.Date(2026, 11, 23, 10, 7, 0, 0, time.UTC), 15*time.Minute, daemon.RoundOffset(sch, "agent-a")); !got.Equal(time.Date(2026, 11, 23, 10, 11, 0, 0, time.UTC)) {
+		t.Errorf("next round at %v; want 10:11", got)
+	}
+}
+
+func TestBatchEndKeepsRoundsWhole(t *testing.T) {
+	if daemon.MaxBatch != api.MaxBatch {
+		t.Fatalf("daemon.MaxBatch = %d; the collector accepts %d", daemon.MaxBatch, api.MaxBatch)
+	}
+	rounds := func(spec ...any) []string { // pairs of round id and count
+		var out []string
+		for i := 0; i < len(spec); i += 2 {
+			for range spec[i+1].(int) {
+				out = append(out, spec[i].(string))
+			}
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		rounds []string
+		size   int
+		want   int
+	}{
+		{"fewer than a batch", rounds("a", 6), 10, 6},
+		{"the cut falls between rounds", rounds("a", 6, "b", 6), 6, 6},
+		{"a round straddles the cut", rounds("a", 6, "b", 6, "c", 6), 8, 12},
+		{"results without a round", rounds("", 12), 8, 8},
+		{"a round of a single result", rounds("a", 8, "b", 1, "c", 4), 9, 9},
+		{"never past MaxBatch", rounds("a", 1500), 200, daemon.MaxBatch},
+		{"empty", nil, 200, 0},
+	} {
+		if got := daemon.BatchEnd(tc.rounds, tc.size); got != tc.want {
+			t.Errorf("%s: BatchEnd(%d results, %d) = %d; want %d", tc.name, len(tc.rounds), tc.size, got, tc.want)
+		}
+	}
+}

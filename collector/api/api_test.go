@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/api"
@@ -161,5 +162,38 @@ func TestSchedule(t *testing.T) {
 	resp, err = client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{CurrentVersion: v})
 	if err != nil || !resp.Unchanged || resp.Schedule != nil {
 		t.Errorf("GetSchedule(current) = %v, %v; want unchanged", resp, err)
+	}
+}
+
+// TestScheduleSpreadsOnePrefix: agents that fetch their schedule from one
+// address get offsets half an interval apart, in their schedule's version.
+func TestScheduleSpreadsOnePrefix(t *testing.T) {
+	c := collectortest.Start(t, api.Options{})
+	c.SetSchedule(&op25bv1.Schedule{Interval: durationpb.New(10 * time.Minute)})
+	e := &env{store: c.Store, auth: c.Auth, conn: c.Dial(t)}
+	client := op25bv1.NewAgentServiceClient(e.conn)
+	a, _ := e.enroll(t)
+	b, _ := e.enroll(t)
+	fetch := func(ctx context.Context, have string) *op25bv1.GetScheduleResponse {
+		resp, err := client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{CurrentVersion: have})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	fetch(a, "")
+	fetch(b, "")
+	sa, sb := fetch(a, "").GetSchedule(), fetch(b, "").GetSchedule()
+	if sa.GetOffset() == nil || sb.GetOffset() == nil {
+		t.Fatalf("schedules without offsets: %v, %v", sa, sb)
+	}
+	if d := (sa.GetOffset().AsDuration() - sb.GetOffset().AsDuration() + 10*time.Minute) % (10 * time.Minute); d != 5*time.Minute {
+		t.Errorf("offsets %v and %v; want 5m apart", sa.GetOffset().AsDuration(), sb.GetOffset().AsDuration())
+	}
+	if sa.GetVersion() == sb.GetVersion() {
+		t.Errorf("both agents got schedule version %s; the offset must make them differ", sa.GetVersion())
+	}
+	if !fetch(a, sa.GetVersion()).GetUnchanged() {
+		t.Errorf("the agent's own version is not current")
 	}
 }

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/internal/verdict"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 // Metrics are the collector's Prometheus metrics.
@@ -50,11 +53,19 @@ func (m *Metrics) observe(r store.Result, committed time.Time) {
 	m.lag.Observe(committed.Sub(r.MeasuredAt).Seconds())
 }
 
-// RefreshMetrics are the dataset refresher's metrics.
+// RefreshMetrics are the dataset refresher's metrics, and the figures of
+// each reference MTA that it brings up to date.
 type RefreshMetrics struct {
 	Took      prometheus.Histogram
 	Refreshed prometheus.Gauge
 	Failures  prometheus.Counter
+
+	// Per reference MTA, family and port: the series are bounded by the
+	// enrolled reference MTAs and a few ports each (dataset.RefMTAs).
+	refmtaResults *prometheus.GaugeVec
+	refmtaBlocked *prometheus.GaugeVec
+	refmtaCharged *prometheus.GaugeVec
+	refmtaFlagged *prometheus.GaugeVec
 }
 
 // NewRefreshMetrics registers the dataset refresher's metrics on reg.
@@ -67,6 +78,34 @@ func NewRefreshMetrics(reg prometheus.Registerer) *RefreshMetrics {
 		Failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "op25b_dataset_refresh_failures_total",
 			Help: "Refreshes of the published rollups that failed (retried at the next)."}),
 	}
-	reg.MustRegister(m.Took, m.Refreshed, m.Failures)
+	labels := []string{"refmta", "family", "port"}
+	m.refmtaResults = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "op25b_refmta_results",
+		Help: "Conclusive results of a reference MTA, family and port in the reference MTA window."}, labels)
+	m.refmtaBlocked = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "op25b_refmta_blocked_share",
+		Help: "Share of a reference MTA's conclusive results that are BLOCKED_*, in the reference MTA window."}, labels)
+	m.refmtaCharged = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "op25b_refmta_charged_results",
+		Help: "Results charged to a reference MTA's side (they differed from the other reference MTAs' in the same round), in the reference MTA window."}, labels)
+	m.refmtaFlagged = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "op25b_refmta_flagged",
+		Help: "1 when a reference MTA's blocked share is above the other reference MTAs' beyond doubt: look at its network."}, labels)
+	reg.MustRegister(m.Took, m.Refreshed, m.Failures, m.refmtaResults, m.refmtaBlocked, m.refmtaCharged, m.refmtaFlagged)
 	return m
+}
+
+// SetRefMTAs replaces the per-reference-MTA gauges with stats, so that a
+// reference MTA or port no longer listed leaves no stale series.
+func (m *RefreshMetrics) SetRefMTAs(stats []*op25bv1.RefMTAStats) {
+	for _, g := range []*prometheus.GaugeVec{m.refmtaResults, m.refmtaBlocked, m.refmtaCharged, m.refmtaFlagged} {
+		g.Reset()
+	}
+	for _, r := range stats {
+		l := prometheus.Labels{"refmta": r.GetRefmtaId(), "family": dataset.FamilyName(r.GetFamily()), "port": strconv.Itoa(int(r.GetPort()))}
+		m.refmtaResults.With(l).Set(float64(r.GetConclusive()))
+		m.refmtaBlocked.With(l).Set(r.GetBlocked().GetShare())
+		m.refmtaCharged.With(l).Set(float64(r.GetCharged()))
+		flagged := 0.0
+		if r.GetFlagged() {
+			flagged = 1
+		}
+		m.refmtaFlagged.With(l).Set(flagged)
+	}
 }

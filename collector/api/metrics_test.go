@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/op25b/observatory/collector/store"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 func TestIngestLagAndAgentsOnline(t *testing.T) {
@@ -41,5 +42,30 @@ func TestIngestLagAndAgentsOnline(t *testing.T) {
 	m.streams.Dec()
 	if got := testutil.ToFloat64(m.streams); got != 1 {
 		t.Errorf("agents connected = %v; want 1", got)
+	}
+}
+
+func TestRefMTAGauges(t *testing.T) {
+	m := NewRefreshMetrics(prometheus.NewRegistry())
+	m.SetRefMTAs([]*op25bv1.RefMTAStats{
+		{RefmtaId: "refmta-a", Family: op25bv1.AddressFamily_ADDRESS_FAMILY_IPV4, Port: 25, Conclusive: 40, Charged: 38,
+			Blocked: &op25bv1.GroupShare{Share: 1}, Flagged: true},
+		{RefmtaId: "refmta-b", Family: op25bv1.AddressFamily_ADDRESS_FAMILY_IPV6, Port: 587, Conclusive: 40, Blocked: &op25bv1.GroupShare{Share: 0.05}},
+	})
+	want := `
+		# HELP op25b_refmta_flagged 1 when a reference MTA's blocked share is above the other reference MTAs' beyond doubt: look at its network.
+		# TYPE op25b_refmta_flagged gauge
+		op25b_refmta_flagged{family="ipv4",port="25",refmta="refmta-a"} 1
+		op25b_refmta_flagged{family="ipv6",port="587",refmta="refmta-b"} 0
+	`
+	if err := testutil.CollectAndCompare(m.refmtaFlagged, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+	if got := testutil.ToFloat64(m.refmtaCharged.WithLabelValues("refmta-a", "ipv4", "25")); got != 38 {
+		t.Errorf("charged results = %v; want 38", got)
+	}
+	m.SetRefMTAs(nil)
+	if n := testutil.CollectAndCount(m.refmtaBlocked); n != 0 {
+		t.Errorf("%d blocked-share series left after the reference MTAs went away; want 0", n)
 	}
 }

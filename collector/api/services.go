@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/op25b/observatory/collector/auth"
 	"github.com/op25b/observatory/collector/ingest"
@@ -40,7 +41,10 @@ type Server struct {
 	Converter *ingest.Converter
 	// Schedule returns the plan agents follow now.
 	Schedule func() *op25bv1.Schedule
-	Metrics  *Metrics
+	// Spread, when set, gives each agent a round offset that spreads the
+	// agents of one prefix over the interval.
+	Spread  *Spreader
+	Metrics *Metrics
 	// Limit bounds upload batches per principal (shared with the Guard).
 	Limit *ratelimit.Limiter[string]
 	Log   *slog.Logger
@@ -86,6 +90,16 @@ func (s *Server) GetSchedule(ctx context.Context, req *op25bv1.GetScheduleReques
 	sch := s.Schedule()
 	if sch == nil {
 		return nil, status.Error(codes.Unavailable, "no schedule configured yet")
+	}
+	if s.Spread != nil {
+		p, _ := PrincipalFrom(ctx)
+		if off, ok := s.Spread.Offset(p.ID, peerAddr(ctx), sch.GetInterval().AsDuration()); ok {
+			// The offset is part of this agent's schedule and of its
+			// version, so that a new offset reaches the agent.
+			sch = proto.Clone(sch).(*op25bv1.Schedule)
+			sch.Offset = durationpb.New(off)
+			sch.Version = ScheduleVersion(sch)
+		}
 	}
 	if req.GetCurrentVersion() == sch.GetVersion() {
 		return &op25bv1.GetScheduleResponse{Unchanged: true}, nil

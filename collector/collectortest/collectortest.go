@@ -34,6 +34,8 @@ type Collector struct {
 	Store  *store.Store
 	Auth   *auth.Service
 	Server *api.Server
+	// ASN attributes results; empty until a test adds a table.
+	ASN *ingest.Snapshots
 	// Dataset serves the DatasetService; its clock is Now.
 	Dataset  *dataset.Dataset
 	Now      func() time.Time
@@ -46,7 +48,8 @@ type Collector struct {
 func Start(t testing.TB, opts api.Options) *Collector {
 	t.Helper()
 	st := storetest.New(t)
-	c := &Collector{Store: st, Auth: &auth.Service{Pool: st.Pool, Now: time.Now}, schedule: &op25bv1.Schedule{Version: "empty"}}
+	c := &Collector{Store: st, Auth: &auth.Service{Pool: st.Pool, Now: time.Now}, schedule: &op25bv1.Schedule{Version: "empty"},
+		ASN: &ingest.Snapshots{}}
 	dir := t.TempDir()
 	cert, err := localca.Ensure(dir, []string{"127.0.0.1"}, time.Now())
 	if err != nil {
@@ -56,9 +59,10 @@ func Start(t testing.TB, opts api.Options) *Collector {
 	g := &api.Guard{Auth: c.Auth, UnaryTimeout: 10 * time.Second}
 	srv, _ := api.NewGRPCServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, g, opts)
 	c.Server = &api.Server{Auth: c.Auth, Store: st,
-		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: c.Auth.RefMTAKey, TTL: time.Second}, Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule:  func() *op25bv1.Schedule { return c.schedule },
-		Metrics:   api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
+		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: c.Auth.RefMTAKey, TTL: time.Second}, ASN: c.ASN,
+			Limits: ingest.DefaultLimits, Now: time.Now},
+		Schedule: func() *op25bv1.Schedule { return c.schedule }, Spread: &api.Spreader{},
+		Metrics: api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
 	c.Server.Register(srv)
 	c.Now = time.Now
 	if c.Dataset, err = dataset.New(st.Pool, dataset.Config{}, func() time.Time { return c.Now() }); err != nil {

@@ -20,6 +20,7 @@ type portRow struct {
 	agents   int64
 	prefixes int64
 	results  int64
+	charged  int64 // results charged to a reference MTA's side, not in results
 	p        [6]int64
 }
 

@@ -19,7 +19,7 @@ import (
 )
 
 // SchemaVersion is the version of the published schema in docs/dataset.md.
-const SchemaVersion = "1.0"
+const SchemaVersion = "1.1"
 
 // Licence is the SPDX identifier of the dataset's licence.
 const Licence = "CC-BY-4.0"
@@ -47,6 +47,16 @@ type Config struct {
 	PageSize, MaxPageSize int
 	// SoftwareVersion is reported by GetInfo.
 	SoftwareVersion string
+	// RefMTAWindow is how many days, ending with the day the rolling
+	// windows end on, the per-reference-MTA figures cover (default 7).
+	RefMTAWindow int
+	// RefMTAMinResults is how many conclusive results a reference MTA, and
+	// the other reference MTAs pooled, need for a family and port before it
+	// can be flagged (default 30); RefMTAMinGap is how far its blocked
+	// share must be above theirs (default 0.2), besides their Wilson
+	// intervals not overlapping.
+	RefMTAMinResults int
+	RefMTAMinGap     float64
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +87,15 @@ func (c Config) withDefaults() Config {
 	if c.SoftwareVersion == "" {
 		c.SoftwareVersion = "dev"
 	}
+	if c.RefMTAWindow <= 0 {
+		c.RefMTAWindow = 7
+	}
+	if c.RefMTAMinResults <= 0 {
+		c.RefMTAMinResults = 30
+	}
+	if c.RefMTAMinGap <= 0 {
+		c.RefMTAMinGap = 0.2
+	}
 	return c
 }
 
@@ -85,6 +104,12 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	if c.Dominant <= 0.5 || c.Dominant > 1 {
 		return fmt.Errorf("dataset: dominant share %v must be above 0.5 and at most 1", c.Dominant)
+	}
+	if c.RefMTAMinGap > 1 {
+		return fmt.Errorf("dataset: reference MTA gap %v must be at most 1", c.RefMTAMinGap)
+	}
+	if c.RefMTAWindow > c.MaxWindowDays {
+		return fmt.Errorf("dataset: reference MTA window %dd is longer than the %d days a window may be", c.RefMTAWindow, c.MaxWindowDays)
 	}
 	found := false
 	for _, w := range c.Windows {

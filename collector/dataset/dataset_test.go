@@ -130,7 +130,7 @@ func TestProbeFarmWeighsOnePrefix(t *testing.T) {
 func snapshot(t *testing.T, s *store.Store) string {
 	t.Helper()
 	var b strings.Builder
-	for _, table := range []string{"agg_agent_day", "agg_evidence", "agg_port", "agg_class", "policy_changes", "agg_dirty"} {
+	for _, table := range []string{"agg_agent_day", "agg_evidence", "agg_refmta_day", "agg_port", "agg_class", "policy_changes", "agg_dirty"} {
 		var rows *string
 		if err := s.Pool.QueryRow(context.Background(),
 			"SELECT string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text) FROM "+table+" t").Scan(&rows); err != nil {

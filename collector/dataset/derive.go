@@ -56,7 +56,8 @@ func deriveSQL(daily bool, k keys) string {
 	return `WITH a AS (
 	SELECT ` + day + ` AS d, t.asn, t.family, t.port, t.agent_id, t.prefix,
 		sum(n_open) AS n1, sum(n_blocked_timeout) AS n2, sum(n_blocked_reset) AS n3,
-		sum(n_blocked_unreachable) AS n4, sum(n_intercepted) AS n5, sum(n_tampered) AS n6, sum(n_inconclusive) AS n7
+		sum(n_blocked_unreachable) AS n4, sum(n_intercepted) AS n5, sum(n_tampered) AS n6, sum(n_inconclusive) AS n7,
+		sum(n_charged) AS nc
 	FROM agg_agent_day t ` + join + `
 	WHERE t.day >= $1 AND t.day < $2
 	GROUP BY 1, 2, 3, 4, 5, 6
@@ -79,10 +80,10 @@ func deriveSQL(daily bool, k keys) string {
 	SELECT d, asn, family, coalesce(port, 0) AS port,
 		count(DISTINCT agent_id) FILTER (WHERE verdict IS NOT NULL) AS agents,
 		count(DISTINCT prefix) FILTER (WHERE verdict IS NOT NULL) AS prefixes,
-		sum(n1 + n2 + n3 + n4 + n5 + n6 + n7)::bigint AS results
+		sum(n1 + n2 + n3 + n4 + n5 + n6 + n7)::bigint AS results, sum(nc)::bigint AS charged
 	FROM av GROUP BY GROUPING SETS ((d, asn, family, port), (d, asn, family))
 )
-SELECT ag.d, ag.asn, ag.family, ag.port, ag.agents, ag.prefixes, ag.results,
+SELECT ag.d, ag.asn, ag.family, ag.port, ag.agents, ag.prefixes, ag.results, ag.charged,
 	coalesce(p1, 0), coalesce(p2, 0), coalesce(p3, 0), coalesce(p4, 0), coalesce(p5, 0), coalesce(p6, 0)
 FROM ag LEFT JOIN vc USING (d, asn, family, port)
 ORDER BY 1, 2, 3, 4`
@@ -110,7 +111,7 @@ func (d *Dataset) derive(ctx context.Context, q querier, start, end time.Time, d
 		var asn int64
 		var r portRow
 		var port int32
-		if err := rows.Scan(&day, &asn, &r.family, &port, &r.agents, &r.prefixes, &r.results,
+		if err := rows.Scan(&day, &asn, &r.family, &port, &r.agents, &r.prefixes, &r.results, &r.charged,
 			&r.p[0], &r.p[1], &r.p[2], &r.p[3], &r.p[4], &r.p[5]); err != nil {
 			return nil, fmt.Errorf("dataset: derive: %w", err)
 		}
@@ -142,7 +143,7 @@ func write(ctx context.Context, tx pgx.Tx, windowDays int, states []*derived) er
 		add := func(r *portRow) {
 			ports = append(ports, []any{int16(windowDays), int64(s.asn), s.family, s.day, int32(r.port),
 				int32(r.agents), int32(r.prefixes), r.results, int32(r.p[0]), int32(r.p[1]), int32(r.p[2]),
-				int32(r.p[3]), int32(r.p[4]), int32(r.p[5])})
+				int32(r.p[3]), int32(r.p[4]), int32(r.p[5]), r.charged})
 		}
 		add(&s.asnRow)
 		for _, r := range s.ports {
@@ -152,7 +153,7 @@ func write(ctx context.Context, tx pgx.Tx, windowDays int, states []*derived) er
 			int32(s.asnRow.agents), int32(s.asnRow.prefixes), s.blocked25})
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"agg_port"}, strings.Fields(
-		"window_days asn family day port agents prefixes results p_open p_blocked_timeout p_blocked_reset p_blocked_unreachable p_intercepted p_tampered"),
+		"window_days asn family day port agents prefixes results p_open p_blocked_timeout p_blocked_reset p_blocked_unreachable p_intercepted p_tampered charged"),
 		pgx.CopyFromRows(ports)); err != nil {
 		return fmt.Errorf("dataset: write ports: %w", err)
 	}

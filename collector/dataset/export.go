@@ -38,7 +38,7 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 		return err
 	}
 	rows, err := d.pool.Query(ctx, `SELECT r.result_id::text, r.measured_at, coalesce(r.asn, 0), coalesce(n.country, ''),
-			coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id
+			coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id, r.refmta_charged
 		FROM results r LEFT JOIN as_names n ON n.asn = r.asn
 		WHERE r.measured_at >= $1 AND r.measured_at < $2 AND ($3::bigint = 0 OR r.asn = $3) AND ($4 = 0 OR r.family = $4)
 			AND ($5 = '' OR n.country = $5)
@@ -54,7 +54,7 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 		var asn int64
 		var fam, verdict int16
 		var port int32
-		if err := rows.Scan(&p.ResultId, &at, &asn, &p.Country, &p.Prefix, &fam, &port, &verdict, &p.Failure, &p.RefmtaId, &p.AgentId); err != nil {
+		if err := rows.Scan(&p.ResultId, &at, &asn, &p.Country, &p.Prefix, &fam, &port, &verdict, &p.Failure, &p.RefmtaId, &p.AgentId, &p.RefmtaCharged); err != nil {
 			return fmt.Errorf("dataset: export: %w", err)
 		}
 		p.MeasuredAt, p.Asn, p.Family, p.Port, p.Verdict = timestamppb.New(at), uint32(asn), familyPB(fam), uint32(port), pb.Verdict(verdict)

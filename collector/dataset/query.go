@@ -127,7 +127,7 @@ func (d *Dataset) states(ctx context.Context, sp span, f filter, limit int, port
 		byKey[[2]int64{int64(s.asn), int64(s.family)}] = s.derived
 		asns = append(asns, int64(s.asn))
 	}
-	rows, err = d.pool.Query(ctx, `SELECT asn, family, port, agents, prefixes, results, p_open, p_blocked_timeout,
+	rows, err = d.pool.Query(ctx, `SELECT asn, family, port, agents, prefixes, results, charged, p_open, p_blocked_timeout,
 			p_blocked_reset, p_blocked_unreachable, p_intercepted, p_tampered
 		FROM agg_port WHERE window_days = $1 AND day = $2 AND asn = ANY($3) AND port <> 0`, int16(sp.days), sp.asOf, asns)
 	if err != nil {
@@ -135,7 +135,7 @@ func (d *Dataset) states(ctx context.Context, sp span, f filter, limit int, port
 	}
 	var p portRow
 	var port int32
-	_, err = pgx.ForEachRow(rows, []any{&asn, &p.family, &port, &p.agents, &p.prefixes, &p.results,
+	_, err = pgx.ForEachRow(rows, []any{&asn, &p.family, &port, &p.agents, &p.prefixes, &p.results, &p.charged,
 		&p.p[0], &p.p[1], &p.p[2], &p.p[3], &p.p[4], &p.p[5]}, func() error {
 		if s := byKey[[2]int64{asn, int64(p.family)}]; s != nil {
 			c := p
@@ -207,7 +207,8 @@ func (d *Dataset) names(ctx context.Context, asns []int64) (map[uint32][2]string
 
 // portStats is one port as published, with Wilson intervals.
 func portStats(r *portRow) *pb.PortStats {
-	ps := &pb.PortStats{Port: r.port, Agents: uint64(r.agents), Prefixes: uint64(r.prefixes), Results: uint64(r.results)}
+	ps := &pb.PortStats{Port: r.port, Agents: uint64(r.agents), Prefixes: uint64(r.prefixes), Results: uint64(r.results),
+		RefmtaCharged: uint64(r.charged)}
 	for i, v := range conclusive {
 		sh := &pb.Share{Verdict: v, Count: float64(r.p[i])}
 		if r.prefixes > 0 {
@@ -403,7 +404,7 @@ func (d *Dataset) GetASN(ctx context.Context, req *pb.GetASNRequest) (*pb.GetASN
 
 // timeline returns the daily points of one ASN in the span's days.
 func (d *Dataset) timeline(ctx context.Context, asn uint32, family int16, sp span) ([]*pb.TimelinePoint, error) {
-	rows, err := d.pool.Query(ctx, `SELECT c.day, c.family, c.class, p.port, p.agents, p.prefixes, p.results, p.p_open,
+	rows, err := d.pool.Query(ctx, `SELECT c.day, c.family, c.class, p.port, p.agents, p.prefixes, p.results, p.charged, p.p_open,
 			p.p_blocked_timeout, p.p_blocked_reset, p.p_blocked_unreachable, p.p_intercepted, p.p_tampered
 		FROM agg_class c JOIN agg_port p USING (window_days, asn, family, day)
 		WHERE c.window_days = 0 AND c.asn = $1 AND ($2 = 0 OR c.family = $2) AND c.day >= $3 AND c.day < $4
@@ -416,7 +417,7 @@ func (d *Dataset) timeline(ctx context.Context, asn uint32, family int16, sp spa
 	var class int16
 	var r portRow
 	var port int32
-	_, err = pgx.ForEachRow(rows, []any{&day, &r.family, &class, &port, &r.agents, &r.prefixes, &r.results,
+	_, err = pgx.ForEachRow(rows, []any{&day, &r.family, &class, &port, &r.agents, &r.prefixes, &r.results, &r.charged,
 		&r.p[0], &r.p[1], &r.p[2], &r.p[3], &r.p[4], &r.p[5]}, func() error {
 		last := len(out) - 1
 		if last < 0 || !out[last].GetDay().AsTime().Equal(day) || out[last].GetFamily() != familyPB(r.family) {
@@ -585,6 +586,9 @@ func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInf
 	}
 	for _, w := range d.cfg.Windows {
 		resp.WindowDays = append(resp.WindowDays, uint32(w))
+	}
+	if resp.ReferenceMtas, resp.ReferenceMtaWindow, err = d.RefMTAs(ctx); err != nil {
+		return nil, err
 	}
 	return resp, nil
 }

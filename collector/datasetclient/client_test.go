@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/datasetclient"
 	"github.com/op25b/observatory/collector/datasetclient/datasetclienttest"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
@@ -103,7 +104,7 @@ func TestResponses(t *testing.T) {
 	c := newClient(t, s.URL)
 	ctx := context.Background()
 	info, err := c.Info(ctx)
-	if err != nil || info.SchemaVersion != "1.0" || info.MaxExportDays != 31 || !info.RefreshedAt.IsValid() {
+	if err != nil || info.SchemaVersion != dataset.SchemaVersion || info.MaxExportDays != 31 || !info.RefreshedAt.IsValid() {
 		t.Errorf("Info = %v, %v; want schema 1.0, 31 export days, a refresh time", info, err)
 	}
 	a, err := c.GetASN(ctx, 64501, datasetclient.Query{})

@@ -32,25 +32,29 @@ type exportRow struct {
 	Failure    string    `json:"failure" parquet:"failure,dict"`
 	RefmtaID   string    `json:"refmta_id" parquet:"refmta_id,dict"`
 	AgentID    string    `json:"agent_id" parquet:"agent_id,dict"`
+	// RefMTACharged: charged to the reference MTA's side, left out of the
+	// network's shares.
+	RefMTACharged bool `json:"refmta_charged" parquet:"refmta_charged"`
 }
 
 // columns are the CSV header, in the order of exportRow.
-var columns = []string{"result_id", "measured_at", "asn", "country", "prefix", "family", "port", "verdict", "failure", "refmta_id", "agent_id"}
+var columns = []string{"result_id", "measured_at", "asn", "country", "prefix", "family", "port", "verdict", "failure", "refmta_id", "agent_id", "refmta_charged"}
 
 func rowOf(r *pb.PublicResult) exportRow {
 	return exportRow{
 		ResultID: r.GetResultId(),
 		// Every format carries microseconds, as Parquet does.
-		MeasuredAt: r.GetMeasuredAt().AsTime().UTC().Truncate(time.Microsecond),
-		ASN:        r.GetAsn(),
-		Country:    r.GetCountry(),
-		Prefix:     r.GetPrefix(),
-		Family:     dataset.FamilyName(r.GetFamily()),
-		Port:       r.GetPort(),
-		Verdict:    dataset.VerdictName(r.GetVerdict()),
-		Failure:    r.GetFailure(),
-		RefmtaID:   r.GetRefmtaId(),
-		AgentID:    r.GetAgentId(),
+		MeasuredAt:    r.GetMeasuredAt().AsTime().UTC().Truncate(time.Microsecond),
+		ASN:           r.GetAsn(),
+		Country:       r.GetCountry(),
+		Prefix:        r.GetPrefix(),
+		Family:        dataset.FamilyName(r.GetFamily()),
+		Port:          r.GetPort(),
+		Verdict:       dataset.VerdictName(r.GetVerdict()),
+		Failure:       r.GetFailure(),
+		RefmtaID:      r.GetRefmtaId(),
+		AgentID:       r.GetAgentId(),
+		RefMTACharged: r.GetRefmtaCharged(),
 	}
 }
 
@@ -58,7 +62,7 @@ func (r exportRow) record() []string {
 	return []string{
 		r.ResultID, r.MeasuredAt.Format(time.RFC3339Nano), strconv.FormatUint(uint64(r.ASN), 10),
 		r.Country, r.Prefix, r.Family, strconv.FormatUint(uint64(r.Port), 10),
-		r.Verdict, r.Failure, r.RefmtaID, r.AgentID,
+		r.Verdict, r.Failure, r.RefmtaID, r.AgentID, strconv.FormatBool(r.RefMTACharged),
 	}
 }
 

@@ -117,7 +117,7 @@ var (
 
 // exportResults are what the fake export emits, in batches of two.
 var exportResults = []*pb.PublicResult{
-	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c01", MeasuredAt: ts("2026-03-01T00:14:03.512345Z"), Asn: 64500, Country: "JP", Prefix: "192.0.2.0/24", Family: v4, Port: 25, Verdict: timeout, Failure: "timeout", RefmtaId: refmta, AgentId: agentA},
+	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c01", MeasuredAt: ts("2026-03-01T00:14:03.512345Z"), Asn: 64500, Country: "JP", Prefix: "192.0.2.0/24", Family: v4, Port: 25, Verdict: timeout, Failure: "timeout", RefmtaId: refmta, AgentId: agentA, RefmtaCharged: true},
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c02", MeasuredAt: ts("2026-03-01T00:14:03.6Z"), Asn: 64500, Country: "JP", Prefix: "192.0.2.0/24", Family: v4, Port: 587, Verdict: open, RefmtaId: refmta, AgentId: agentA},
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c03", MeasuredAt: ts("2026-03-01T00:14:04Z"), Asn: 64500, Country: "JP", Prefix: "2001:db8:4a00::/48", Family: v6, Port: 25, Verdict: open, RefmtaId: refmta, AgentId: agentB},
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c04", MeasuredAt: ts("2026-03-02T09:30:00.000001Z"), Asn: 64501, Country: "JP", Prefix: "198.51.100.0/24", Family: v4, Port: 25, Verdict: intercept, Failure: "proof_missing", RefmtaId: refmta, AgentId: agentC},

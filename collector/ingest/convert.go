@@ -129,6 +129,8 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 	if pr.GetRefmtaId() == "" {
 		return r, "refmta_id is empty"
 	}
+	// The evidence keeps the result as the agent sent it, whatever the
+	// collector decides below.
 	evidence, err := proto.Marshal(pr)
 	if err != nil {
 		return r, "cannot encode: " + err.Error()
@@ -140,6 +142,10 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 		RoundID: clip(pr.GetRoundId(), 64), ScheduleVersion: clip(pr.GetScheduleVersion(), 64),
 		AgentVersion: clip(pr.GetAgentVersion(), 64), Evidence: evidence, PublicEvidence: publicEvidence(pr),
 	}
+	if reason := c.ourRefusal(pr); reason != "" {
+		r.Verdict, r.Failure, r.PublicEvidence = uint8(op25bv1.Verdict_VERDICT_INCONCLUSIVE), FailureRefMTABusy, ""
+		r.Detail = fmt.Sprintf("the reference MTA refused the session (%s) in a statement signed with its key; the agent took the refusal for a third party's", reason)
+	}
 	r.Egress, r.EgressSource = c.egress(pr, family, peer, at)
 	if r.Egress.IsValid() {
 		r.Prefix = asn.PublicPrefix(r.Egress)
@@ -148,7 +154,40 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 			r.ASN, r.ASNSnapshot = a.ASN, a.Snapshot
 		}
 	}
+	// The reference MTA's network, for the comparison across reference
+	// MTAs of one round (store.InsertResults).
+	if a, err := netip.ParseAddr(pr.GetTargetAddress()); err == nil && familyOf(a) == family {
+		r.RefMTAPrefix = asn.PublicPrefix(a)
+		if c.ASN != nil {
+			r.RefMTAASN = c.ASN.Attribute(a.Unmap(), at).ASN
+		}
+	}
 	return r, ""
+}
+
+// FailureRefMTABusy is the failure of a probe that the reference MTA
+// refused (busy, or the source over its rate), as the agent's probe engine
+// names it (agent/probe); the collector does not link the probe engine.
+const FailureRefMTABusy = "refmta_busy"
+
+// ourRefusal returns why the reference MTA refused the probe's session,
+// when an INTERCEPTED or TAMPERED result carries a statement of refusal
+// that verifies with that reference MTA's key: older agents do not know
+// refusals and call them interception, which the collector must never
+// publish. It returns "" otherwise.
+func (c *Converter) ourRefusal(pr *op25bv1.ProbeResult) string {
+	if v := pr.GetVerdict(); v != op25bv1.Verdict_VERDICT_INTERCEPTED && v != op25bv1.Verdict_VERDICT_TAMPERED || c.Keys == nil {
+		return ""
+	}
+	key, ok := c.Keys.RefMTAKey(pr.GetRefmtaId())
+	if !ok {
+		return ""
+	}
+	st, err := proof.Verify(key, pr.GetEvidence().GetStatement())
+	if err != nil {
+		return ""
+	}
+	return st.Refused
 }
 
 // egress decides the source address the servers observed: the control

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/store"
@@ -134,5 +135,79 @@ func TestEgressFromVerifiedStatementsOnly(t *testing.T) {
 	r.Family = op25bv1.AddressFamily_ADDRESS_FAMILY_IPV6
 	if got := c.Convert([]*op25bv1.ProbeResult{r}, "agent-1", peer).Results[0]; got.Egress.IsValid() || got.ASN != 0 {
 		t.Errorf("IPv6 result attributed to IPv4 peer: %s AS%d", got.Egress, got.ASN)
+	}
+}
+
+// TestOurRefusalIsNotInterception: an older agent calls a signed refusal of
+// our reference MTA interception; the collector stores it as INCONCLUSIVE
+// refmta_busy with no public evidence, and keeps what the agent sent.
+func TestOurRefusalIsNotInterception(t *testing.T) {
+	c, key := newConverter(t)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	at := now.Add(-time.Minute)
+	nonce := []byte("0123456789abcdef")
+	refusal := func(k ed25519.PrivateKey, reason string) string {
+		return proof.Sign(k, proof.Statement{Nonce: nonce, Source: netip.MustParseAddr("198.51.100.7"), Port: 25, Time: at, Refused: reason})
+	}
+	for _, tc := range []struct {
+		name      string
+		verdict   op25bv1.Verdict
+		statement string
+		want      op25bv1.Verdict
+		failure   string
+	}{
+		{"signed refusal called interception", op25bv1.Verdict_VERDICT_INTERCEPTED, refusal(key, proof.RefusedRate), op25bv1.Verdict_VERDICT_INCONCLUSIVE, FailureRefMTABusy},
+		{"signed refusal called tampering", op25bv1.Verdict_VERDICT_TAMPERED, refusal(key, proof.RefusedSessions), op25bv1.Verdict_VERDICT_INCONCLUSIVE, FailureRefMTABusy},
+		{"refusal signed by another key", op25bv1.Verdict_VERDICT_INTERCEPTED, refusal(other, proof.RefusedRate), op25bv1.Verdict_VERDICT_INTERCEPTED, "proof_invalid"},
+		{"served statement", op25bv1.Verdict_VERDICT_INTERCEPTED, refusal(key, ""), op25bv1.Verdict_VERDICT_INTERCEPTED, "proof_invalid"},
+		{"no statement", op25bv1.Verdict_VERDICT_INTERCEPTED, "", op25bv1.Verdict_VERDICT_INTERCEPTED, "proof_invalid"},
+		{"blocked keeps its verdict", op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT, refusal(key, proof.RefusedRate), op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT, "proof_invalid"},
+	} {
+		r := result(at)
+		r.Verdict, r.Failure = tc.verdict, "proof_invalid"
+		r.Evidence = &op25bv1.Evidence{Banner: "220 ref.example ESMTP", Statement: tc.statement}
+		b := c.Convert([]*op25bv1.ProbeResult{r}, "agent-1", netip.Addr{})
+		if len(b.Results) != 1 {
+			t.Fatalf("%s: rejected %v", tc.name, b.Rejected)
+		}
+		got := b.Results[0]
+		if op25bv1.Verdict(got.Verdict) != tc.want || got.Failure != tc.failure {
+			t.Errorf("%s: stored %v %q; want %v %q", tc.name, op25bv1.Verdict(got.Verdict), got.Failure, tc.want, tc.failure)
+		}
+		if tc.failure == FailureRefMTABusy {
+			if got.PublicEvidence != "" {
+				t.Errorf("%s: public evidence %q; want none", tc.name, got.PublicEvidence)
+			}
+			var sent op25bv1.ProbeResult
+			if err := proto.Unmarshal(got.Evidence, &sent); err != nil || sent.GetVerdict() != tc.verdict || sent.GetEvidence().GetStatement() != tc.statement {
+				t.Errorf("%s: evidence blob = %v %v; want the result as the agent sent it", tc.name, sent.GetVerdict(), err)
+			}
+		} else if tc.verdict == op25bv1.Verdict_VERDICT_INTERCEPTED && got.PublicEvidence == "" {
+			t.Errorf("%s: interception published without its evidence", tc.name)
+		}
+	}
+}
+
+func TestRefMTANetwork(t *testing.T) {
+	c, _ := newConverter(t)
+	at := now.Add(-time.Minute)
+	for _, tc := range []struct {
+		target string
+		family op25bv1.AddressFamily
+		asn    uint32
+		prefix string
+	}{
+		{"192.0.2.25", op25bv1.AddressFamily_ADDRESS_FAMILY_IPV4, 64500, "192.0.2.0/24"},
+		{"2001:db8:1:2::25", op25bv1.AddressFamily_ADDRESS_FAMILY_IPV6, 64501, "2001:db8:1::/48"},
+		{"192.0.2.25", op25bv1.AddressFamily_ADDRESS_FAMILY_IPV6, 0, "invalid Prefix"},
+		{"", op25bv1.AddressFamily_ADDRESS_FAMILY_IPV4, 0, "invalid Prefix"},
+		{"ref.example", op25bv1.AddressFamily_ADDRESS_FAMILY_IPV4, 0, "invalid Prefix"},
+	} {
+		r := result(at)
+		r.TargetAddress, r.Family = tc.target, tc.family
+		got := c.Convert([]*op25bv1.ProbeResult{r}, "agent-1", netip.Addr{}).Results[0]
+		if got.RefMTAASN != tc.asn || got.RefMTAPrefix.String() != tc.prefix {
+			t.Errorf("target %q (%v): network AS%d %s; want AS%d %s", tc.target, tc.family, got.RefMTAASN, got.RefMTAPrefix, tc.asn, tc.prefix)
+		}
 	}
 }

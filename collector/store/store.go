@@ -147,6 +147,11 @@ type Result struct {
 	// PublicEvidence is what an intercepting or tampering middlebox showed
 	// the probe, address literals redacted: it is published.
 	PublicEvidence string
+	// RefMTAASN and RefMTAPrefix are the network of the reference MTA
+	// address the agent dialled (ASN 0: unknown; an invalid prefix: no
+	// address), which the comparison across reference MTAs needs.
+	RefMTAASN    uint32
+	RefMTAPrefix netip.Prefix
 }
 
 // EgressSource says how the collector learnt a result's egress address.
@@ -210,11 +215,17 @@ func (s *Store) ensurePartitions(ctx context.Context, table string, times []time
 
 var resultColumns = []string{"result_id", "measured_at", "agent_id", "refmta_id", "port", "family", "verdict",
 	"failure", "detail", "nonce", "round_id", "schedule_version", "agent_version", "egress", "egress_source",
-	"prefix", "asn", "asn_snapshot_id", "evidence", "public_evidence"}
+	"prefix", "asn", "asn_snapshot_id", "evidence", "public_evidence", "refmta_asn", "refmta_prefix"}
+
+// insertColumns are those copied from the staging table into results:
+// what the agent sent and ingest decided, and the marker set in between.
+var insertColumns = strings.Join(resultColumns, ", ") + ", refmta_charged"
 
 // InsertResults stores rs exactly once: results already stored (a replayed
 // batch) are skipped. When it returns nil every result in rs is committed,
-// and only then may the caller acknowledge them.
+// and only then may the caller acknowledge them. The results of one round
+// in rs are compared across reference MTAs (chargedSQL) before they are
+// stored and counted; rounds are compared only within one call.
 func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64, err error) {
 	if len(rs) == 0 {
 		return 0, nil
@@ -237,15 +248,32 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 			rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
 				r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
 				int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence,
-				r.PublicEvidence}
+				r.PublicEvidence, asnOrNil(r.RefMTAASN), prefixOrNil(r.RefMTAPrefix)}
 		}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
 			return fmt.Errorf("copy: %w", err)
 		}
+		if spansNetworks(rs) {
+			// Only the rows this transaction stores are compared, as
+			// rebuild compares the rows stored together: those of a
+			// replayed batch keep the marks they got.
+			if _, err := tx.Exec(ctx, `DELETE FROM results_staging s USING results r
+				WHERE r.result_id = s.result_id AND r.measured_at = s.measured_at`); err != nil {
+				return fmt.Errorf("compare reference MTAs: %w", err)
+			}
+			// A fresh temporary table has no statistics; without them the
+			// planner nests loops that take seconds on a batch of hundreds.
+			if _, err := tx.Exec(ctx, "ANALYZE results_staging"); err != nil {
+				return fmt.Errorf("compare reference MTAs: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE results_staging s SET refmta_charged = true FROM (`+chargedSQL("results_staging")+`) ch
+				WHERE s.result_id = ch.result_id AND s.measured_at = ch.measured_at`); err != nil {
+				return fmt.Errorf("compare reference MTAs: %w", err)
+			}
+		}
 		// The rows actually inserted (not those of a replayed batch) are
 		// added to the rollups' tallies in the same statement.
-		cols := strings.Join(resultColumns, ", ")
-		err := tx.QueryRow(ctx, "WITH ins AS (INSERT INTO results ("+cols+") SELECT "+cols+
+		err := tx.QueryRow(ctx, "WITH ins AS (INSERT INTO results ("+insertColumns+") SELECT "+insertColumns+
 			" FROM results_staging ON CONFLICT DO NOTHING RETURNING "+tallyColumns+"), "+tallySQL("ins")+
 			" SELECT count(*) FROM ins").Scan(&inserted)
 		if err != nil {
@@ -257,6 +285,26 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 		return 0, fmt.Errorf("store: insert results: %w", err)
 	}
 	return inserted, nil
+}
+
+// spansNetworks reports whether rs holds results of a round from reference
+// MTAs in two networks or more, the only case chargedSQL can charge.
+func spansNetworks(rs []Result) bool {
+	first := ""
+	for _, r := range rs {
+		net := r.RefMTAPrefix.String()
+		if r.RefMTAASN != 0 {
+			net = fmt.Sprintf("AS%d", r.RefMTAASN)
+		}
+		switch {
+		case r.RoundID == "" || r.RefMTAASN == 0 && !r.RefMTAPrefix.IsValid():
+		case first == "":
+			first = net
+		case net != first:
+			return true
+		}
+	}
+	return false
 }
 
 func addrOrNil(a netip.Addr) any {
@@ -313,13 +361,16 @@ type VerdictCount struct {
 	Verdict uint8
 	Results int64
 	Agents  int64
+	// Charged is how many of Results were charged to their reference
+	// MTA's side, left out of the network's shares.
+	Charged int64
 }
 
 // VerdictCounts counts the results measured since since, per ASN, family,
 // port and verdict: the raw material of the per-ASN summary.
 func (s *Store) VerdictCounts(ctx context.Context, since time.Time) ([]VerdictCount, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT coalesce(r.asn, 0), coalesce(n.name, ''), coalesce(n.country, ''), r.family, r.port, r.verdict,
-		count(*), count(DISTINCT r.agent_id)
+		count(*), count(DISTINCT r.agent_id), count(*) FILTER (WHERE r.refmta_charged)
 		FROM results r LEFT JOIN as_names n ON n.asn = r.asn
 		WHERE r.measured_at >= $1 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 4, 5, 6`, since)
 	if err != nil {
@@ -330,7 +381,7 @@ func (s *Store) VerdictCounts(ctx context.Context, since time.Time) ([]VerdictCo
 		var asn int64
 		var fam, verdict int16
 		var port int32
-		err := r.Scan(&asn, &c.Name, &c.Country, &fam, &port, &verdict, &c.Results, &c.Agents)
+		err := r.Scan(&asn, &c.Name, &c.Country, &fam, &port, &verdict, &c.Results, &c.Agents, &c.Charged)
 		c.ASN, c.Family, c.Port, c.Verdict = uint32(asn), uint8(fam), uint16(port), uint8(verdict)
 		return c, err
 	})

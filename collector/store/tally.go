@@ -8,23 +8,25 @@ import (
 )
 
 // tallyColumns are the columns of results that the rollups read.
-const tallyColumns = "asn, family, port, measured_at, agent_id, prefix, verdict, public_evidence"
+const tallyColumns = "asn, family, port, measured_at, agent_id, prefix, verdict, public_evidence, refmta_id, refmta_charged"
 
 // tallySQL returns the data-modifying CTEs that add the results in source
-// (a relation with tallyColumns) to agg_agent_day and agg_evidence and mark
-// their (asn, family, day) dirty. Ingest runs them on the rows it has just
-// inserted, RebuildTallies on every stored result, so that both count the
-// same way. Unattributed results (no ASN or prefix) are not published and
-// not counted.
+// (a relation with tallyColumns) to agg_agent_day, agg_evidence and
+// agg_refmta_day and mark their (asn, family, day) dirty. Ingest runs them
+// on the rows it has just inserted, RebuildTallies on every stored result,
+// so that both count the same way. Unattributed results (no ASN or prefix)
+// are not published and not counted per ASN; results charged to a
+// reference MTA's side are counted per ASN only in n_charged, and per
+// reference MTA like the others.
 func tallySQL(source string) string {
 	return `tally AS (
 	INSERT INTO agg_agent_day (asn, family, port, day, agent_id, prefix, n_open, n_blocked_timeout,
-		n_blocked_reset, n_blocked_unreachable, n_intercepted, n_tampered, n_inconclusive)
+		n_blocked_reset, n_blocked_unreachable, n_intercepted, n_tampered, n_inconclusive, n_charged)
 	SELECT asn, family, port, (measured_at AT TIME ZONE 'UTC')::date, agent_id, prefix,
-		count(*) FILTER (WHERE verdict = 1), count(*) FILTER (WHERE verdict = 2),
-		count(*) FILTER (WHERE verdict = 3), count(*) FILTER (WHERE verdict = 4),
-		count(*) FILTER (WHERE verdict = 5), count(*) FILTER (WHERE verdict = 6),
-		count(*) FILTER (WHERE verdict = 7)
+		count(*) FILTER (WHERE verdict = 1 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 2 AND NOT refmta_charged),
+		count(*) FILTER (WHERE verdict = 3 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 4 AND NOT refmta_charged),
+		count(*) FILTER (WHERE verdict = 5 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 6 AND NOT refmta_charged),
+		count(*) FILTER (WHERE verdict = 7 AND NOT refmta_charged), count(*) FILTER (WHERE refmta_charged)
 	FROM ` + source + ` WHERE asn IS NOT NULL AND prefix IS NOT NULL
 	GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
 	ON CONFLICT (asn, family, port, day, agent_id, prefix) DO UPDATE SET
@@ -34,16 +36,30 @@ func tallySQL(source string) string {
 		n_blocked_unreachable = agg_agent_day.n_blocked_unreachable + excluded.n_blocked_unreachable,
 		n_intercepted = agg_agent_day.n_intercepted + excluded.n_intercepted,
 		n_tampered = agg_agent_day.n_tampered + excluded.n_tampered,
-		n_inconclusive = agg_agent_day.n_inconclusive + excluded.n_inconclusive
+		n_inconclusive = agg_agent_day.n_inconclusive + excluded.n_inconclusive,
+		n_charged = agg_agent_day.n_charged + excluded.n_charged
 ), evidence AS (
 	INSERT INTO agg_evidence (asn, family, port, verdict, text, first_seen, last_seen, results)
 	SELECT asn, family, port, verdict, public_evidence, min(measured_at), max(measured_at), count(*)
-	FROM ` + source + ` WHERE asn IS NOT NULL AND public_evidence <> ''
+	FROM ` + source + ` WHERE asn IS NOT NULL AND public_evidence <> '' AND NOT refmta_charged
 	GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 	ON CONFLICT (asn, family, port, verdict, text) DO UPDATE SET
 		first_seen = least(agg_evidence.first_seen, excluded.first_seen),
 		last_seen = greatest(agg_evidence.last_seen, excluded.last_seen),
 		results = agg_evidence.results + excluded.results
+), refmta AS (
+	INSERT INTO agg_refmta_day (refmta_id, family, port, day, n_open, n_blocked, n_intercepted, n_inconclusive, n_charged)
+	SELECT refmta_id, family, port, (measured_at AT TIME ZONE 'UTC')::date,
+		count(*) FILTER (WHERE verdict = 1), count(*) FILTER (WHERE verdict IN (2, 3, 4)),
+		count(*) FILTER (WHERE verdict IN (5, 6)), count(*) FILTER (WHERE verdict = 7), count(*) FILTER (WHERE refmta_charged)
+	FROM ` + source + `
+	GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+	ON CONFLICT (refmta_id, family, port, day) DO UPDATE SET
+		n_open = agg_refmta_day.n_open + excluded.n_open,
+		n_blocked = agg_refmta_day.n_blocked + excluded.n_blocked,
+		n_intercepted = agg_refmta_day.n_intercepted + excluded.n_intercepted,
+		n_inconclusive = agg_refmta_day.n_inconclusive + excluded.n_inconclusive,
+		n_charged = agg_refmta_day.n_charged + excluded.n_charged
 ), dirty AS (
 	INSERT INTO agg_dirty (asn, family, day)
 	SELECT DISTINCT asn, family, (measured_at AT TIME ZONE 'UTC')::date
@@ -51,15 +67,66 @@ func tallySQL(source string) string {
 )`
 }
 
-// RebuildTallies recomputes agg_agent_day and agg_evidence from every stored
-// result, inside tx, and marks every key dirty. It locks both tables
-// against ingest (readers go on) until tx ends, so that no result is counted
-// twice or missed.
+// chargedSQL returns a query of the (result_id, measured_at) of the results
+// in source (a relation with the columns of results) that are charged to
+// their reference MTA's side. Results are compared within one agent, round,
+// port and family among those stored together (the same received_at: one
+// upload batch), by verdict group (1 OPEN, 2 BLOCKED_*, 3 INTERCEPTED or
+// TAMPERED; INCONCLUSIVE takes no side), each reference MTA standing for its
+// network: the ASN of its address, else its /24 or /48. When networks
+// disagree, the results whose group is not the one more than half of the
+// networks saw are charged. Without such a majority, OPEN stands when one
+// network saw it (a signed OPEN cannot come from a fault on the reference
+// MTA's side, and it shows that the agent's network lets port 25 out) and
+// the other results are charged; else every conclusive result is charged,
+// as nothing tells which side is wrong. Results without a round or a known
+// reference MTA network are never compared. docs/dataset.md states the
+// rule.
+func chargedSQL(source string) string {
+	return `WITH c AS (
+	SELECT result_id, measured_at, agent_id, round_id, received_at, port, family,
+		CASE WHEN verdict = 1 THEN 1 WHEN verdict IN (2, 3, 4) THEN 2 ELSE 3 END AS grp,
+		coalesce('AS' || refmta_asn, refmta_prefix::text) AS net
+	FROM ` + source + `
+	WHERE round_id <> '' AND verdict BETWEEN 1 AND 6 AND (refmta_asn IS NOT NULL OR refmta_prefix IS NOT NULL)
+), probes AS (
+	SELECT agent_id, round_id, received_at, port, family, count(DISTINCT net) AS nets
+	FROM c GROUP BY 1, 2, 3, 4, 5 HAVING count(DISTINCT net) >= 2
+), votes AS (
+	SELECT agent_id, round_id, received_at, port, family, grp, count(DISTINCT net) AS nets
+	FROM c GROUP BY 1, 2, 3, 4, 5, 6
+), decided AS (
+	SELECT p.agent_id, p.round_id, p.received_at, p.port, p.family,
+		CASE WHEN count(*) FILTER (WHERE 2 * v.nets > p.nets) = 1 THEN max(v.grp) FILTER (WHERE 2 * v.nets > p.nets)
+			WHEN bool_or(v.grp = 1) THEN 1 END AS majority
+	FROM probes p JOIN votes v USING (agent_id, round_id, received_at, port, family)
+	GROUP BY 1, 2, 3, 4, 5 HAVING count(*) >= 2
+)
+SELECT c.result_id, c.measured_at FROM c JOIN decided d USING (agent_id, round_id, received_at, port, family)
+WHERE d.majority IS DISTINCT FROM c.grp`
+}
+
+// RebuildTallies recomputes which results are charged to a reference MTA's
+// side, then agg_agent_day, agg_evidence and agg_refmta_day from every
+// stored result, inside tx, and marks every key dirty. It locks the tallies
+// against ingest (readers go on) until tx ends, so that no result is
+// counted twice or missed.
 func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 	for _, q := range []string{
-		"LOCK TABLE agg_agent_day, agg_evidence IN EXCLUSIVE MODE",
+		"LOCK TABLE agg_agent_day, agg_evidence, agg_refmta_day IN EXCLUSIVE MODE",
+		// The comparison's plan needs statistics as fresh as the rows.
+		"ANALYZE results",
+		// Only the rows whose marker changes are written.
+		`WITH ch AS MATERIALIZED (` + chargedSQL("results") + `), fix AS (
+			SELECT result_id, measured_at, true AS charged FROM ch
+			UNION ALL
+			SELECT result_id, measured_at, false FROM results r WHERE refmta_charged
+				AND NOT EXISTS (SELECT 1 FROM ch WHERE ch.result_id = r.result_id AND ch.measured_at = r.measured_at))
+		UPDATE results r SET refmta_charged = fix.charged FROM fix
+		WHERE r.result_id = fix.result_id AND r.measured_at = fix.measured_at AND r.refmta_charged <> fix.charged`,
 		"DELETE FROM agg_agent_day",
 		"DELETE FROM agg_evidence",
+		"DELETE FROM agg_refmta_day",
 		"DELETE FROM agg_dirty",
 	} {
 		if _, err := tx.Exec(ctx, q); err != nil {

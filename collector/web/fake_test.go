@@ -344,5 +344,15 @@ func (q *fakeQuerier) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.
 		SoftwareVersion: "v0.4.0-test", SchemaVersion: "1.0", Licence: "CC-BY-4.0",
 		RefreshedAt: timestamppb.New(fakeNow.Add(-5 * time.Minute)), WindowDays: []uint32{7, 30, 90},
 		DefaultWindowDays: 30, MaxExportDays: 31, MaxWindowDays: 366,
+		ReferenceMtaWindow: &pb.TimeRange{Start: timestamppb.New(fakeNow.Add(-7 * 24 * time.Hour).Truncate(24 * time.Hour)),
+			End: timestamppb.New(fakeNow.Truncate(24 * time.Hour).Add(24 * time.Hour))},
+		ReferenceMtas: []*pb.RefMTAStats{
+			{RefmtaId: "refmta-tokyo", Family: pb.AddressFamily_ADDRESS_FAMILY_IPV4, Port: 25, Results: 120, Conclusive: 118,
+				Blocked:       &pb.GroupShare{Count: 59, Share: 0.5, WilsonLow: 0.41, WilsonHigh: 0.59},
+				OthersBlocked: &pb.GroupShare{Count: 118, Share: 1, WilsonLow: 0.97, WilsonHigh: 1}},
+			{RefmtaId: "refmta-osaka", Family: pb.AddressFamily_ADDRESS_FAMILY_IPV4, Port: 25, Results: 120, Conclusive: 118, Charged: 59,
+				Blocked:       &pb.GroupShare{Count: 118, Share: 1, WilsonLow: 0.97, WilsonHigh: 1},
+				OthersBlocked: &pb.GroupShare{Count: 59, Share: 0.5, WilsonLow: 0.41, WilsonHigh: 0.59}, Flagged: true},
+		},
 	}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/op25b/observatory/collector/dataset"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
@@ -65,6 +66,43 @@ type overviewPage struct {
 	ASNs      []asnRow
 	Shown     int  // rows not hidden by the text filter
 	Truncated bool // the table stops at maxASNRows
+
+	RefMTAs      []refmtaRow
+	RefMTAFrom   string // the reference MTA window, first and last day
+	RefMTATo     string
+	RefMTAsAlert []refmtaRow // the flagged ones, for the notice
+}
+
+// refmtaRow is one reference MTA, family and port.
+type refmtaRow struct {
+	ID       string
+	Family   string // "IPv4"
+	Port     uint32
+	Results  uint64
+	Blocked  *shareView
+	Others   *shareView
+	Charged  uint64
+	Flagged  bool
+	SortKeys [2]string // blocked and others' shares, for sorting
+}
+
+func newRefMTARow(r *pb.RefMTAStats) refmtaRow {
+	row := refmtaRow{ID: r.GetRefmtaId(), Family: familyLabel(r.GetFamily()), Port: r.GetPort(), Results: r.GetResults(),
+		Charged: r.GetCharged(), Flagged: r.GetFlagged()}
+	if r.GetConclusive() > 0 {
+		b := r.GetBlocked()
+		row.Blocked = newShare(b.GetShare(), b.GetWilsonLow(), b.GetWilsonHigh())
+	}
+	if o := r.GetOthersBlocked(); o.GetWilsonHigh()-o.GetWilsonLow() < 1 {
+		row.Others = newShare(o.GetShare(), o.GetWilsonLow(), o.GetWilsonHigh())
+	}
+	for i, v := range []*shareView{row.Blocked, row.Others} {
+		row.SortKeys[i] = "-1"
+		if v != nil {
+			row.SortKeys[i] = strconv.FormatFloat(v.Value, 'f', 4, 64)
+		}
+	}
+	return row
 }
 
 type countryRow struct {
@@ -211,6 +249,17 @@ func (s *server) overview(w http.ResponseWriter, r *http.Request) {
 		p.ASNs = append(p.ASNs, row)
 	}
 	p.Truncated = truncated
+	for _, m := range info.GetReferenceMtas() {
+		row := newRefMTARow(m)
+		p.RefMTAs = append(p.RefMTAs, row)
+		if row.Flagged {
+			p.RefMTAsAlert = append(p.RefMTAsAlert, row)
+		}
+	}
+	if w := info.GetReferenceMtaWindow(); w != nil {
+		p.RefMTAFrom = w.GetStart().AsTime().UTC().Format(time.DateOnly)
+		p.RefMTATo = w.GetEnd().AsTime().UTC().Add(-time.Second).Format(time.DateOnly)
+	}
 	s.render(w, r, http.StatusOK, p.Lang, "overview", p)
 }
 

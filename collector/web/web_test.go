@@ -431,3 +431,35 @@ func TestShareText(t *testing.T) {
 		t.Errorf("share = %q; want 82%% (71–90%%)", got)
 	}
 }
+
+// TestRefMTANotice: a flagged reference MTA gets a notice on the overview,
+// in both languages, and every reference MTA a row of the table.
+func TestRefMTANotice(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	for lang, want := range map[string][]string{
+		"en": {"A reference MTA departs from the others.", "refmta-osaka (IPv4, port 25) sees far more blocked connections"},
+		"ja": {"他と食い違うリファレンスMTAがあります。", "refmta-osaka（IPv4、ポート25）は"},
+	} {
+		r := get(t, h, "/?lang="+lang)
+		notices := regexp.MustCompile(`(?s)<div class="notice" role="status">(.*?)</div>`).FindAllStringSubmatch(r.body, -1)
+		if len(notices) != 1 {
+			t.Errorf("%s overview: %d notices; want 1 (refmta-osaka)", lang, len(notices))
+			continue
+		}
+		for _, w := range want {
+			if !strings.Contains(notices[0][1], w) {
+				t.Errorf("%s overview notice lacks %q:\n%s", lang, w, notices[0][1])
+			}
+		}
+		if strings.Contains(r.body, "%!") {
+			t.Errorf("%s overview has a formatting error (%%!)", lang)
+		}
+		rows := regexp.MustCompile(`<tr data-refmta="([^"]+)"( class="flagged")?>`).FindAllStringSubmatch(r.body, -1)
+		if len(rows) != 2 || rows[0][1] != "refmta-tokyo" || rows[0][2] != "" || rows[1][1] != "refmta-osaka" || rows[1][2] == "" {
+			t.Errorf("%s overview: reference MTA rows %q; want refmta-tokyo, then refmta-osaka flagged", lang, rows)
+		}
+		if !strings.Contains(r.body, `<td class="num" data-v="59">59</td>`) {
+			t.Errorf("%s overview: refmta-osaka's 59 charged results not shown", lang)
+		}
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/op25b/observatory/collector/api"
 	"github.com/op25b/observatory/collector/collectortest"
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/internal/testenv"
@@ -74,7 +75,7 @@ func TestExecutable(t *testing.T) {
 			DecryptedSecureJSONData: map[string]string{"tlsCACert": string(ca)}}}
 	ctx := context.Background()
 	health, err := diagnostics.CheckHealth(ctx, &pluginv2.CheckHealthRequest{PluginContext: backend.ToProto().PluginContext(pctx)})
-	if want := "Connected to OP25B collector dev, dataset schema 1.0, refreshed 2026-03-10T12:00:00Z"; err != nil ||
+	if want := "Connected to OP25B collector dev, dataset schema " + dataset.SchemaVersion + ", refreshed 2026-03-10T12:00:00Z"; err != nil ||
 		health.GetStatus() != pluginv2.CheckHealthResponse_OK || health.GetMessage() != want {
 		t.Errorf("CheckHealth = %v, %v; want OK %q", health, err, want)
 	}

@@ -96,10 +96,13 @@ func (c *common) parse(fs *flag.FlagSet, args []string) error {
 
 // rollupFlags are the dataset's evidence thresholds and windows.
 type rollupFlags struct {
-	minPrefixes int
-	dominant    float64
-	windows     flagenv.List
-	defWindow   int
+	minPrefixes   int
+	dominant      float64
+	windows       flagenv.List
+	defWindow     int
+	refmtaWindow  int
+	refmtaResults int
+	refmtaGap     float64
 }
 
 func (r *rollupFlags) register(fs *flag.FlagSet) {
@@ -107,10 +110,14 @@ func (r *rollupFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&r.dominant, "class-dominant", 0.8, "share of prefixes one verdict group (open, blocked, intercepted) needs to characterise a port")
 	fs.Var(&r.windows, "windows", "rolling windows kept precomputed, in days (default 7,30,90)")
 	fs.IntVar(&r.defWindow, "default-window", 30, "window in days of queries that name none; one of --windows")
+	fs.IntVar(&r.refmtaWindow, "refmta-window", 7, "days of the per-reference-MTA figures and flags, ending today")
+	fs.IntVar(&r.refmtaResults, "refmta-min-results", 30, "conclusive results a reference MTA, and the others pooled, need per family and port before it can be flagged")
+	fs.Float64Var(&r.refmtaGap, "refmta-min-gap", 0.2, "how far above the other reference MTAs' blocked share a reference MTA's must be to be flagged (besides Wilson intervals apart)")
 }
 
 func (r *rollupFlags) open(st *store.Store) (*dataset.Dataset, error) {
-	cfg := dataset.Config{MinPrefixes: r.minPrefixes, Dominant: r.dominant, DefaultWindow: r.defWindow, SoftwareVersion: version}
+	cfg := dataset.Config{MinPrefixes: r.minPrefixes, Dominant: r.dominant, DefaultWindow: r.defWindow, SoftwareVersion: version,
+		RefMTAWindow: r.refmtaWindow, RefMTAMinResults: r.refmtaResults, RefMTAMinGap: r.refmtaGap}
 	for _, w := range r.windows {
 		n, err := strconv.Atoi(strings.TrimSuffix(w, "d"))
 		if err != nil {
@@ -166,7 +173,7 @@ func main() {
 	case "principal":
 		err = principal(args)
 	case "summary":
-		err = summary(args)
+		err = summary(args, os.Stdout)
 	case "rebuild":
 		err = rebuild(args, os.Stdout)
 	case "version":
@@ -267,7 +274,7 @@ func serve(args []string) error {
 	srv := &api.Server{Auth: as, Store: st, Limit: limit, Log: c.log, Metrics: api.NewMetrics(reg),
 		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}, ASN: snapshots,
 			Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule: sched.current}
+		Schedule: sched.current, Spread: &api.Spreader{}}
 	srv.Register(grpcSrv)
 	ds, err := rollups.open(st)
 	if err != nil {
@@ -279,9 +286,24 @@ func serve(args []string) error {
 		switch {
 		case err != nil:
 			rm.Failures.Inc()
+			return
 		case !st.Skipped:
 			rm.Took.Observe(st.Took.Seconds())
 			rm.Refreshed.SetToCurrentTime()
+		}
+		// Every replica serves the gauges, whichever refreshed.
+		refmtas, _, err := ds.RefMTAs(ctx)
+		if err != nil {
+			c.log.Warn("reading the per-reference-MTA figures failed; the gauges keep their values", "err", err)
+			return
+		}
+		rm.SetRefMTAs(refmtas)
+		for _, r := range refmtas {
+			if r.GetFlagged() {
+				c.log.Warn("a reference MTA's blocked share departs from the others': look at its network", "refmta", r.GetRefmtaId(),
+					"family", dataset.FamilyName(r.GetFamily()), "port", r.GetPort(), "blocked", r.GetBlocked().GetShare(),
+					"others", r.GetOthersBlocked().GetShare(), "charged", r.GetCharged())
+			}
 		}
 	})
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -549,10 +571,12 @@ func rebuild(args []string, stdout io.Writer) error {
 }
 
 // summary prints the verdicts of recent results per ASN, family and port.
-func summary(args []string) error {
+func summary(args []string, stdout io.Writer) error {
 	var c common
+	var rollups rollupFlags
 	fs := flag.NewFlagSet("op25b-collector summary", flag.ContinueOnError)
 	c.register(fs)
+	rollups.register(fs)
 	since := fs.Duration("since", 24*time.Hour, "window of measurement times to summarise")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -568,7 +592,19 @@ func summary(args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := printSummary(os.Stdout, counts); err != nil {
+	if err := printSummary(stdout, counts); err != nil {
+		return err
+	}
+	ds, err := rollups.open(st)
+	if err != nil {
+		return err
+	}
+	refmtas, window, err := ds.RefMTAs(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	if err := printRefMTAs(stdout, refmtas, window); err != nil {
 		return err
 	}
 	// Sightings arrive in batches: leave them a minute before calling an
@@ -578,7 +614,7 @@ func summary(args []string) error {
 		return err
 	}
 	for agent, ids := range flagged {
-		fmt.Printf("flagged: %s claims OPEN in %d results that no reference MTA reported seeing (first %s)\n", agent, len(ids), ids[0])
+		fmt.Fprintf(stdout, "flagged: %s claims OPEN in %d results that no reference MTA reported seeing (first %s)\n", agent, len(ids), ids[0])
 	}
 	return nil
 }
@@ -611,7 +647,11 @@ func printSummary(w io.Writer, counts []store.VerdictCount) error {
 		for _, c := range rows[k] {
 			n += c.Results
 			agents = max(agents, c.Agents)
-			parts = append(parts, fmt.Sprintf("%s %d", verdict.Verdict(c.Verdict), c.Results))
+			part := fmt.Sprintf("%s %d", verdict.Verdict(c.Verdict), c.Results)
+			if c.Charged > 0 {
+				part += fmt.Sprintf(" (%d charged to reference MTAs)", c.Charged)
+			}
+			parts = append(parts, part)
 		}
 		asnText := "unknown"
 		if k.asn != 0 {
@@ -624,6 +664,31 @@ func printSummary(w io.Writer, counts []store.VerdictCount) error {
 			}
 		}
 		fmt.Fprintf(tw, "%s\tIPv%d\t%d\t%d\t%d\t%s\n", asnText, k.family, k.port, n, agents, strings.Join(parts, ", "))
+	}
+	return tw.Flush()
+}
+
+// printRefMTAs writes one line per reference MTA, family and port: results,
+// verdict-group shares with their Wilson intervals, the results charged to
+// its side, and the flag when its blocked share departs from the others'.
+func printRefMTAs(w io.Writer, refmtas []*op25bv1.RefMTAStats, window *op25bv1.TimeRange) error {
+	fmt.Fprintf(w, "reference MTAs, %s to %s:\n", window.GetStart().AsTime().Format(time.DateOnly),
+		window.GetEnd().AsTime().Add(-time.Second).Format(time.DateOnly))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REFMTA\tFAMILY\tPORT\tRESULTS\tOPEN\tBLOCKED\tOTHERS BLOCKED\tINTERCEPTED\tCHARGED\tFLAG")
+	if len(refmtas) == 0 {
+		fmt.Fprintln(tw, "(no results from enrolled reference MTAs in the window)")
+	}
+	share := func(g *op25bv1.GroupShare) string {
+		return fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*g.GetShare(), 100*g.GetWilsonLow(), 100*g.GetWilsonHigh())
+	}
+	for _, r := range refmtas {
+		flag := ""
+		if r.GetFlagged() {
+			flag = "FLAGGED: blocked share above the others'; look at its network"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n", r.GetRefmtaId(), dataset.FamilyName(r.GetFamily()), r.GetPort(),
+			r.GetResults(), share(r.GetOpen()), share(r.GetBlocked()), share(r.GetOthersBlocked()), share(r.GetIntercepted()), r.GetCharged(), flag)
 	}
 	return tw.Flush()
 }

@@ -57,3 +57,38 @@ func TestPrintSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestSummaryFlagsRefMTA: the summary counts the results charged to
+// reference MTAs and flags the one whose blocked share departs.
+func TestSummaryFlagsRefMTA(t *testing.T) {
+	url := storetest.URL(t)
+	st, err := store.Open(context.Background(), url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	w := &datasettest.World{}
+	w.TwoRefMTAs(64510, 4, 1)
+	w.Seed(t, st)
+	var out bytes.Buffer
+	// The seeded world lies in the past: windows long enough to reach it.
+	if err := summary([]string{"--database-url", url, "--log-level", "error", "--since", "87600h", "--refmta-window", "366"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	got := out.String()
+	if want := "OPEN 56, BLOCKED_TIMEOUT 56 (56 charged to reference MTAs)"; !strings.Contains(got, want) {
+		t.Errorf("summary lacks %q:\n%s", want, got)
+	}
+	var line string
+	for l := range strings.Lines(got) {
+		if strings.HasPrefix(l, "refmta-faulty  ipv4    25 ") {
+			line = l
+		}
+	}
+	if f := strings.Fields(line); len(f) < 18 || f[3] != "56" || f[7] != "100.0%" || f[10] != "0.0%" || f[16] != "56" || f[17] != "FLAGGED:" {
+		t.Errorf("the faulty reference MTA's port 25 line = %q; want 56 results, 100%% blocked against 0%%, 56 charged, FLAGGED", line)
+	}
+	if n := strings.Count(got, "FLAGGED"); n != 1 {
+		t.Errorf("summary flags %d lines; want 1:\n%s", n, got)
+	}
+}

@@ -24,8 +24,10 @@ var exportCommand = &command{
 RFC 3339 times, the end excluded; at most the collector's max export days,
 see op25b info), one row per result: result_id, measured_at, asn, country,
 prefix (the /24 or /48, never a full address), family, port, verdict,
-failure, refmta_id, agent_id (a pseudonymous key hash). The data is licensed
-CC-BY-4.0.
+failure, refmta_id, agent_id (a pseudonymous key hash), refmta_charged
+(true when the verdict differed between reference MTAs in the same round
+and was charged to the reference MTA's side, out of the network's shares).
+The data is licensed CC-BY-4.0.
 
 The file is written as FILE.partial and renamed to FILE when the collector
 has sent all of it. If the transfer breaks off or is interrupted,

@@ -589,7 +589,33 @@ var infoCommand = &command{
 			} {
 				fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
 			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			w := r.GetReferenceMtaWindow()
+			if w == nil {
+				return nil
+			}
+			fmt.Fprintf(e.stdout, "\nreference MTAs, %s to %s:\n", w.GetStart().AsTime().Format(time.DateOnly),
+				w.GetEnd().AsTime().Add(-time.Second).Format(time.DateOnly))
+			if len(r.GetReferenceMtas()) == 0 {
+				fmt.Fprintln(e.stdout, "  (no results from enrolled reference MTAs)")
+			}
+			tw = tabwriter.NewWriter(e.stdout, 0, 0, padding, ' ', 0)
+			for _, m := range r.GetReferenceMtas() {
+				line := fmt.Sprintf("%d results, blocked %s (others %s), %d charged to it", m.GetResults(),
+					groupShare(m.GetBlocked()), groupShare(m.GetOthersBlocked()), m.GetCharged())
+				if m.GetFlagged() {
+					line += ", FLAGGED: its blocked share departs from the others'"
+				}
+				fmt.Fprintf(tw, "  %s %s %d\t%s\n", m.GetRefmtaId(), dataset.FamilyName(m.GetFamily()), m.GetPort(), line)
+			}
 			return tw.Flush()
 		}
 	},
+}
+
+// groupShare is a share with its Wilson interval, in percent.
+func groupShare(g *pb.GroupShare) string {
+	return fmt.Sprintf("%.1f%% [%.1f, %.1f]", 100*g.GetShare(), 100*g.GetWilsonLow(), 100*g.GetWilsonHigh())
 }

@@ -6,6 +6,7 @@ package datasettest
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -60,8 +61,53 @@ const Banner = "banner: 220 relay.relaytelecom.example ESMTP ready for [address]
 
 // World builds the seeded results.
 type World struct {
-	rs []store.Result
-	n  int
+	rs      []store.Result
+	n       int
+	refmtas []string // to enroll
+}
+
+// The reference MTAs of TwoRefMTAs, each in its own network.
+const (
+	RefMTAGood                     = "refmta-good"
+	RefMTAFaulty                   = "refmta-faulty"
+	RefMTAGoodASN, RefMTAFaultyASN = 65001, 65002
+)
+
+// TwoRefMTAs adds, for n agents of asn (each in its own /24 under
+// 198.30+k.0.0/16, k = asn mod 200), two rounds a day over the week that
+// probe both reference MTAs: port 25 of RefMTAGood gives v25, port 25 of
+// RefMTAFaulty is BLOCKED_TIMEOUT for everyone (its upstream drops inbound
+// port 25), and 587 and 465 are OPEN on both.
+func (w *World) TwoRefMTAs(asn uint32, n int, v25 uint8) {
+	if len(w.refmtas) == 0 {
+		w.refmtas = []string{RefMTAGood, RefMTAFaulty}
+	}
+	for a := range n {
+		egress := netip.AddrFrom4([4]byte{198, byte(30 + asn%200), byte(a), 10})
+		agent := fmt.Sprintf("agent-%d-%d", asn, a)
+		for _, day := range days(0, 7) {
+			for i := range 2 {
+				w.n++
+				at := day.Add(time.Duration(1+i)*time.Hour + time.Duration(w.n)*time.Millisecond)
+				round := uuidv7.New(at)
+				for _, ref := range []struct {
+					id  string
+					asn uint32
+					v25 uint8
+				}{{RefMTAGood, RefMTAGoodASN, v25}, {RefMTAFaulty, RefMTAFaultyASN, timeout}} {
+					for _, pv := range [][2]int{{25, int(ref.v25)}, {587, open}, {465, open}} {
+						w.n++
+						t := at.Add(time.Duration(w.n) * time.Microsecond)
+						w.rs = append(w.rs, store.Result{
+							ID: uuidv7.New(t), MeasuredAt: t.Truncate(time.Microsecond), AgentID: agent, RefMTA: ref.id, RoundID: round,
+							Port: uint16(pv[0]), Family: 4, Verdict: uint8(pv[1]), Egress: egress, EgressSource: store.EgressControl,
+							Prefix: netip.PrefixFrom(egress, 24).Masked(), ASN: asn, Evidence: []byte{}, RefMTAASN: ref.asn,
+						})
+					}
+				}
+			}
+		}
+	}
 }
 
 // add adds, for each of days, one result per port of one agent in one
@@ -163,9 +209,29 @@ func (w *World) Seed(t testing.TB, s *store.Store) {
 	if err := s.UpsertASNames(ctx, hs); err != nil {
 		t.Fatalf("seed AS names: %v", err)
 	}
-	for i := 0; i < len(w.rs); i += 500 {
-		if _, err := s.InsertResults(ctx, w.rs[i:min(i+500, len(w.rs))]); err != nil {
+	w.EnrollRefMTAs(t, s)
+	// Batches end with a round, as agents upload them.
+	for i := 0; i < len(w.rs); {
+		j := min(i+500, len(w.rs))
+		for j < len(w.rs) && w.rs[j].RoundID != "" && w.rs[j].RoundID == w.rs[j-1].RoundID {
+			j++
+		}
+		if _, err := s.InsertResults(ctx, w.rs[i:j]); err != nil {
 			t.Fatalf("seed results: %v", err)
+		}
+		i = j
+	}
+}
+
+// EnrollRefMTAs records the world's reference MTAs as enrolled principals,
+// which the per-reference-MTA figures list.
+func (w *World) EnrollRefMTAs(t testing.TB, s *store.Store) {
+	t.Helper()
+	for _, id := range w.refmtas {
+		sum := sha256.Sum256([]byte(id))
+		if _, err := s.Pool.Exec(context.Background(), `INSERT INTO principals (principal_id, kind, public_key, credential_hash, label)
+			VALUES ($1, 2, $2, $2, 'seeded') ON CONFLICT DO NOTHING`, id, sum[:]); err != nil {
+			t.Fatalf("seed reference MTAs: %v", err)
 		}
 	}
 }

@@ -127,7 +127,16 @@ func page[T any](items []T, size int, token string) ([]T, string, error) {
 func (q querier) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	return &pb.GetInfoResponse{SoftwareVersion: "v0.4.0", SchemaVersion: dataset.SchemaVersion, Licence: dataset.Licence,
 		RefreshedAt: timestamppb.New(Now.Add(-4 * time.Minute)), WindowDays: []uint32{7, 30, 90}, DefaultWindowDays: 30,
-		MaxExportDays: 31, MaxWindowDays: 366}, nil
+		MaxExportDays: 31, MaxWindowDays: 366,
+		ReferenceMtaWindow: &pb.TimeRange{Start: timestamppb.New(day("2026-03-06")), End: timestamppb.New(day("2026-03-13"))},
+		ReferenceMtas: []*pb.RefMTAStats{
+			{RefmtaId: "refmta-51a7c3e9d2b40f86", Family: v4, Port: 25, Results: 120, Conclusive: 118, Charged: 0,
+				Blocked:       &pb.GroupShare{Count: 59, Share: 0.5, WilsonLow: 0.411, WilsonHigh: 0.589},
+				OthersBlocked: &pb.GroupShare{Count: 118, Share: 1, WilsonLow: 0.968, WilsonHigh: 1}},
+			{RefmtaId: "refmta-c2d4e6f8a0b1c3d5", Family: v4, Port: 25, Results: 120, Conclusive: 118, Charged: 59,
+				Blocked:       &pb.GroupShare{Count: 118, Share: 1, WilsonLow: 0.968, WilsonHigh: 1},
+				OthersBlocked: &pb.GroupShare{Count: 59, Share: 0.5, WilsonLow: 0.411, WilsonHigh: 0.589}, Flagged: true},
+		}}, nil
 }
 
 func (q querier) ListASNs(_ context.Context, req *pb.ListASNsRequest) (*pb.ListASNsResponse, error) {
@@ -272,7 +281,7 @@ func (q querier) ExportResults(_ context.Context, req *pb.ExportResultsRequest, 
 
 // ExportHeader is the CSV header of an export, the columns of
 // docs/dataset.md.
-const ExportHeader = "result_id,measured_at,asn,country,prefix,family,port,verdict,failure,refmta_id,agent_id"
+const ExportHeader = "result_id,measured_at,asn,country,prefix,family,port,verdict,failure,refmta_id,agent_id,refmta_charged"
 
 // ExportRows returns the rows an export of [start, end) has: n results of
 // three agents of AS64500, each probing ports 25, 587 and 465 in turn,

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/dashboard/pkg/models"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
@@ -31,7 +32,7 @@ func checkHealth(t *testing.T, s backend.DataSourceInstanceSettings) *backend.Ch
 
 func TestCheckHealth(t *testing.T) {
 	res := checkHealth(t, seeded(t))
-	if want := "Connected to OP25B collector dev, dataset schema 1.0, refreshed 2026-03-10T12:00:00Z"; res.Status != backend.HealthStatusOk || res.Message != want {
+	if want := "Connected to OP25B collector dev, dataset schema " + dataset.SchemaVersion + ", refreshed 2026-03-10T12:00:00Z"; res.Status != backend.HealthStatusOk || res.Message != want {
 		t.Errorf("CheckHealth = %v %q; want OK %q", res.Status, res.Message, want)
 	}
 }

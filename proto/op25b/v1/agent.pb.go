@@ -133,8 +133,13 @@ type Schedule struct {
 	Ports    []uint32             `protobuf:"varint,3,rep,packed,name=ports,proto3" json:"ports,omitempty"`
 	Interval *durationpb.Duration `protobuf:"bytes,4,opt,name=interval,proto3" json:"interval,omitempty"`
 	// Rounds start at a per-agent offset within this window.
-	Jitter        *durationpb.Duration `protobuf:"bytes,5,opt,name=jitter,proto3" json:"jitter,omitempty"`
-	ProbeTimeout  *durationpb.Duration `protobuf:"bytes,6,opt,name=probe_timeout,json=probeTimeout,proto3" json:"probe_timeout,omitempty"`
+	Jitter       *durationpb.Duration `protobuf:"bytes,5,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	ProbeTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=probe_timeout,json=probeTimeout,proto3" json:"probe_timeout,omitempty"`
+	// This agent's rounds start at this offset within the interval, chosen by
+	// the collector so that the agents it sees behind one /24 (IPv4) or /48
+	// (IPv6) do not probe together. Absent: the agent derives its offset
+	// from a hash of its id over `jitter`.
+	Offset        *durationpb.Duration `protobuf:"bytes,7,opt,name=offset,proto3" json:"offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -207,6 +212,13 @@ func (x *Schedule) GetJitter() *durationpb.Duration {
 func (x *Schedule) GetProbeTimeout() *durationpb.Duration {
 	if x != nil {
 		return x.ProbeTimeout
+	}
+	return nil
+}
+
+func (x *Schedule) GetOffset() *durationpb.Duration {
+	if x != nil {
+		return x.Offset
 	}
 	return nil
 }
@@ -569,14 +581,15 @@ const file_op25b_v1_agent_proto_rawDesc = "" +
 	"\x05ports\x18\x04 \x03(\rR\x05ports\x12!\n" +
 	"\fcontrol_port\x18\x05 \x01(\rR\vcontrolPort\x12\x1a\n" +
 	"\bhostname\x18\x06 \x01(\tR\bhostname\x12,\n" +
-	"\x12implicit_tls_ports\x18\a \x03(\rR\x10implicitTlsPorts\"\xa3\x02\n" +
+	"\x12implicit_tls_ports\x18\a \x03(\rR\x10implicitTlsPorts\"\xd6\x02\n" +
 	"\bSchedule\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12=\n" +
 	"\x0ereference_mtas\x18\x02 \x03(\v2\x16.op25b.v1.ReferenceMTAR\rreferenceMtas\x12\x14\n" +
 	"\x05ports\x18\x03 \x03(\rR\x05ports\x125\n" +
 	"\binterval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\binterval\x121\n" +
 	"\x06jitter\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06jitter\x12>\n" +
-	"\rprobe_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fprobeTimeout\"b\n" +
+	"\rprobe_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fprobeTimeout\x121\n" +
+	"\x06offset\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06offset\"b\n" +
 	"\x12GetScheduleRequest\x12'\n" +
 	"\x0fcurrent_version\x18\x01 \x01(\tR\x0ecurrentVersion\x12#\n" +
 	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\"c\n" +
@@ -635,19 +648,20 @@ var file_op25b_v1_agent_proto_depIdxs = []int32{
 	8,  // 1: op25b.v1.Schedule.interval:type_name -> google.protobuf.Duration
 	8,  // 2: op25b.v1.Schedule.jitter:type_name -> google.protobuf.Duration
 	8,  // 3: op25b.v1.Schedule.probe_timeout:type_name -> google.protobuf.Duration
-	1,  // 4: op25b.v1.GetScheduleResponse.schedule:type_name -> op25b.v1.Schedule
-	9,  // 5: op25b.v1.UploadResultsRequest.results:type_name -> op25b.v1.ProbeResult
-	4,  // 6: op25b.v1.UploadResultsRequest.spool:type_name -> op25b.v1.SpoolStats
-	6,  // 7: op25b.v1.UploadResultsResponse.rejections:type_name -> op25b.v1.ResultRejection
-	2,  // 8: op25b.v1.AgentService.GetSchedule:input_type -> op25b.v1.GetScheduleRequest
-	5,  // 9: op25b.v1.AgentService.UploadResults:input_type -> op25b.v1.UploadResultsRequest
-	3,  // 10: op25b.v1.AgentService.GetSchedule:output_type -> op25b.v1.GetScheduleResponse
-	7,  // 11: op25b.v1.AgentService.UploadResults:output_type -> op25b.v1.UploadResultsResponse
-	10, // [10:12] is the sub-list for method output_type
-	8,  // [8:10] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	8,  // 4: op25b.v1.Schedule.offset:type_name -> google.protobuf.Duration
+	1,  // 5: op25b.v1.GetScheduleResponse.schedule:type_name -> op25b.v1.Schedule
+	9,  // 6: op25b.v1.UploadResultsRequest.results:type_name -> op25b.v1.ProbeResult
+	4,  // 7: op25b.v1.UploadResultsRequest.spool:type_name -> op25b.v1.SpoolStats
+	6,  // 8: op25b.v1.UploadResultsResponse.rejections:type_name -> op25b.v1.ResultRejection
+	2,  // 9: op25b.v1.AgentService.GetSchedule:input_type -> op25b.v1.GetScheduleRequest
+	5,  // 10: op25b.v1.AgentService.UploadResults:input_type -> op25b.v1.UploadResultsRequest
+	3,  // 11: op25b.v1.AgentService.GetSchedule:output_type -> op25b.v1.GetScheduleResponse
+	7,  // 12: op25b.v1.AgentService.UploadResults:output_type -> op25b.v1.UploadResultsResponse
+	11, // [11:13] is the sub-list for method output_type
+	9,  // [9:11] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_agent_proto_init() }

@@ -224,9 +224,14 @@ type PortStats struct {
 	Port   uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
 	Agents uint64                 `protobuf:"varint,2,opt,name=agents,proto3" json:"agents,omitempty"`
 	// Distinct /24 (IPv4) or /48 (IPv6) prefixes.
-	Prefixes      uint64   `protobuf:"varint,3,opt,name=prefixes,proto3" json:"prefixes,omitempty"`
-	Results       uint64   `protobuf:"varint,4,opt,name=results,proto3" json:"results,omitempty"`
-	Shares        []*Share `protobuf:"bytes,5,rep,name=shares,proto3" json:"shares,omitempty"`
+	Prefixes uint64   `protobuf:"varint,3,opt,name=prefixes,proto3" json:"prefixes,omitempty"`
+	Results  uint64   `protobuf:"varint,4,opt,name=results,proto3" json:"results,omitempty"`
+	Shares   []*Share `protobuf:"bytes,5,rep,name=shares,proto3" json:"shares,omitempty"`
+	// Results left out of this port's counts because a verdict that differed
+	// between reference MTAs in different networks in the same round was
+	// charged to the reference MTA's side; results + refmta_charged are all
+	// the results stored.
+	RefmtaCharged uint64 `protobuf:"varint,6,opt,name=refmta_charged,json=refmtaCharged,proto3" json:"refmta_charged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -294,6 +299,13 @@ func (x *PortStats) GetShares() []*Share {
 		return x.Shares
 	}
 	return nil
+}
+
+func (x *PortStats) GetRefmtaCharged() uint64 {
+	if x != nil {
+		return x.RefmtaCharged
+	}
+	return 0
 }
 
 type ASNSummary struct {
@@ -1465,13 +1477,17 @@ type PublicResult struct {
 	Asn        uint32                 `protobuf:"varint,3,opt,name=asn,proto3" json:"asn,omitempty"`
 	Country    string                 `protobuf:"bytes,4,opt,name=country,proto3" json:"country,omitempty"`
 	// /24 for IPv4, /48 for IPv6.
-	Prefix        string        `protobuf:"bytes,5,opt,name=prefix,proto3" json:"prefix,omitempty"`
-	Family        AddressFamily `protobuf:"varint,6,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
-	Port          uint32        `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
-	Verdict       Verdict       `protobuf:"varint,8,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
-	Failure       string        `protobuf:"bytes,9,opt,name=failure,proto3" json:"failure,omitempty"`
-	RefmtaId      string        `protobuf:"bytes,10,opt,name=refmta_id,json=refmtaId,proto3" json:"refmta_id,omitempty"`
-	AgentId       string        `protobuf:"bytes,11,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Prefix   string        `protobuf:"bytes,5,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Family   AddressFamily `protobuf:"varint,6,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	Port     uint32        `protobuf:"varint,7,opt,name=port,proto3" json:"port,omitempty"`
+	Verdict  Verdict       `protobuf:"varint,8,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
+	Failure  string        `protobuf:"bytes,9,opt,name=failure,proto3" json:"failure,omitempty"`
+	RefmtaId string        `protobuf:"bytes,10,opt,name=refmta_id,json=refmtaId,proto3" json:"refmta_id,omitempty"`
+	AgentId  string        `protobuf:"bytes,11,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Charged to the reference MTA's side: its verdict differed from the
+	// other reference MTAs' in the same round, so it is left out of the
+	// network's shares (docs/dataset.md).
+	RefmtaCharged bool `protobuf:"varint,12,opt,name=refmta_charged,json=refmtaCharged,proto3" json:"refmta_charged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1581,6 +1597,13 @@ func (x *PublicResult) GetAgentId() string {
 		return x.AgentId
 	}
 	return ""
+}
+
+func (x *PublicResult) GetRefmtaCharged() bool {
+	if x != nil {
+		return x.RefmtaCharged
+	}
+	return false
 }
 
 type ExportResultsRequest struct {
@@ -1748,8 +1771,12 @@ type GetInfoResponse struct {
 	MaxExportDays uint32 `protobuf:"varint,7,opt,name=max_export_days,json=maxExportDays,proto3" json:"max_export_days,omitempty"`
 	// Longest custom window a query may ask for.
 	MaxWindowDays uint32 `protobuf:"varint,8,opt,name=max_window_days,json=maxWindowDays,proto3" json:"max_window_days,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// What each reference MTA saw per family and port in reference_mta_window,
+	// and whether its blocked share departs from the others'.
+	ReferenceMtas      []*RefMTAStats `protobuf:"bytes,9,rep,name=reference_mtas,json=referenceMtas,proto3" json:"reference_mtas,omitempty"`
+	ReferenceMtaWindow *TimeRange     `protobuf:"bytes,10,opt,name=reference_mta_window,json=referenceMtaWindow,proto3" json:"reference_mta_window,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GetInfoResponse) Reset() {
@@ -1838,6 +1865,224 @@ func (x *GetInfoResponse) GetMaxWindowDays() uint32 {
 	return 0
 }
 
+func (x *GetInfoResponse) GetReferenceMtas() []*RefMTAStats {
+	if x != nil {
+		return x.ReferenceMtas
+	}
+	return nil
+}
+
+func (x *GetInfoResponse) GetReferenceMtaWindow() *TimeRange {
+	if x != nil {
+		return x.ReferenceMtaWindow
+	}
+	return nil
+}
+
+// GroupShare is the share of a verdict group among conclusive results, with
+// its Wilson 95% interval.
+type GroupShare struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Count         uint64                 `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	Share         float64                `protobuf:"fixed64,2,opt,name=share,proto3" json:"share,omitempty"`
+	WilsonLow     float64                `protobuf:"fixed64,3,opt,name=wilson_low,json=wilsonLow,proto3" json:"wilson_low,omitempty"`
+	WilsonHigh    float64                `protobuf:"fixed64,4,opt,name=wilson_high,json=wilsonHigh,proto3" json:"wilson_high,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupShare) Reset() {
+	*x = GroupShare{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupShare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupShare) ProtoMessage() {}
+
+func (x *GroupShare) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupShare.ProtoReflect.Descriptor instead.
+func (*GroupShare) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GroupShare) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *GroupShare) GetShare() float64 {
+	if x != nil {
+		return x.Share
+	}
+	return 0
+}
+
+func (x *GroupShare) GetWilsonLow() float64 {
+	if x != nil {
+		return x.WilsonLow
+	}
+	return 0
+}
+
+func (x *GroupShare) GetWilsonHigh() float64 {
+	if x != nil {
+		return x.WilsonHigh
+	}
+	return 0
+}
+
+// RefMTAStats is what the probes of one reference MTA, family and port
+// found in a window, counted per result.
+type RefMTAStats struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	RefmtaId string                 `protobuf:"bytes,1,opt,name=refmta_id,json=refmtaId,proto3" json:"refmta_id,omitempty"`
+	Family   AddressFamily          `protobuf:"varint,2,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	Port     uint32                 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	Results  uint64                 `protobuf:"varint,4,opt,name=results,proto3" json:"results,omitempty"`
+	// Results with a conclusive verdict: the base of the shares.
+	Conclusive uint64      `protobuf:"varint,5,opt,name=conclusive,proto3" json:"conclusive,omitempty"`
+	Open       *GroupShare `protobuf:"bytes,6,opt,name=open,proto3" json:"open,omitempty"`
+	// BLOCKED_TIMEOUT, BLOCKED_RESET and BLOCKED_UNREACHABLE.
+	Blocked *GroupShare `protobuf:"bytes,7,opt,name=blocked,proto3" json:"blocked,omitempty"`
+	// INTERCEPTED and TAMPERED.
+	Intercepted *GroupShare `protobuf:"bytes,8,opt,name=intercepted,proto3" json:"intercepted,omitempty"`
+	// Results charged to this reference MTA's side (counted above too).
+	Charged uint64 `protobuf:"varint,9,opt,name=charged,proto3" json:"charged,omitempty"`
+	// The blocked share of every other reference MTA's results for the same
+	// family and port, pooled.
+	OthersBlocked *GroupShare `protobuf:"bytes,10,opt,name=others_blocked,json=othersBlocked,proto3" json:"others_blocked,omitempty"`
+	// The blocked share is above the others' beyond doubt: enough results on
+	// both sides, Wilson intervals apart, by at least the configured gap.
+	Flagged       bool `protobuf:"varint,11,opt,name=flagged,proto3" json:"flagged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefMTAStats) Reset() {
+	*x = RefMTAStats{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefMTAStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefMTAStats) ProtoMessage() {}
+
+func (x *RefMTAStats) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefMTAStats.ProtoReflect.Descriptor instead.
+func (*RefMTAStats) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RefMTAStats) GetRefmtaId() string {
+	if x != nil {
+		return x.RefmtaId
+	}
+	return ""
+}
+
+func (x *RefMTAStats) GetFamily() AddressFamily {
+	if x != nil {
+		return x.Family
+	}
+	return AddressFamily_ADDRESS_FAMILY_UNSPECIFIED
+}
+
+func (x *RefMTAStats) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *RefMTAStats) GetResults() uint64 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
+func (x *RefMTAStats) GetConclusive() uint64 {
+	if x != nil {
+		return x.Conclusive
+	}
+	return 0
+}
+
+func (x *RefMTAStats) GetOpen() *GroupShare {
+	if x != nil {
+		return x.Open
+	}
+	return nil
+}
+
+func (x *RefMTAStats) GetBlocked() *GroupShare {
+	if x != nil {
+		return x.Blocked
+	}
+	return nil
+}
+
+func (x *RefMTAStats) GetIntercepted() *GroupShare {
+	if x != nil {
+		return x.Intercepted
+	}
+	return nil
+}
+
+func (x *RefMTAStats) GetCharged() uint64 {
+	if x != nil {
+		return x.Charged
+	}
+	return 0
+}
+
+func (x *RefMTAStats) GetOthersBlocked() *GroupShare {
+	if x != nil {
+		return x.OthersBlocked
+	}
+	return nil
+}
+
+func (x *RefMTAStats) GetFlagged() bool {
+	if x != nil {
+		return x.Flagged
+	}
+	return false
+}
+
 var File_op25b_v1_dataset_proto protoreflect.FileDescriptor
 
 const file_op25b_v1_dataset_proto_rawDesc = "" +
@@ -1853,13 +2098,14 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\n" +
 	"wilson_low\x18\x04 \x01(\x01R\twilsonLow\x12\x1f\n" +
 	"\vwilson_high\x18\x05 \x01(\x01R\n" +
-	"wilsonHigh\"\x96\x01\n" +
+	"wilsonHigh\"\xbd\x01\n" +
 	"\tPortStats\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x12\x16\n" +
 	"\x06agents\x18\x02 \x01(\x04R\x06agents\x12\x1a\n" +
 	"\bprefixes\x18\x03 \x01(\x04R\bprefixes\x12\x18\n" +
 	"\aresults\x18\x04 \x01(\x04R\aresults\x12'\n" +
-	"\x06shares\x18\x05 \x03(\v2\x0f.op25b.v1.ShareR\x06shares\"\xc3\x02\n" +
+	"\x06shares\x18\x05 \x03(\v2\x0f.op25b.v1.ShareR\x06shares\x12%\n" +
+	"\x0erefmta_charged\x18\x06 \x01(\x04R\rrefmtaCharged\"\xc3\x02\n" +
 	"\n" +
 	"ASNSummary\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x12\n" +
@@ -1957,7 +2203,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x06family\x18\x01 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12+\n" +
 	"\x06window\x18\x02 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\"O\n" +
 	"\x15ListCountriesResponse\x126\n" +
-	"\tcountries\x18\x01 \x03(\v2\x18.op25b.v1.CountrySummaryR\tcountries\"\xf0\x02\n" +
+	"\tcountries\x18\x01 \x03(\v2\x18.op25b.v1.CountrySummaryR\tcountries\"\x97\x03\n" +
 	"\fPublicResult\x12\x1b\n" +
 	"\tresult_id\x18\x01 \x01(\tR\bresultId\x12;\n" +
 	"\vmeasured_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1971,7 +2217,8 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\afailure\x18\t \x01(\tR\afailure\x12\x1b\n" +
 	"\trefmta_id\x18\n" +
 	" \x01(\tR\brefmtaId\x12\x19\n" +
-	"\bagent_id\x18\v \x01(\tR\aagentId\"\x9e\x01\n" +
+	"\bagent_id\x18\v \x01(\tR\aagentId\x12%\n" +
+	"\x0erefmta_charged\x18\f \x01(\bR\rrefmtaCharged\"\x9e\x01\n" +
 	"\x14ExportResultsRequest\x12)\n" +
 	"\x05range\x18\x01 \x01(\v2\x13.op25b.v1.TimeRangeR\x05range\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x18\n" +
@@ -1979,7 +2226,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x06family\x18\x04 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\"I\n" +
 	"\x15ExportResultsResponse\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.op25b.v1.PublicResultR\aresults\"\x10\n" +
-	"\x0eGetInfoRequest\"\xdd\x02\n" +
+	"\x0eGetInfoRequest\"\xe2\x03\n" +
 	"\x0fGetInfoResponse\x12)\n" +
 	"\x10software_version\x18\x01 \x01(\tR\x0fsoftwareVersion\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\tR\rschemaVersion\x12\x18\n" +
@@ -1989,7 +2236,33 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"windowDays\x12.\n" +
 	"\x13default_window_days\x18\x06 \x01(\rR\x11defaultWindowDays\x12&\n" +
 	"\x0fmax_export_days\x18\a \x01(\rR\rmaxExportDays\x12&\n" +
-	"\x0fmax_window_days\x18\b \x01(\rR\rmaxWindowDays*\xd5\x01\n" +
+	"\x0fmax_window_days\x18\b \x01(\rR\rmaxWindowDays\x12<\n" +
+	"\x0ereference_mtas\x18\t \x03(\v2\x15.op25b.v1.RefMTAStatsR\rreferenceMtas\x12E\n" +
+	"\x14reference_mta_window\x18\n" +
+	" \x01(\v2\x13.op25b.v1.TimeRangeR\x12referenceMtaWindow\"x\n" +
+	"\n" +
+	"GroupShare\x12\x14\n" +
+	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x14\n" +
+	"\x05share\x18\x02 \x01(\x01R\x05share\x12\x1d\n" +
+	"\n" +
+	"wilson_low\x18\x03 \x01(\x01R\twilsonLow\x12\x1f\n" +
+	"\vwilson_high\x18\x04 \x01(\x01R\n" +
+	"wilsonHigh\"\xac\x03\n" +
+	"\vRefMTAStats\x12\x1b\n" +
+	"\trefmta_id\x18\x01 \x01(\tR\brefmtaId\x12/\n" +
+	"\x06family\x18\x02 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12\x18\n" +
+	"\aresults\x18\x04 \x01(\x04R\aresults\x12\x1e\n" +
+	"\n" +
+	"conclusive\x18\x05 \x01(\x04R\n" +
+	"conclusive\x12(\n" +
+	"\x04open\x18\x06 \x01(\v2\x14.op25b.v1.GroupShareR\x04open\x12.\n" +
+	"\ablocked\x18\a \x01(\v2\x14.op25b.v1.GroupShareR\ablocked\x126\n" +
+	"\vintercepted\x18\b \x01(\v2\x14.op25b.v1.GroupShareR\vintercepted\x12\x18\n" +
+	"\acharged\x18\t \x01(\x04R\acharged\x12;\n" +
+	"\x0eothers_blocked\x18\n" +
+	" \x01(\v2\x14.op25b.v1.GroupShareR\rothersBlocked\x12\x18\n" +
+	"\aflagged\x18\v \x01(\bR\aflagged*\xd5\x01\n" +
 	"\vPolicyClass\x12\x1c\n" +
 	"\x18POLICY_CLASS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12POLICY_CLASS_OP25B\x10\x01\x12\x1a\n" +
@@ -2020,7 +2293,7 @@ func file_op25b_v1_dataset_proto_rawDescGZIP() []byte {
 }
 
 var file_op25b_v1_dataset_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_op25b_v1_dataset_proto_goTypes = []any{
 	(PolicyClass)(0),                  // 0: op25b.v1.PolicyClass
 	(*TimeRange)(nil),                 // 1: op25b.v1.TimeRange
@@ -2047,81 +2320,90 @@ var file_op25b_v1_dataset_proto_goTypes = []any{
 	(*ExportResultsResponse)(nil),     // 22: op25b.v1.ExportResultsResponse
 	(*GetInfoRequest)(nil),            // 23: op25b.v1.GetInfoRequest
 	(*GetInfoResponse)(nil),           // 24: op25b.v1.GetInfoResponse
-	nil,                               // 25: op25b.v1.CountrySummary.ClassesEntry
-	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
-	(Verdict)(0),                      // 27: op25b.v1.Verdict
-	(AddressFamily)(0),                // 28: op25b.v1.AddressFamily
+	(*GroupShare)(nil),                // 25: op25b.v1.GroupShare
+	(*RefMTAStats)(nil),               // 26: op25b.v1.RefMTAStats
+	nil,                               // 27: op25b.v1.CountrySummary.ClassesEntry
+	(*timestamppb.Timestamp)(nil),     // 28: google.protobuf.Timestamp
+	(Verdict)(0),                      // 29: op25b.v1.Verdict
+	(AddressFamily)(0),                // 30: op25b.v1.AddressFamily
 }
 var file_op25b_v1_dataset_proto_depIdxs = []int32{
-	26, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
-	26, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
-	27, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
+	28, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
+	28, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
+	29, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
 	2,  // 3: op25b.v1.PortStats.shares:type_name -> op25b.v1.Share
-	28, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
+	30, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
 	0,  // 5: op25b.v1.ASNSummary.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 6: op25b.v1.ASNSummary.ports:type_name -> op25b.v1.PortStats
 	1,  // 7: op25b.v1.ASNSummary.window:type_name -> op25b.v1.TimeRange
 	0,  // 8: op25b.v1.ListASNsRequest.policy_class:type_name -> op25b.v1.PolicyClass
-	28, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
+	30, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 10: op25b.v1.ListASNsRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 11: op25b.v1.ListASNsResponse.asns:type_name -> op25b.v1.ASNSummary
-	26, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
+	28, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
 	0,  // 13: op25b.v1.TimelinePoint.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 14: op25b.v1.TimelinePoint.ports:type_name -> op25b.v1.PortStats
-	28, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
-	28, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
+	30, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
+	30, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
 	0,  // 17: op25b.v1.PolicyChange.from_class:type_name -> op25b.v1.PolicyClass
 	0,  // 18: op25b.v1.PolicyChange.to_class:type_name -> op25b.v1.PolicyClass
-	26, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
-	28, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
+	28, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
+	30, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 21: op25b.v1.GetASNRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 22: op25b.v1.GetASNResponse.summaries:type_name -> op25b.v1.ASNSummary
 	7,  // 23: op25b.v1.GetASNResponse.timeline:type_name -> op25b.v1.TimelinePoint
 	8,  // 24: op25b.v1.GetASNResponse.changes:type_name -> op25b.v1.PolicyChange
 	11, // 25: op25b.v1.GetASNResponse.evidence_items:type_name -> op25b.v1.EvidenceItem
-	28, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
-	27, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
-	26, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
-	26, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
-	28, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
-	28, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
+	30, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
+	29, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
+	28, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
+	28, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
+	30, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
+	30, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 32: op25b.v1.GetPeersRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 33: op25b.v1.GetPeersResponse.subject:type_name -> op25b.v1.ASNSummary
 	4,  // 34: op25b.v1.GetPeersResponse.peers:type_name -> op25b.v1.ASNSummary
 	12, // 35: op25b.v1.GetPeersResponse.gaps:type_name -> op25b.v1.PeerGap
 	1,  // 36: op25b.v1.ListPolicyChangesRequest.window:type_name -> op25b.v1.TimeRange
 	8,  // 37: op25b.v1.ListPolicyChangesResponse.changes:type_name -> op25b.v1.PolicyChange
-	28, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
-	25, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
-	28, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
+	30, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
+	27, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
+	30, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 41: op25b.v1.ListCountriesRequest.window:type_name -> op25b.v1.TimeRange
 	17, // 42: op25b.v1.ListCountriesResponse.countries:type_name -> op25b.v1.CountrySummary
-	26, // 43: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
-	28, // 44: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
-	27, // 45: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
+	28, // 43: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
+	30, // 44: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
+	29, // 45: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
 	1,  // 46: op25b.v1.ExportResultsRequest.range:type_name -> op25b.v1.TimeRange
-	28, // 47: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
+	30, // 47: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
 	20, // 48: op25b.v1.ExportResultsResponse.results:type_name -> op25b.v1.PublicResult
-	26, // 49: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
-	5,  // 50: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
-	9,  // 51: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
-	13, // 52: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
-	15, // 53: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
-	18, // 54: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
-	21, // 55: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
-	23, // 56: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
-	6,  // 57: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
-	10, // 58: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
-	14, // 59: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
-	16, // 60: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
-	19, // 61: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
-	22, // 62: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
-	24, // 63: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
-	57, // [57:64] is the sub-list for method output_type
-	50, // [50:57] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	28, // 49: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
+	26, // 50: op25b.v1.GetInfoResponse.reference_mtas:type_name -> op25b.v1.RefMTAStats
+	1,  // 51: op25b.v1.GetInfoResponse.reference_mta_window:type_name -> op25b.v1.TimeRange
+	30, // 52: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
+	25, // 53: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
+	25, // 54: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
+	25, // 55: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
+	25, // 56: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
+	5,  // 57: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
+	9,  // 58: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
+	13, // 59: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
+	15, // 60: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
+	18, // 61: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
+	21, // 62: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
+	23, // 63: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
+	6,  // 64: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
+	10, // 65: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
+	14, // 66: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
+	16, // 67: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
+	19, // 68: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
+	22, // 69: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
+	24, // 70: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
+	64, // [64:71] is the sub-list for method output_type
+	57, // [57:64] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_dataset_proto_init() }
@@ -2136,7 +2418,7 @@ func file_op25b_v1_dataset_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_op25b_v1_dataset_proto_rawDesc), len(file_op25b_v1_dataset_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
