@@ -4,9 +4,12 @@
 //	op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
 //	op25b-testbed sweep
 //	op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
+//	op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
 //
-// run and sweep need root. middlebox is what run starts inside an ISP
-// router's namespace; it is not meant to be run by hand. Every flag can
+// run and sweep need root. middlebox and impair are what run starts inside
+// the testbed's namespaces (impair in the transit namespace, to make the
+// impaired link between it and an ISP router); they are not meant to be
+// run by hand. Every flag can
 // also be set from OP25B_TESTBED_<FLAG> (for example OP25B_TESTBED_BIN);
 // the command line wins.
 package main
@@ -23,6 +26,7 @@ import (
 	"time"
 
 	"github.com/op25b/observatory/deploy/testbed"
+	"github.com/op25b/observatory/deploy/testbed/impair"
 	"github.com/op25b/observatory/deploy/testbed/middlebox"
 	"github.com/op25b/observatory/internal/flagenv"
 )
@@ -31,6 +35,7 @@ const usage = `usage:
   op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
   op25b-testbed sweep
   op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
+  op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
 `
 
 func main() {
@@ -51,6 +56,8 @@ func main() {
 		code = sweepCmd(ctx, args)
 	case "middlebox":
 		code = middleboxCmd(ctx, args)
+	case "impair":
+		code = impairCmd(ctx, args)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:
@@ -209,4 +216,78 @@ func middleboxCmd(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+func impairCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed impair", flag.ContinueOnError)
+	var (
+		dev, peerNetns, peerDev, stats, ready, logLevel string
+		shape                                           impair.Shape
+		seed                                            uint64
+	)
+	fs.StringVar(&dev, "dev", "", "name of the TUN device made in this namespace (required)")
+	fs.StringVar(&peerNetns, "peer-netns", "", "network namespace the other TUN device moves into (required)")
+	fs.StringVar(&peerDev, "peer-dev", "", "name of the other TUN device in --peer-netns (required)")
+	fs.DurationVar(&shape.Delay, "delay", 0, "one-way delay, each way")
+	fs.DurationVar(&shape.Jitter, "jitter", 0, "random extra delay in [-jitter, +jitter] per packet, each way (reorders)")
+	fs.Float64Var(&shape.Loss, "loss", 0, "probability that a packet is dropped, each way (0..1)")
+	fs.IntVar(&shape.Queue, "queue", impair.DefaultQueue, "packets waiting out their delay, each way, beyond which packets are dropped")
+	fs.Uint64Var(&seed, "seed", 1, "seed of the random draws")
+	fs.StringVar(&stats, "stats", "", "write the link's counters (JSON) to this file every second and on exit")
+	fs.StringVar(&ready, "ready", "", "file to create once both devices exist")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	if dev == "" || peerNetns == "" || peerDev == "" {
+		log.Error("--dev, --peer-netns and --peer-dev are required")
+		return 2
+	}
+	link, err := impair.NewLink(shape, shape, seed)
+	if err != nil {
+		log.Error("impair", "err", err)
+		return 2
+	}
+	local, peer, err := impair.OpenPair(ctx, dev, peerNetns, peerDev)
+	if err != nil {
+		log.Error("impair", "err", err)
+		return 1
+	}
+	if ready != "" {
+		if err := os.WriteFile(ready, nil, 0o644); err != nil {
+			log.Error("ready file", "err", err)
+			local.Close()
+			peer.Close()
+			return 1
+		}
+	}
+	log.Info("impaired link up", "dev", dev, "peer", peerNetns+"/"+peerDev, "shape", shape.String(), "seed", seed)
+	done := make(chan error, 1)
+	go func() { done <- link.Run(ctx, local, peer) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	write := func() {
+		if stats == "" {
+			return
+		}
+		if err := link.Stats().WriteFile(stats); err != nil {
+			log.Warn("stats", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-tick.C:
+			write()
+		case err := <-done:
+			write()
+			st := link.Stats()
+			log.Info("impaired link down", "forward", fmt.Sprintf("%+v", st.Forward), "reverse", fmt.Sprintf("%+v", st.Reverse))
+			if err != nil {
+				log.Error("impair", "err", err)
+				return 1
+			}
+			return 0
+		}
+	}
 }
