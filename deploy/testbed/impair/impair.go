@@ -96,11 +96,13 @@ type Device interface {
 type Stats struct {
 	Shape string `json:"shape"`
 	// Received counts the packets read; each was then lost, dropped for
-	// overflow, or forwarded (written, successfully or not).
+	// overflow, forwarded (written, successfully or not), or is still
+	// queued (when the link stopped, in flight).
 	Received    uint64 `json:"received"`
 	Lost        uint64 `json:"lost"`
 	Overflow    uint64 `json:"overflow"`
 	Forwarded   uint64 `json:"forwarded"`
+	Queued      uint64 `json:"queued,omitempty"`
 	WriteErrors uint64 `json:"write_errors,omitempty"`
 	// Delays of the forwarded packets, from read to write, in
 	// milliseconds: percentiles at millisecond resolution.
@@ -309,6 +311,7 @@ func (p *pipe) stats() Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := p.st
+	st.Queued = uint64(len(p.q))
 	st.DelayP50MS = p.percentile(0.50)
 	st.DelayP99MS = p.percentile(0.99)
 	st.DelayMinMS = ms(p.min)

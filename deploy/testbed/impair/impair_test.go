@@ -143,7 +143,7 @@ func TestLossIsSeeded(t *testing.T) {
 		return kept, st
 	}
 	kept, st := run(7)
-	if st.Received != n || st.Lost+st.Forwarded != n || int(st.Forwarded) != len(kept) {
+	if st.Received != n || st.Lost+st.Forwarded != n || st.Queued != 0 || int(st.Forwarded) != len(kept) {
 		t.Errorf("stats %+v with %d packets delivered; want %d received, each lost or forwarded", st, len(kept), n)
 	}
 	// 6 standard deviations of a binomial(10000, 0.2): 0.2 ± 0.024.

@@ -5,11 +5,13 @@
 //	op25b-testbed sweep
 //	op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
 //	op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
+//	op25b-testbed hog --addr IP:PORT --source IP,IP... [--ready FILE]
 //
-// run and sweep need root. middlebox and impair are what run starts inside
-// the testbed's namespaces (impair in the transit namespace, to make the
-// impaired link between it and an ISP router); they are not meant to be
-// run by hand. Every flag can
+// run and sweep need root. middlebox, impair and hog are what run starts
+// inside the testbed's namespaces (impair in the transit namespace, to
+// make the impaired link between it and an ISP router; hog beside the busy
+// reference MTA, to hold its sessions); they are not meant to be run by
+// hand. Every flag can
 // also be set from OP25B_TESTBED_<FLAG> (for example OP25B_TESTBED_BIN);
 // the command line wins.
 package main
@@ -20,6 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -36,6 +39,7 @@ const usage = `usage:
   op25b-testbed sweep
   op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
   op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
+  op25b-testbed hog --addr IP:PORT --source IP,IP... [--ready FILE]
 `
 
 func main() {
@@ -58,6 +62,8 @@ func main() {
 		code = middleboxCmd(ctx, args)
 	case "impair":
 		code = impairCmd(ctx, args)
+	case "hog":
+		code = hogCmd(ctx, args)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:
@@ -290,4 +296,46 @@ func impairCmd(ctx context.Context, args []string) int {
 			return 0
 		}
 	}
+}
+
+func hogCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed hog", flag.ContinueOnError)
+	var (
+		addr, ready, logLevel string
+		sources               flagenv.List
+	)
+	fs.StringVar(&addr, "addr", "", "plaintext SMTP address of the reference MTA to saturate, IP:PORT (required)")
+	fs.Var(&sources, "source", "local source addresses: one per session to hold, and one more to check the refusal (repeatable or comma-separated)")
+	fs.StringVar(&ready, "ready", "", "file to create once every session is held")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	h := testbed.Hog{Log: log}
+	var err error
+	if h.Addr, err = netip.ParseAddrPort(addr); err != nil {
+		log.Error("--addr", "err", err)
+		return 2
+	}
+	for _, s := range sources {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			log.Error("--source", "err", err)
+			return 2
+		}
+		h.Sources = append(h.Sources, a)
+	}
+	h.Ready = func() {
+		if ready != "" {
+			if err := os.WriteFile(ready, nil, 0o644); err != nil {
+				log.Error("ready file", "err", err)
+			}
+		}
+	}
+	if err := h.Run(ctx); err != nil {
+		log.Error("hog", "err", err)
+		return 1
+	}
+	return 0
 }
