@@ -324,8 +324,11 @@ func gotColumn(g []Row) string {
 }
 
 // WriteFile writes the report as indented JSON.
-func (r *Report) WriteFile(path string) error {
-	b, err := json.MarshalIndent(r, "", "  ")
+func (r *Report) WriteFile(path string) error { return writeJSON(path, r) }
+
+// writeJSON writes v to path as indented JSON.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return fmt.Errorf("testbed: report: %w", err)
 	}

@@ -505,7 +505,7 @@ type agentRun struct {
 // namespace host of the site, each probing the reference MTAs the scenario
 // expects, with probe timeout timeout (zero: the agent's default).
 func (b *bed) round(ctx context.Context, s site, host int, timeout time.Duration) []agentRun {
-	argv := []string{"ip", "netns", "exec", s.hosts[host], filepath.Join(b.binDir, AgentBin), "check",
+	argv := []string{"ip", "netns", "exec", s.hosts[host], b.agentBin(), "check",
 		"--format", "json", "--quiet"}
 	for _, m := range s.scenario.Expect.RefMTAs() {
 		argv = append(argv, "--refmta", b.identity(m))

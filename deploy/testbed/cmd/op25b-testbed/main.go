@@ -2,12 +2,13 @@
 // deploy/testbed) and its middleboxes.
 //
 //	op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
+//	op25b-testbed validity --bin DIR [--probes 1000] [--hosts 5] [--pace 2s] [--report FILE] [--markdown FILE]
 //	op25b-testbed sweep
 //	op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
 //	op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
 //	op25b-testbed hog --addr IP:PORT --source IP,IP... [--ready FILE]
 //
-// run and sweep need root. middlebox, impair and hog are what run starts
+// run, validity and sweep need root. middlebox, impair and hog are what run starts
 // inside the testbed's namespaces (impair in the transit namespace, to
 // make the impaired link between it and an ISP router; hog beside the busy
 // reference MTA, to hold its sessions); they are not meant to be run by
@@ -21,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -36,6 +38,7 @@ import (
 
 const usage = `usage:
   op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
+  op25b-testbed validity --bin DIR [--probes 1000] [--hosts 5] [--pace 2s] [--report FILE] [--markdown FILE]
   op25b-testbed sweep
   op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
   op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
@@ -56,6 +59,8 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "run":
 		code = runCmd(ctx, args)
+	case "validity":
+		code = validityCmd(ctx, args)
 	case "sweep":
 		code = sweepCmd(ctx, args)
 	case "middlebox":
@@ -143,6 +148,60 @@ func runCmd(ctx context.Context, args []string) int {
 	}
 	log.Info("report written", "file", report, "passed", rep.Passed)
 	if !rep.Passed {
+		return 1
+	}
+	return 0
+}
+
+func validityCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed validity", flag.ContinueOnError)
+	var (
+		cfg                        testbed.ValidityConfig
+		scenarios                  flagenv.List
+		report, markdown, logLevel string
+	)
+	fs.StringVar(&cfg.BinDir, "bin", "", "directory holding op25b-refmta, op25b-agent and op25b-testbed (required)")
+	fs.Var(&scenarios, "scenario", "measure only this scenario (and its baseline), repeatable or comma-separated (default: every scenario with a baseline)")
+	fs.IntVar(&cfg.Probes, "probes", 1000, "least number of probes per scenario")
+	fs.IntVar(&cfg.Hosts, "hosts", 5, "agent hosts per scenario running rounds in parallel, each with its own address (1 to 5)")
+	fs.DurationVar(&cfg.Pace, "pace", 2*time.Second, "least time between the starts of two rounds on one host")
+	fs.StringVar(&report, "report", "validity-report.json", "write the JSON report to this file")
+	fs.StringVar(&markdown, "markdown", "", "write the \"## Validity\" section of BENCHMARKS.md to this file")
+	fs.StringVar(&logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	if cfg.BinDir == "" {
+		fmt.Fprintln(os.Stderr, "op25b-testbed validity: --bin is required")
+		return 2
+	}
+	cfg.Scenarios = scenarios
+	cfg.Log = log
+	rep, err := testbed.Validity(ctx, cfg)
+	if err != nil {
+		log.Error("validity run failed", "err", err)
+	}
+	if werr := rep.WriteFile(report); werr != nil {
+		log.Error("writing report", "err", werr)
+		return 1
+	}
+	out := io.Writer(os.Stdout)
+	if markdown != "" {
+		f, ferr := os.Create(markdown)
+		if ferr != nil {
+			log.Error("markdown", "err", ferr)
+			return 1
+		}
+		defer f.Close()
+		out = f
+	}
+	if werr := rep.WriteMarkdown(out, cfg); werr != nil {
+		log.Error("markdown", "err", werr)
+		return 1
+	}
+	log.Info("validity report written", "file", report)
+	if err != nil {
 		return 1
 	}
 	return 0
