@@ -94,8 +94,8 @@ type Row struct {
 	Detail    string `json:"detail,omitempty"`
 	// ProbeMS is the probe's total time as the agent measured it, and
 	// ControlRTTMS the TCP connect time of the control probe before it.
-	ProbeMS      int64 `json:"probe_ms,omitempty"`
-	ControlRTTMS int64 `json:"control_rtt_ms,omitempty"`
+	ProbeMS      int64   `json:"probe_ms,omitempty"`
+	ControlRTTMS float64 `json:"control_rtt_ms,omitempty"`
 }
 
 // noResult stands for a verdict the agent did not report.
@@ -138,7 +138,7 @@ func Compare(sc Scenario, rep *op25bv1.ProbeReport, reason string) []Row {
 			row.Failure = r.GetFailure()
 			row.Detail = r.GetDetail()
 			row.ProbeMS = r.GetTimings().GetTotal().AsDuration().Milliseconds()
-			row.ControlRTTMS = r.GetControl().GetRtt().AsDuration().Milliseconds()
+			row.ControlRTTMS = float64(r.GetControl().GetRtt().AsDuration()) / float64(time.Millisecond)
 			switch {
 			case got == want && sc.Failure != "" && want != verdict.Open && row.Failure != sc.Failure:
 				row.Detail = fmt.Sprintf("want failure %s; %s", sc.Failure, row.Detail)

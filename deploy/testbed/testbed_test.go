@@ -181,7 +181,7 @@ func TestCompare(t *testing.T) {
 		t.Errorf("Compare rows = %+v; want %+v", got, want)
 	}
 	if rows[0].ProbeMS != 1500 || rows[0].ControlRTTMS != 600 {
-		t.Errorf("ProbeMS, ControlRTTMS = %d, %d; want 1500, 600", rows[0].ProbeMS, rows[0].ControlRTTMS)
+		t.Errorf("ProbeMS, ControlRTTMS = %d, %v; want 1500, 600", rows[0].ProbeMS, rows[0].ControlRTTMS)
 	}
 
 	for _, r := range Compare(sc[0], nil, "agent crashed") {

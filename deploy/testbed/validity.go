@@ -88,10 +88,10 @@ type ValidityScenario struct {
 	Failures map[string]int `json:"inconclusive_failures,omitempty"`
 	// Round durations (one agent process, its whole check) and the
 	// control port's TCP connect time, in milliseconds.
-	RoundP50MS      int64 `json:"round_p50_ms"`
-	RoundP99MS      int64 `json:"round_p99_ms"`
-	RoundMaxMS      int64 `json:"round_max_ms"`
-	ControlRTTP50MS int64 `json:"control_rtt_p50_ms"`
+	RoundP50MS      int64   `json:"round_p50_ms"`
+	RoundP99MS      int64   `json:"round_p99_ms"`
+	RoundMaxMS      int64   `json:"round_max_ms"`
+	ControlRTTP50MS float64 `json:"control_rtt_p50_ms"`
 	// FalseRows are the first false verdicts, for the reader to look at.
 	FalseRows []Row       `json:"false_rows,omitempty"`
 	Link      *LinkReport `json:"link,omitempty"`
@@ -226,7 +226,7 @@ type tally struct {
 	pending int // probes of rounds under way
 	res     ValidityScenario
 	rounds  []int64
-	rtts    []int64
+	rtts    []int64 // µs
 }
 
 func newTally(sc Scenario) *tally {
@@ -275,8 +275,8 @@ func (t *tally) count(row Row) {
 	}
 	t.res.Probes++
 	t.res.Verdicts[row.Got]++
-	if row.ControlRTTMS > 0 {
-		t.rtts = append(t.rtts, row.ControlRTTMS)
+	if row.ControlRTTMS > 0 { // zero: the control port was not reached
+		t.rtts = append(t.rtts, int64(row.ControlRTTMS*1000))
 	}
 	got, _ := verdict.Parse(row.Got)
 	want, _ := verdict.Parse(row.Expected)
@@ -317,7 +317,7 @@ func (t *tally) result() ValidityScenario {
 	if len(t.rounds) > 0 {
 		r.RoundMaxMS = slices.Max(t.rounds)
 	}
-	r.ControlRTTP50MS = percentile(t.rtts, 0.50)
+	r.ControlRTTP50MS = float64(percentile(t.rtts, 0.50)) / 1000
 	return r
 }
 
@@ -434,7 +434,7 @@ func (r *ValidityReport) WriteMarkdown(w io.Writer, cfg ValidityConfig) error {
 		dir := func(st impair.Stats) string {
 			return fmt.Sprintf("%.1f%% of %d, %.0f / %.0f ms", 100*st.LossRate(), st.Received, st.DelayP50MS, st.DelayP99MS)
 		}
-		p("| `%s` | %s | %s | %s | %d ms |\n", s.Name, s.Link.Down.Shape, dir(s.Link.Down), dir(s.Link.Up), s.ControlRTTP50MS)
+		p("| `%s` | %s | %s | %s | %.1f ms |\n", s.Name, s.Link.Down.Shape, dir(s.Link.Down), dir(s.Link.Up), s.ControlRTTP50MS)
 	}
 	var notes []string
 	for _, s := range r.Scenarios {

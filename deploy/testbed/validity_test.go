@@ -70,7 +70,7 @@ func TestTally(t *testing.T) {
 		t.Errorf("tally = %+v", r)
 	}
 	if r.RoundP50MS != 3000 || r.RoundP99MS != 9000 || r.ControlRTTP50MS != 600 {
-		t.Errorf("round p50 %d, p99 %d, control RTT %d; want 3000, 9000, 600", r.RoundP50MS, r.RoundP99MS, r.ControlRTTP50MS)
+		t.Errorf("round p50 %d, p99 %d, control RTT %v; want 3000, 9000, 600", r.RoundP50MS, r.RoundP99MS, r.ControlRTTP50MS)
 	}
 	if got := r.InconclusiveShare(); got != 1.0/11 {
 		t.Errorf("InconclusiveShare() = %v; want 1/11", got)
@@ -93,7 +93,7 @@ func TestWriteMarkdown(t *testing.T) {
 			{Name: "open", Probes: 1002, Rounds: 167, Verdicts: map[string]int{"OPEN": 1002}, Expected: 1002, RoundP50MS: 100, RoundP99MS: 300},
 			{Name: "loss20", Baseline: "open", Probes: 1000, Rounds: 167, Verdicts: map[string]int{"OPEN": 940, "INCONCLUSIVE": 58, "TAMPERED": 2},
 				Expected: 940, Inconclusive: 58, FalseIntercepted: 2, Failures: map[string]int{"connection_lost": 50, "unconfirmed": 8},
-				RoundP50MS: 4000, RoundP99MS: 20000, ControlRTTP50MS: 3,
+				RoundP50MS: 4000, RoundP99MS: 20000, ControlRTTP50MS: 0.3,
 				Link: &LinkReport{Down: impair.Stats{Shape: "loss 20%", Received: 1000, Lost: 201}, Up: impair.Stats{Shape: "loss 20%", Received: 900, Lost: 180}}},
 		}}
 	var b strings.Builder
@@ -108,7 +108,7 @@ func TestWriteMarkdown(t *testing.T) {
 		"| zero false BLOCKED | `loss20` | 0 of 1000 | yes |",
 		"| at most 1 false INTERCEPTED or TAMPERED per 1,000 probes | `loss20` | 2.00 per 1,000 | **no** |",
 		"| INCONCLUSIVE under 5% at 20% loss | `loss20` | 5.8% | **no** |",
-		"| `loss20` | loss 20% | 20.1% of 1000, 0 / 0 ms | 20.0% of 900, 0 / 0 ms | 3 ms |",
+		"| `loss20` | loss 20% | 20.1% of 1000, 0 / 0 ms | 20.0% of 900, 0 / 0 ms | 0.3 ms |",
 		"`loss20`: connection_lost 50, unconfirmed 8",
 	} {
 		if !strings.Contains(md, want) {
