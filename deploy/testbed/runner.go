@@ -193,7 +193,9 @@ func runTestbed(ctx context.Context, cfg Config, rep *Report) (err error) {
 			}
 			sr := scenarioReport(s.scenario, b.round(ctx, s, 0, timeout))
 			if !sr.Passed {
-				sr.Ruleset = routerRuleset(context.WithoutCancel(ctx), s)
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), startTimeout)
+				sr.Ruleset = routerRuleset(rctx, s)
+				cancel()
 				sr.MiddleboxLogs = b.middleboxLogs(s.scenario.Name)
 			}
 			b.log.Info("scenario done", "scenario", s.scenario.Name, "passed", sr.Passed)
