@@ -269,11 +269,9 @@ func middleboxCmd(ctx context.Context, args []string) int {
 		log.Error("listen", "err", err)
 		return 1
 	}
-	if ready != "" {
-		if err := os.WriteFile(ready, nil, 0o644); err != nil {
-			log.Error("ready file", "err", err)
-			return 1
-		}
+	if err := markReady(ready); err != nil {
+		log.Error("ready file", "err", err)
+		return 1
 	}
 	log.Info("middlebox listening")
 	if err := middlebox.Serve(ctx, lns, h); err != nil {
@@ -319,13 +317,11 @@ func impairCmd(ctx context.Context, args []string) int {
 		log.Error("impair", "err", err)
 		return 1
 	}
-	if ready != "" {
-		if err := os.WriteFile(ready, nil, 0o644); err != nil {
-			log.Error("ready file", "err", err)
-			local.Close()
-			peer.Close()
-			return 1
-		}
+	if err := markReady(ready); err != nil {
+		log.Error("ready file", "err", err)
+		local.Close()
+		peer.Close()
+		return 1
 	}
 	log.Info("impaired link up", "dev", dev, "peer", peerNetns+"/"+peerDev, "shape", shape.String(), "seed", seed)
 	done := make(chan error, 1)
@@ -386,10 +382,8 @@ func hogCmd(ctx context.Context, args []string) int {
 		h.Sources = append(h.Sources, a)
 	}
 	h.Ready = func() {
-		if ready != "" {
-			if err := os.WriteFile(ready, nil, 0o644); err != nil {
-				log.Error("ready file", "err", err)
-			}
+		if err := markReady(ready); err != nil {
+			log.Error("ready file", "err", err)
 		}
 	}
 	if err := h.Run(ctx); err != nil {
@@ -397,4 +391,13 @@ func hogCmd(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// markReady creates the file the testbed waits for (none when path is
+// empty): a subcommand is ready.
+func markReady(path string) error {
+	if path == "" {
+		return nil
+	}
+	return os.WriteFile(path, nil, 0o644)
 }
