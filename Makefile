@@ -35,6 +35,10 @@ demo: build ## Run a reference MTA and a check round on loopback, then the emula
 testbed: build testdeps ## Run every emulated-ISP scenario (root); writes testbed-report.json.
 	$(OUT)/op25b-testbed run --bin $(OUT) --report $(CURDIR)/testbed-report.json
 
+.PHONY: validity
+validity: build testdeps ## Measure false verdicts under loss, latency, a CGNAT, a busy and a far reference MTA, 1,000 probes each (root, about half an hour); rewrites the Validity section of BENCHMARKS.md.
+	deploy/validity.sh $(OUT)
+
 .PHONY: testbed-sweep
 testbed-sweep: build ## Remove namespaces and processes left by killed testbed runs (root).
 	$(OUT)/op25b-testbed sweep

@@ -103,6 +103,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
 mib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1048576}'; }
 kmib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1024}'; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+# The Validity section is make validity's (root, half an hour): keep it.
+validity=$([ -f BENCHMARKS.md ] && deploy/validity.sh section < BENCHMARKS.md || true)
 
 cat > BENCHMARKS.md <<MD
 # Benchmarks
@@ -188,5 +190,6 @@ $(ds asn_table_equal), timelines: $(ds timeline_equal), after the refresh: $(ds 
 
 Reproduce: \`make bench\`.
 MD
+if [ -n "$validity" ]; then printf '\n%s\n' "$validity" >> BENCHMARKS.md; fi
 echo "bench: wrote BENCHMARKS.md" >&2
 cat BENCHMARKS.md

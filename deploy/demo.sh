@@ -7,7 +7,7 @@
 #     measuring every 30 s; the per-ASN summary and the published policy
 #     classes (`op25b asns`) are printed as results arrive, and the web page
 #     is at http://127.0.0.1:9090/, until Ctrl-C (or DEMO_SECONDS seconds). As root the agents run
-#     inside the ten emulated ISPs of the testbed, each ISP its own ASN,
+#     inside the emulated ISPs of the testbed, each ISP its own ASN,
 #     after the testbed has checked every scenario's verdicts; otherwise
 #     three agents run on loopback.
 set -euo pipefail

@@ -2,6 +2,7 @@ package testbed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,33 +13,51 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// dialInNetns connects to addr from inside the named network namespace:
-// the socket is made on a thread moved into the namespace and keeps its
-// namespace afterwards. The thread is never returned to the scheduler.
-func dialInNetns(ctx context.Context, ns, addr string) (net.Conn, error) {
-	type result struct {
-		c   net.Conn
-		err error
-	}
-	done := make(chan result, 1)
+// inNetns runs fn on a thread moved into the named network namespace, so
+// that the sockets fn makes belong to that namespace for good, then moves
+// the thread back. A thread that cannot move back dies with its goroutine.
+// Moving back matters: a thread left in a namespace, were it the main
+// thread, would put the whole process in that namespace for `ip netns
+// pids`, and teardown would kill it.
+func inNetns(ns string, fn func() error) error {
+	done := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // not unlocked: the thread dies with the goroutine
-		f, err := os.Open("/var/run/netns/" + ns)
+		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
-			done <- result{nil, err}
+			done <- err
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{nil, fmt.Errorf("setns %s: %w", ns, err)}
+		defer orig.Close()
+		target, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			done <- err
 			return
 		}
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		done <- result{c, err}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- errors.Join(ferr, fmt.Errorf("setns back from %s: %w", ns, err))
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- ferr
 	}()
-	r := <-done
-	return r.c, r.err
+	return <-done
+}
+
+// dialInNetns connects to addr from inside the named network namespace.
+func dialInNetns(ctx context.Context, ns, addr string) (c net.Conn, err error) {
+	err = inNetns(ns, func() error {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, "tcp", addr)
+		return err
+	})
+	return c, err
 }
 
 // forward accepts connections on ln (in the host's namespace) and relays

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,9 +32,9 @@ const collectorHTTP = "127.0.0.1:9090"
 
 // Pipeline configures the pipeline mode: after the checks, the network
 // runs for real until ctx is done (or Hold passes): a collector with its
-// embedded PostgreSQL beside the reference MTA, which uploads its
-// sightings, and an `op25b-agent run` daemon behind every ISP, each ISP its
-// own ASN; the per-ASN summary and adoption table are written to Summary
+// embedded PostgreSQL beside the main reference MTA, the main and the far
+// reference MTAs uploading their sightings, and an `op25b-agent run`
+// daemon behind every ISP, each ISP its own ASN; the per-ASN summary and adoption table are written to Summary
 // every Every. The collector's web page and dataset API are forwarded to
 // Web on the host (default 127.0.0.1:9090).
 type Pipeline struct {
@@ -44,18 +44,36 @@ type Pipeline struct {
 	Web     string
 }
 
+// The ASNs of the reference MTAs' networks in the pipeline's ip2asn
+// table: two networks, so that the collector can tell a fault near one
+// reference MTA from the agents' networks.
+const (
+	mainMTAASN = 64500
+	farMTAASN  = 64501
+)
+
 // asnTable writes the ip2asn table of the testbed: each ISP's customer
-// networks are one documentation ASN named after its scenario.
+// network is one documentation ASN named after its scenario, and each
+// reference MTA network one of its own.
 func asnTable(path string, sites []site) (map[string]uint32, error) {
 	var b strings.Builder
+	row := func(p netip.Prefix, asn uint32, name string) {
+		p = p.Masked()
+		fmt.Fprintf(&b, "%s\t%s\t%d\tZZ\t%s\n", p.Addr(), lastAddr(p), asn, name)
+	}
+	for _, p := range mainNets {
+		row(p, mainMTAASN, "OP25B-REFMTA-MAIN")
+	}
+	for _, p := range farNets {
+		row(p, farMTAASN, "OP25B-REFMTA-FAR")
+	}
 	asns := map[string]uint32{}
 	for _, s := range sites {
 		asn := uint32(64510 + s.index)
 		asns[s.scenario.Name] = asn
 		v4, v6 := s.addrs(true, 0)
 		for _, cidr := range []string{v4, v6} {
-			p := netip.MustParsePrefix(cidr).Masked()
-			fmt.Fprintf(&b, "%s\t%s\t%d\tZZ\tISP-%s\n", p.Addr(), lastAddr(p), asn, strings.ToUpper(s.scenario.Name))
+			row(netip.MustParsePrefix(cidr), asn, "ISP-"+strings.ToUpper(s.scenario.Name))
 		}
 	}
 	return asns, os.WriteFile(path, []byte(b.String()), 0o644)
@@ -76,12 +94,16 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return out
 }
 
-// runPipeline runs the pipeline mode; children it starts are appended to
-// *children, which the caller stops (the collector last).
-func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity string, topo *topology,
-	refmta **child, children *[]*child, log *slog.Logger) error {
+// pipelineAgents is how many agent daemons run behind one ISP: one, or a
+// few behind the carrier-grade NAT, all on its one address.
+func pipelineAgents(sc Scenario) int { return min(sc.agents(), 5) }
+
+// runPipeline runs the pipeline mode in bed b, whose close stops what it
+// starts (the collector last).
+func runPipeline(ctx context.Context, cfg Config, b *bed) error {
 	p := cfg.Pipeline
-	if _, err := os.Stat(filepath.Join(binDir, CollectorBin)); err != nil {
+	topo, log := b.topo, b.log
+	if _, err := os.Stat(filepath.Join(b.binDir, CollectorBin)); err != nil {
 		return fmt.Errorf("testbed: pipeline mode needs %s: %w", CollectorBin, err)
 	}
 	if p.Every == 0 {
@@ -96,24 +118,35 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 	}
 	go forward(ctx, web, topo.mta, collectorHTTP, log)
 	webURL := "http://" + web.Addr().String()
-	asnFile := filepath.Join(stateDir, "testbed.ip2asn")
+	asnFile := filepath.Join(b.stateDir, "testbed.ip2asn")
 	asns, err := asnTable(asnFile, topo.sites)
 	if err != nil {
 		return err
 	}
-	dataDir := filepath.Join(stateDir, "collector")
-	col := filepath.Join(binDir, CollectorBin)
+	// The busy reference MTA stays out of the schedule: it refuses
+	// everything by design, and every daemon would probe it.
+	var scheduled []RefMTA
+	for _, m := range b.refmtaSet() {
+		if m != BusyMTA {
+			scheduled = append(scheduled, m)
+		}
+	}
+	dataDir := filepath.Join(b.stateDir, "collector")
+	col := filepath.Join(b.binDir, CollectorBin)
 	addr := MTAv4.String() + ":" + collectorPort
-	collector, err := startChild(CollectorBin, log, "ip", "netns", "exec", topo.mta, col,
+	argv := []string{"ip", "netns", "exec", topo.mta, col,
 		"--data-dir", dataDir, "--listen", addr, "--http-listen", collectorHTTP, "--tls-hosts", MTAv4.String(),
-		"--refmta", identity, "--asn", asnFile, "--interval", "30s", "--jitter", "10s", "--probe-timeout", "3s", "--log-level", "warn",
+		"--asn", asnFile, "--interval", "30s", "--jitter", "10s", "--probe-timeout", "3s", "--log-level", "warn",
 		// One agent per ISP: let one prefix decide a class, and publish fast.
-		"--class-min-prefixes", "1", "--refresh-every", "10s")
+		"--class-min-prefixes", "1", "--refresh-every", "10s"}
+	for _, m := range scheduled {
+		argv = append(argv, "--refmta", b.identity(m))
+	}
+	collector, err := b.start(CollectorBin, argv...)
 	if err != nil {
 		return err
 	}
 	collector.grace = 45 * time.Second // stops after the others (stopChildren)
-	*children = append(*children, collector)
 	ca := filepath.Join(dataDir, "tls", "ca.pem")
 	if err := collector.waitFor(ctx, time.Minute, "its local CA", fileExists(ca)); err != nil {
 		return err
@@ -132,35 +165,46 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 	}); err != nil {
 		return err
 	}
-	rtok, err := inMTA("token", "create", "--data-dir", dataDir, "--kind", "refmta", "--label", "testbed reference MTA", "--log-level", "error")
+	rtok, err := inMTA("token", "create", "--data-dir", dataDir, "--kind", "refmta", "--uses", fmt.Sprint(len(scheduled)),
+		"--label", "testbed reference MTAs", "--log-level", "error")
 	if err != nil {
 		return fmt.Errorf("testbed: refmta token: %w", err)
 	}
-	// Restart the reference MTA (same key) so that it uploads sightings.
-	(*refmta).stop()
-	r, err := startChild(RefMTABin, log, "ip", "netns", "exec", topo.mta, filepath.Join(binDir, RefMTABin),
-		"--listen", MTAv4.String(), "--listen", MTAv6.String(), "--state-dir", stateDir,
-		"--collector", addr, "--collector-ca", ca, "--enroll", rtok, "--log-level", "warn")
-	if err != nil {
-		return err
+	// Restart the scheduled reference MTAs (same keys) so that they upload
+	// sightings.
+	for _, m := range scheduled {
+		b.refmtas[m].stop()
+		r, err := b.start(RefMTABin+" "+string(m), b.refmtaArgv(m,
+			"--collector", addr, "--collector-ca", ca, "--enroll", rtok, "--log-level", "warn")...)
+		if err != nil {
+			return err
+		}
+		b.refmtas[m] = r
 	}
-	*refmta = r
-	*children = append(*children, r)
-	atok, err := inMTA("token", "create", "--data-dir", dataDir, "--kind", "agent", "--uses", fmt.Sprint(len(topo.sites)),
+	daemons := 0
+	for _, s := range topo.sites {
+		daemons += pipelineAgents(s.scenario)
+	}
+	atok, err := inMTA("token", "create", "--data-dir", dataDir, "--kind", "agent", "--uses", fmt.Sprint(daemons),
 		"--label", "testbed agents", "--log-level", "error")
 	if err != nil {
 		return fmt.Errorf("testbed: agent token: %w", err)
 	}
 	var agents []*child
 	for _, s := range topo.sites {
-		a, err := startChild("agent "+s.scenario.Name, log, "ip", "netns", "exec", s.agent, filepath.Join(binDir, AgentBin), "run",
-			"--collector", addr, "--collector-ca", ca, "--enroll", atok, "--state-dir", filepath.Join(stateDir, "agent-"+s.scenario.Name),
-			"--label", s.scenario.Name, "--log-level", "warn")
-		if err != nil {
-			return err
+		for k := range pipelineAgents(s.scenario) {
+			label := s.scenario.Name
+			if k > 0 {
+				label += "-" + strconv.Itoa(k+1)
+			}
+			a, err := b.start("agent "+label, "ip", "netns", "exec", s.hosts[0], filepath.Join(b.binDir, AgentBin), "run",
+				"--collector", addr, "--collector-ca", ca, "--enroll", atok, "--state-dir", filepath.Join(b.stateDir, "agent-"+label),
+				"--label", label, "--log-level", "warn")
+			if err != nil {
+				return err
+			}
+			agents = append(agents, a)
 		}
-		*children = append(*children, a)
-		agents = append(agents, a)
 	}
 	// An agent that exits says why: show it rather than a silent summary.
 	defer func() {
@@ -170,14 +214,22 @@ func runPipeline(ctx context.Context, cfg Config, binDir, stateDir, identity str
 			}
 		}
 	}()
-	fmt.Fprintf(p.Summary, "\npipeline: collector %s (in namespace %s, CA %s), embedded PostgreSQL under %s; %d agents enrolled, one per ISP:\n",
-		addr, topo.mta, ca, filepath.Join(dataDir, "postgres"), len(topo.sites))
+	fmt.Fprintf(p.Summary, "\npipeline: collector %s (in namespace %s, CA %s), embedded PostgreSQL under %s; %d agents enrolled, one per ISP (%d behind the CGNAT):\n",
+		addr, topo.mta, ca, filepath.Join(dataDir, "postgres"), daemons, pipelineAgents(Scenario{Agents: CGNATAgents}))
 	for _, s := range topo.sites {
 		fmt.Fprintf(p.Summary, "  AS%d ISP-%s\n", asns[s.scenario.Name], strings.ToUpper(s.scenario.Name))
 	}
+	for _, m := range scheduled {
+		asn := mainMTAASN
+		if m == FarMTA {
+			asn = farMTAASN
+		}
+		v4, v6 := m.Addrs()
+		fmt.Fprintf(p.Summary, "reference MTA %s at %s and %s in AS%d, uploading its sightings\n", m, v4, v6, asn)
+	}
 	fmt.Fprintf(p.Summary, "web page and dataset API: %s/ and %s/api/v1/asns (forwarded into namespace %s)\n", webURL, webURL, topo.mta)
 	fmt.Fprintln(p.Summary, "rounds every 30 s (the offline ISP's agent keeps its results spooled); Ctrl-C stops everything")
-	cli := filepath.Join(binDir, CLIBin)
+	cli := filepath.Join(b.binDir, CLIBin)
 	if _, err := os.Stat(cli); err != nil {
 		cli = ""
 	}

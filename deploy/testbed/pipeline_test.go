@@ -25,19 +25,33 @@ func TestASNTableCoversEveryISP(t *testing.T) {
 		t.Fatalf("the testbed's ip2asn table does not load: %v\n%s", err, b)
 	}
 	for _, s := range sites {
-		v4, v6 := s.addrs(true, 2) // the agent's addresses
-		for _, cidr := range []string{v4, v6} {
-			a := netip.MustParsePrefix(cidr).Addr()
-			info, ok := tab.Lookup(a)
-			if !ok || info.ASN != asns[s.scenario.Name] {
-				t.Errorf("%s agent %s: AS%d (found %v); want AS%d", s.scenario.Name, a, info.ASN, ok, asns[s.scenario.Name])
+		for host := 2; host <= maxHosts+1; host++ { // the agents' addresses
+			v4, v6 := s.addrs(true, host)
+			for _, cidr := range []string{v4, v6} {
+				a := netip.MustParsePrefix(cidr).Addr()
+				info, ok := tab.Lookup(a)
+				if !ok || info.ASN != asns[s.scenario.Name] {
+					t.Errorf("%s agent %s: AS%d (found %v); want AS%d", s.scenario.Name, a, info.ASN, ok, asns[s.scenario.Name])
+				}
+			}
+		}
+	}
+	for _, m := range RefMTAs {
+		want := uint32(mainMTAASN)
+		if m == FarMTA {
+			want = farMTAASN
+		}
+		v4, v6 := m.Addrs()
+		for _, a := range []netip.Addr{v4, v6} {
+			if info, ok := tab.Lookup(a); !ok || info.ASN != want {
+				t.Errorf("reference MTA %s at %s: AS%d (found %v); want AS%d", m, a, info.ASN, ok, want)
 			}
 		}
 	}
 }
 
 func TestLastAddr(t *testing.T) {
-	for in, want := range map[string]string{"198.51.100.16/28": "198.51.100.31", "2001:db8:100:1::/64": "2001:db8:100:1:ffff:ffff:ffff:ffff", "10.0.0.0/8": "10.255.255.255"} {
+	for in, want := range map[string]string{"198.51.100.16/29": "198.51.100.23", "2001:db8:100:1::/64": "2001:db8:100:1:ffff:ffff:ffff:ffff", "10.0.0.0/8": "10.255.255.255"} {
 		if got := lastAddr(netip.MustParsePrefix(in)).String(); got != want {
 			t.Errorf("lastAddr(%s) = %s; want %s", in, got, want)
 		}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -24,6 +25,8 @@ type child struct {
 	out   *tail // stdout and stderr
 	done  chan struct{}
 	err   error // valid after done is closed
+	// stopped is set once stop was called: its exit is no failure.
+	stopped atomic.Bool
 }
 
 func startChild(name string, log *slog.Logger, argv ...string) (*child, error) {
@@ -60,6 +63,7 @@ func (c *child) exited() bool {
 // stop ends the child's process group: SIGTERM, then SIGKILL after
 // stopGrace. Signalling the group also reaches anything the child started.
 func (c *child) stop() {
+	c.stopped.Store(true)
 	pid := c.cmd.Process.Pid
 	_ = signalGroup(pid, syscall.SIGTERM)
 	select {

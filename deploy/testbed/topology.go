@@ -22,7 +22,7 @@ const Prefix = "o25-"
 
 // lockDir holds one lock file per live run, "<run id>.lock", held (flock)
 // for the life of the run, and the run's state directory "<run id>" (the
-// reference MTA's key and identity, middlebox ready files). The kernel
+// reference MTAs' keys and identities, ready files, link counters). The kernel
 // drops the lock when the process dies, even by SIGKILL, which is how Sweep
 // tells a dead run's leftovers from a live one's. /run is a tmpfs, cleared
 // at boot like the namespaces.
@@ -32,60 +32,122 @@ const lockDir = "/run/op25b-testbed"
 // its namespaces (`ip -n A link add ... peer ... netns B`), so names only
 // need to be unique per namespace and the host's namespace never sees them.
 const (
-	custIf   = "cust"   // router, towards its customer (the agent)
-	uplinkIf = "uplink" // router, towards transit
-	hostIf   = "eth0"   // the agent's and the MTA's only link
-	mtaIf    = "mta"    // transit, towards the MTA
+	custIf   = "cust"   // router: the bridge of its customer hosts
+	uplinkIf = "uplink" // router, towards transit (a TUN device when impaired)
+	hostIf   = "eth0"   // the only link of an agent and of a reference MTA
+	mtaIf    = "mta"    // transit and the far upstream, towards their MTA
+	farIf    = "far"    // transit, towards the far upstream
 )
 
-// The reference MTA's addresses, in documentation ranges that exist only
-// inside the testbed's namespaces.
+// The reference MTAs' addresses, in documentation ranges that exist only
+// inside the testbed's namespaces. The main and the busy one share the MTA
+// namespace and its network (AS64500); the far one has a network of its
+// own (AS64501) behind its upstream router.
 var (
-	MTAv4 = netip.MustParseAddr("192.0.2.25")
-	MTAv6 = netip.MustParseAddr("2001:db8:25::25")
+	MTAv4     = netip.MustParseAddr("192.0.2.25")
+	MTAv6     = netip.MustParseAddr("2001:db8:25::25")
+	BusyMTAv4 = netip.MustParseAddr("192.0.2.26")
+	BusyMTAv6 = netip.MustParseAddr("2001:db8:25::26")
+	FarMTAv4  = netip.MustParseAddr("198.18.0.25")
+	FarMTAv6  = netip.MustParseAddr("2001:db8:18::25")
 )
 
-// maxSites bounds the scenarios of one run by the address plan: customer
-// /28s from 198.51.100.0/24, index 0 unused.
-const maxSites = 15
+// The networks of the reference MTAs, each its own ASN in the pipeline's
+// ip2asn table. The far upstream's link to transit is inside the far
+// network.
+var (
+	mainNets = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8:25::/48")}
+	farNets  = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("2001:db8:18::/48")}
+)
+
+// Addrs returns the IPv4 and IPv6 addresses of reference MTA m.
+func (m RefMTA) Addrs() (v4, v6 netip.Addr) {
+	switch m {
+	case FarMTA:
+		return FarMTAv4, FarMTAv6
+	case BusyMTA:
+		return BusyMTAv4, BusyMTAv6
+	}
+	return MTAv4, MTAv6
+}
+
+// refmtaAt returns the reference MTA with address a.
+func refmtaAt(a netip.Addr) (RefMTA, bool) {
+	for _, m := range RefMTAs {
+		if v4, v6 := m.Addrs(); a == v4 || a == v6 {
+			return m, true
+		}
+	}
+	return "", false
+}
+
+// The hog's source addresses in the MTA namespace: one per session slot of
+// the busy reference MTA, and one more to check that it refuses.
+const busySessions = 4
+
+func hogSources() []netip.Addr {
+	out := make([]netip.Addr, busySessions+1)
+	for i := range out {
+		out[i] = netip.AddrFrom4([4]byte{192, 0, 2, byte(100 + i)})
+	}
+	return out
+}
+
+// The address plan bounds the scenarios of one run and the agent hosts of
+// a site: customer /29s from 198.51.100.0/24, index 0 unused; in each, the
+// router is host 1 and agents are hosts 2 to 6.
+const (
+	maxSites = 31
+	maxHosts = 5
+)
 
 // site is one scenario's part of the topology: an ISP router namespace and
-// an agent namespace behind it. Index i selects its addresses:
+// one or more agent namespaces (hosts) behind it, each with its own
+// address. Index i selects the addresses:
 //
-//	transit  <-> router  203.0.113.4i+1/30 <-> .4i+2/30   2001:db8:ff:i::1/64 <-> ::2/64
-//	router   <-> agent   198.51.100.16i+1/28 <-> .16i+2/28 2001:db8:100:i::1/64 <-> ::2/64
+//	transit <-> router  203.0.113.4i+1/30 <-> .4i+2/30      2001:db8:ff:i::1/64 <-> ::2/64
+//	router  <-> host k  198.51.100.8i+1/29 <-> .8i+1+k/29   2001:db8:100:i::1/64 <-> ::(1+k)/64
 type site struct {
 	scenario Scenario
 	index    int
-	isp      string // namespace of the router
-	agent    string // namespace of the agent
+	isp      string   // namespace of the router
+	hosts    []string // namespaces of the agents
 }
 
 func (s site) transitIf() string { return "isp" + strconv.Itoa(s.index) }
 
 // addrs returns, with prefix length, the addresses of one end of the
 // site's uplink or customer link: host 1 is the end towards the core
-// (transit on the uplink, the router on the customer link), host 2 the
-// other one.
+// (transit on the uplink, the router on the customer link), host 2 and up
+// the other ends.
 func (s site) addrs(customer bool, host int) (v4, v6 string) {
 	i := s.index
 	if customer {
-		return fmt.Sprintf("198.51.100.%d/28", 16*i+host), fmt.Sprintf("2001:db8:100:%x::%d/64", i, host)
+		return fmt.Sprintf("198.51.100.%d/29", 8*i+host), fmt.Sprintf("2001:db8:100:%x::%x/64", i, host)
 	}
-	return fmt.Sprintf("203.0.113.%d/30", 4*i+host), fmt.Sprintf("2001:db8:ff:%x::%d/64", i, host)
+	return fmt.Sprintf("203.0.113.%d/30", 4*i+host), fmt.Sprintf("2001:db8:ff:%x::%x/64", i, host)
 }
 
 // topology is the namespaces of one run.
 type topology struct {
 	transit string
 	mta     string
-	sites   []site
-	log     *slog.Logger
+	// upFar and mtaFar are the far reference MTA's upstream router and
+	// host; empty when no scenario of the run probes it.
+	upFar, mtaFar string
+	busy          bool // the busy reference MTA's and the hog's addresses
+	sites         []site
+	log           *slog.Logger
 }
 
-func newTopology(id string, scenarios []Scenario, log *slog.Logger) (*topology, error) {
+// newTopology lays out the sites of scenarios, each with hosts agent
+// namespaces (one for a scenario whose agents share one address).
+func newTopology(id string, scenarios []Scenario, hosts int, log *slog.Logger) (*topology, error) {
 	if len(scenarios) > maxSites {
 		return nil, fmt.Errorf("testbed: %d scenarios, the address plan holds %d", len(scenarios), maxSites)
+	}
+	if hosts < 1 || hosts > maxHosts {
+		return nil, fmt.Errorf("testbed: %d agent hosts per scenario, the address plan holds 1 to %d", hosts, maxHosts)
 	}
 	t := &topology{
 		transit: nsName(id, "transit"),
@@ -93,12 +155,27 @@ func newTopology(id string, scenarios []Scenario, log *slog.Logger) (*topology, 
 		log:     log,
 	}
 	for i, sc := range scenarios {
-		t.sites = append(t.sites, site{
-			scenario: sc,
-			index:    i + 1,
-			isp:      nsName(id, "isp-"+sc.Name),
-			agent:    nsName(id, "agent-"+sc.Name),
-		})
+		s := site{scenario: sc, index: i + 1, isp: nsName(id, "isp-"+sc.Name)}
+		n := hosts
+		if sc.agents() > 1 {
+			n = 1
+		}
+		for k := range n {
+			role := "agent-" + sc.Name
+			if k > 0 {
+				role += "-" + strconv.Itoa(k+1)
+			}
+			s.hosts = append(s.hosts, nsName(id, role))
+		}
+		t.sites = append(t.sites, s)
+		for m := range sc.Expect {
+			switch m {
+			case FarMTA:
+				t.upFar, t.mtaFar = nsName(id, "up-far"), nsName(id, "mta-far")
+			case BusyMTA:
+				t.busy = true
+			}
+		}
 	}
 	return t, nil
 }
@@ -108,16 +185,34 @@ func nsName(id, role string) string { return Prefix + id + "-" + role }
 // namespaces lists every namespace of the topology.
 func (t *topology) namespaces() []string {
 	ns := []string{t.transit, t.mta}
+	if t.upFar != "" {
+		ns = append(ns, t.upFar, t.mtaFar)
+	}
 	for _, s := range t.sites {
-		ns = append(ns, s.isp, s.agent)
+		ns = append(ns, s.isp)
+		ns = append(ns, s.hosts...)
 	}
 	return ns
 }
 
+// mtaNamespace returns the namespace reference MTA m runs in.
+func (t *topology) mtaNamespace(m RefMTA) string {
+	if m == FarMTA {
+		return t.mtaFar
+	}
+	return t.mta
+}
+
+// linkStarter makes the impaired uplink of a site: TUN devices named
+// s.transitIf() in transit and uplinkIf in the router's namespace, up to
+// the caller to configure.
+type linkStarter func(ctx context.Context, s site) error
+
 // build creates the namespaces, links, addresses, routes, sysctls and
-// router rulesets. Sites are built concurrently; on error the caller still
-// runs teardown, which removes whatever exists.
-func (t *topology) build(ctx context.Context) error {
+// router rulesets; impaired uplinks come from startLink. Sites are built
+// concurrently; on error the caller still runs teardown, which removes
+// whatever exists.
+func (t *topology) build(ctx context.Context, startLink linkStarter) error {
 	if err := addNamespace(ctx, t.transit, true); err != nil {
 		return err
 	}
@@ -127,16 +222,19 @@ func (t *topology) build(ctx context.Context) error {
 	if err := t.buildCore(ctx); err != nil {
 		return err
 	}
+	if t.upFar != "" {
+		if err := t.buildFar(ctx); err != nil {
+			return fmt.Errorf("far reference MTA: %w", err)
+		}
+	}
 	errs := make([]error, len(t.sites))
 	var wg sync.WaitGroup
 	for i, s := range t.sites {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := t.buildSite(ctx, s); err != nil {
+		wg.Go(func() {
+			if err := t.buildSite(ctx, s, startLink); err != nil {
 				errs[i] = fmt.Errorf("site %s: %w", s.scenario.Name, err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -157,70 +255,148 @@ func runSteps(ctx context.Context, steps []step) error {
 	return nil
 }
 
-// buildCore links the MTA to transit.
+// veth creates a veth pair between namespaces a and b.
+func veth(a, nameA, b, nameB string) step {
+	return step{args: []string{"-n", a, "link", "add", nameA, "type", "veth", "peer", "name", nameB, "netns", b}}
+}
+
+// hostConfig is the configuration of a host's only link, hostIf: its
+// addresses ("addr/len") and default routes, and more lines if any.
+func hostConfig(ns, v4, v6, gw4, gw6 string, more ...string) step {
+	return step{args: ipBatch(ns), stdin: lines(append([]string{
+		"link set lo up",
+		"link set " + hostIf + " up",
+		"addr add " + v4 + " dev " + hostIf,
+		"addr add " + v6 + " dev " + hostIf + " nodad",
+		"route add default via " + gw4,
+		"route add default via " + gw6,
+	}, more...)...)}
+}
+
+// buildCore links the MTA namespace to transit, with the busy reference
+// MTA's and the hog's addresses when the run needs them.
 func (t *topology) buildCore(ctx context.Context) error {
+	var more []string
+	if t.busy {
+		more = append(more,
+			"addr add "+BusyMTAv4.String()+"/24 dev "+hostIf,
+			"addr add "+BusyMTAv6.String()+"/64 dev "+hostIf+" nodad")
+		for _, a := range hogSources() {
+			more = append(more, "addr add "+a.String()+"/24 dev "+hostIf)
+		}
+	}
 	return runSteps(ctx, []step{
-		{args: []string{"-n", t.transit, "link", "add", mtaIf, "type", "veth", "peer", "name", hostIf, "netns", t.mta}},
+		veth(t.transit, mtaIf, t.mta, hostIf),
 		{args: ipBatch(t.transit), stdin: lines(
 			"link set lo up",
 			"link set "+mtaIf+" up",
 			"addr add 192.0.2.1/24 dev "+mtaIf,
 			"addr add 2001:db8:25::1/64 dev "+mtaIf+" nodad",
 		)},
-		{args: ipBatch(t.mta), stdin: lines(
-			"link set lo up",
-			"link set "+hostIf+" up",
-			"addr add "+MTAv4.String()+"/24 dev "+hostIf,
-			"addr add "+MTAv6.String()+"/64 dev "+hostIf+" nodad",
-			"route add default via 192.0.2.1",
-			"route add default via 2001:db8:25::1",
-		)},
+		hostConfig(t.mta, MTAv4.String()+"/24", MTAv6.String()+"/64", "192.0.2.1", "2001:db8:25::1", more...),
 	})
 }
 
-func (t *topology) buildSite(ctx context.Context, s site) error {
+// farRuleset is the policy of the far reference MTA's upstream: inbound
+// tcp/25 dropped, the control port and submission ports let through.
+const farRuleset = `table inet upstream {
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "` + uplinkIf + `" tcp dport 25 counter drop
+	}
+}
+`
+
+// buildFar builds the far reference MTA's network: an upstream router off
+// transit (198.18.1.0/30, 2001:db8:18:1::/64) and the MTA's LAN behind it
+// (198.18.0.0/24, 2001:db8:18::/64).
+func (t *topology) buildFar(ctx context.Context) error {
+	if err := addNamespace(ctx, t.upFar, true); err != nil {
+		return err
+	}
+	if err := addNamespace(ctx, t.mtaFar, false); err != nil {
+		return err
+	}
+	err := runSteps(ctx, []step{
+		veth(t.transit, farIf, t.upFar, uplinkIf),
+		veth(t.upFar, mtaIf, t.mtaFar, hostIf),
+		{args: ipBatch(t.transit), stdin: lines(
+			"link set "+farIf+" up",
+			"addr add 198.18.1.1/30 dev "+farIf,
+			"addr add 2001:db8:18:1::1/64 dev "+farIf+" nodad",
+			"route add 198.18.0.0/24 via 198.18.1.2",
+			"route add 2001:db8:18::/64 via 2001:db8:18:1::2",
+		)},
+		{args: ipBatch(t.upFar), stdin: lines(
+			"link set lo up",
+			"link set "+uplinkIf+" up",
+			"link set "+mtaIf+" up",
+			"addr add 198.18.1.2/30 dev "+uplinkIf,
+			"addr add 2001:db8:18:1::2/64 dev "+uplinkIf+" nodad",
+			"addr add 198.18.0.1/24 dev "+mtaIf,
+			"addr add 2001:db8:18::1/64 dev "+mtaIf+" nodad",
+			"route add default via 198.18.1.1",
+			"route add default via 2001:db8:18:1::1",
+		)},
+		hostConfig(t.mtaFar, FarMTAv4.String()+"/24", FarMTAv6.String()+"/64", "198.18.0.1", "2001:db8:18::1"),
+	})
+	if err != nil {
+		return err
+	}
+	return run(ctx, farRuleset, "ip", "netns", "exec", t.upFar, "nft", "-f", "-")
+}
+
+// buildSite builds a router and its hosts. The customer link is a bridge
+// in the router's namespace with one veth port per host, so that the
+// router's rules see every customer arrive on custIf.
+func (t *topology) buildSite(ctx context.Context, s site, startLink linkStarter) error {
 	tr4, tr6 := s.addrs(false, 1)
 	up4, up6 := s.addrs(false, 2)
 	gw4, gw6 := s.addrs(true, 1)
-	ag4, ag6 := s.addrs(true, 2)
 	net4, net6 := prefixOf(gw4), prefixOf(gw6)
 	if err := addNamespace(ctx, s.isp, true); err != nil {
 		return err
 	}
-	if err := addNamespace(ctx, s.agent, false); err != nil {
+	for _, h := range s.hosts {
+		if err := addNamespace(ctx, h, false); err != nil {
+			return err
+		}
+	}
+	if s.scenario.Link != nil {
+		if err := startLink(ctx, s); err != nil {
+			return err
+		}
+	} else if err := runSteps(ctx, []step{veth(t.transit, s.transitIf(), s.isp, uplinkIf)}); err != nil {
 		return err
 	}
-	err := runSteps(ctx, []step{
-		{args: []string{"-n", t.transit, "link", "add", s.transitIf(), "type", "veth", "peer", "name", uplinkIf, "netns", s.isp}},
-		{args: []string{"-n", s.isp, "link", "add", custIf, "type", "veth", "peer", "name", hostIf, "netns", s.agent}},
-		{args: ipBatch(t.transit), stdin: lines(
-			"link set "+s.transitIf()+" up",
-			"addr add "+tr4+" dev "+s.transitIf(),
-			"addr add "+tr6+" dev "+s.transitIf()+" nodad",
-			"route add "+net4+" via "+hostOf(up4),
-			"route add "+net6+" via "+hostOf(up6),
-		)},
-		{args: ipBatch(s.isp), stdin: lines(
-			"link set lo up",
-			"link set "+uplinkIf+" up",
-			"link set "+custIf+" up",
-			"addr add "+up4+" dev "+uplinkIf,
-			"addr add "+up6+" dev "+uplinkIf+" nodad",
-			"addr add "+gw4+" dev "+custIf,
-			"addr add "+gw6+" dev "+custIf+" nodad",
-			"route add default via "+hostOf(tr4),
-			"route add default via "+hostOf(tr6),
-		)},
-		{args: ipBatch(s.agent), stdin: lines(
-			"link set lo up",
-			"link set "+hostIf+" up",
-			"addr add "+ag4+" dev "+hostIf,
-			"addr add "+ag6+" dev "+hostIf+" nodad",
-			"route add default via "+hostOf(gw4),
-			"route add default via "+hostOf(gw6),
-		)},
-	})
-	if err != nil {
+	router := []string{
+		"link set lo up",
+		"link set " + uplinkIf + " up",
+		"link add " + custIf + " type bridge mcast_snooping 0",
+		"link set " + custIf + " up",
+		"addr add " + up4 + " dev " + uplinkIf,
+		"addr add " + up6 + " dev " + uplinkIf + " nodad",
+		"addr add " + gw4 + " dev " + custIf,
+		"addr add " + gw6 + " dev " + custIf + " nodad",
+		"route add default via " + hostOf(tr4),
+		"route add default via " + hostOf(tr6),
+	}
+	steps := []step{{args: ipBatch(t.transit), stdin: lines(
+		"link set "+s.transitIf()+" up",
+		"addr add "+tr4+" dev "+s.transitIf(),
+		"addr add "+tr6+" dev "+s.transitIf()+" nodad",
+		"route add "+net4+" via "+hostOf(up4),
+		"route add "+net6+" via "+hostOf(up6),
+	)}}
+	for k, h := range s.hosts {
+		port := "h" + strconv.Itoa(k+1)
+		steps = append(steps, veth(s.isp, port, h, hostIf))
+		router = append(router, "link set "+port+" master "+custIf, "link set "+port+" up")
+		ag4, ag6 := s.addrs(true, k+2)
+		steps = append(steps, hostConfig(h, ag4, ag6, hostOf(gw4), hostOf(gw6)))
+	}
+	steps = append(steps, step{args: ipBatch(s.isp), stdin: lines(router...)})
+	if err := runSteps(ctx, steps); err != nil {
 		return err
 	}
 	return run(ctx, s.scenario.Ruleset(), "ip", "netns", "exec", s.isp, "nft", "-f", "-")

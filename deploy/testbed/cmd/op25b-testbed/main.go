@@ -2,11 +2,17 @@
 // deploy/testbed) and its middleboxes.
 //
 //	op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
+//	op25b-testbed validity --bin DIR [--probes 1000] [--hosts 5] [--pace 2s] [--report FILE] [--markdown FILE]
 //	op25b-testbed sweep
 //	op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
+//	op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
+//	op25b-testbed hog --addr IP:PORT --source IP,IP... [--ready FILE]
 //
-// run and sweep need root. middlebox is what run starts inside an ISP
-// router's namespace; it is not meant to be run by hand. Every flag can
+// run, validity and sweep need root. middlebox, impair and hog are what run starts
+// inside the testbed's namespaces (impair in the transit namespace, to
+// make the impaired link between it and an ISP router; hog beside the busy
+// reference MTA, to hold its sessions); they are not meant to be run by
+// hand. Every flag can
 // also be set from OP25B_TESTBED_<FLAG> (for example OP25B_TESTBED_BIN);
 // the command line wins.
 package main
@@ -16,21 +22,27 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/op25b/observatory/deploy/testbed"
+	"github.com/op25b/observatory/deploy/testbed/impair"
 	"github.com/op25b/observatory/deploy/testbed/middlebox"
 	"github.com/op25b/observatory/internal/flagenv"
 )
 
 const usage = `usage:
   op25b-testbed run --bin DIR [--report FILE] [--scenario NAME]... [--timeout 3s]
+  op25b-testbed validity --bin DIR [--probes 1000] [--hosts 5] [--pace 2s] [--report FILE] [--markdown FILE]
   op25b-testbed sweep
   op25b-testbed middlebox --mode relay|strip|mitm --port N --hostname NAME [--ready FILE]
+  op25b-testbed impair --dev NAME --peer-netns NS --peer-dev NAME [--delay D] [--jitter D] [--loss P] [--stats FILE] [--ready FILE]
+  op25b-testbed hog --addr IP:PORT --source IP,IP... [--ready FILE]
 `
 
 func main() {
@@ -47,10 +59,16 @@ func main() {
 	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
 	case "run":
 		code = runCmd(ctx, args)
+	case "validity":
+		code = validityCmd(ctx, args)
 	case "sweep":
 		code = sweepCmd(ctx, args)
 	case "middlebox":
 		code = middleboxCmd(ctx, args)
+	case "impair":
+		code = impairCmd(ctx, args)
+	case "hog":
+		code = hogCmd(ctx, args)
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 	default:
@@ -135,6 +153,60 @@ func runCmd(ctx context.Context, args []string) int {
 	return 0
 }
 
+func validityCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed validity", flag.ContinueOnError)
+	var (
+		cfg                        testbed.ValidityConfig
+		scenarios                  flagenv.List
+		report, markdown, logLevel string
+	)
+	fs.StringVar(&cfg.BinDir, "bin", "", "directory holding op25b-refmta, op25b-agent and op25b-testbed (required)")
+	fs.Var(&scenarios, "scenario", "measure only this scenario (and its baseline), repeatable or comma-separated (default: every scenario with a baseline)")
+	fs.IntVar(&cfg.Probes, "probes", 1000, "least number of probes per scenario")
+	fs.IntVar(&cfg.Hosts, "hosts", 5, "agent hosts per scenario running rounds in parallel, each with its own address (1 to 5)")
+	fs.DurationVar(&cfg.Pace, "pace", 2*time.Second, "least time between the starts of two rounds on one host")
+	fs.StringVar(&report, "report", "validity-report.json", "write the JSON report to this file")
+	fs.StringVar(&markdown, "markdown", "", "write the \"## Validity\" section of BENCHMARKS.md to this file")
+	fs.StringVar(&logLevel, "log-level", "info", "progress on stderr: debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	if cfg.BinDir == "" {
+		fmt.Fprintln(os.Stderr, "op25b-testbed validity: --bin is required")
+		return 2
+	}
+	cfg.Scenarios = scenarios
+	cfg.Log = log
+	rep, err := testbed.Validity(ctx, cfg)
+	if err != nil {
+		log.Error("validity run failed", "err", err)
+	}
+	if werr := rep.WriteFile(report); werr != nil {
+		log.Error("writing report", "err", werr)
+		return 1
+	}
+	out := io.Writer(os.Stdout)
+	if markdown != "" {
+		f, ferr := os.Create(markdown)
+		if ferr != nil {
+			log.Error("markdown", "err", ferr)
+			return 1
+		}
+		defer f.Close()
+		out = f
+	}
+	if werr := rep.WriteMarkdown(out, cfg); werr != nil {
+		log.Error("markdown", "err", werr)
+		return 1
+	}
+	log.Info("validity report written", "file", report)
+	if err != nil {
+		return 1
+	}
+	return 0
+}
+
 func sweepCmd(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("op25b-testbed sweep", flag.ContinueOnError)
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -197,11 +269,9 @@ func middleboxCmd(ctx context.Context, args []string) int {
 		log.Error("listen", "err", err)
 		return 1
 	}
-	if ready != "" {
-		if err := os.WriteFile(ready, nil, 0o644); err != nil {
-			log.Error("ready file", "err", err)
-			return 1
-		}
+	if err := markReady(ready); err != nil {
+		log.Error("ready file", "err", err)
+		return 1
 	}
 	log.Info("middlebox listening")
 	if err := middlebox.Serve(ctx, lns, h); err != nil {
@@ -209,4 +279,125 @@ func middleboxCmd(ctx context.Context, args []string) int {
 		return 1
 	}
 	return 0
+}
+
+func impairCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed impair", flag.ContinueOnError)
+	var (
+		dev, peerNetns, peerDev, stats, ready, logLevel string
+		shape                                           impair.Shape
+		seed                                            uint64
+	)
+	fs.StringVar(&dev, "dev", "", "name of the TUN device made in this namespace (required)")
+	fs.StringVar(&peerNetns, "peer-netns", "", "network namespace the other TUN device moves into (required)")
+	fs.StringVar(&peerDev, "peer-dev", "", "name of the other TUN device in --peer-netns (required)")
+	fs.DurationVar(&shape.Delay, "delay", 0, "one-way delay, each way")
+	fs.DurationVar(&shape.Jitter, "jitter", 0, "random extra delay in [-jitter, +jitter] per packet, each way (reorders)")
+	fs.Float64Var(&shape.Loss, "loss", 0, "probability that a packet is dropped, each way (0..1)")
+	fs.IntVar(&shape.Queue, "queue", impair.DefaultQueue, "packets waiting out their delay, each way, beyond which packets are dropped")
+	fs.Uint64Var(&seed, "seed", 1, "seed of the random draws")
+	fs.StringVar(&stats, "stats", "", "write the link's counters (JSON) to this file every second and on exit")
+	fs.StringVar(&ready, "ready", "", "file to create once both devices exist")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	if dev == "" || peerNetns == "" || peerDev == "" {
+		log.Error("--dev, --peer-netns and --peer-dev are required")
+		return 2
+	}
+	link, err := impair.NewLink(shape, shape, seed)
+	if err != nil {
+		log.Error("impair", "err", err)
+		return 2
+	}
+	local, peer, err := impair.OpenPair(ctx, dev, peerNetns, peerDev)
+	if err != nil {
+		log.Error("impair", "err", err)
+		return 1
+	}
+	if err := markReady(ready); err != nil {
+		log.Error("ready file", "err", err)
+		local.Close()
+		peer.Close()
+		return 1
+	}
+	log.Info("impaired link up", "dev", dev, "peer", peerNetns+"/"+peerDev, "shape", shape.String(), "seed", seed)
+	done := make(chan error, 1)
+	go func() { done <- link.Run(ctx, local, peer) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	write := func() {
+		if stats == "" {
+			return
+		}
+		if err := link.Stats().WriteFile(stats); err != nil {
+			log.Warn("stats", "err", err)
+		}
+	}
+	for {
+		select {
+		case <-tick.C:
+			write()
+		case err := <-done:
+			write()
+			st := link.Stats()
+			log.Info("impaired link down", "forward", fmt.Sprintf("%+v", st.Forward), "reverse", fmt.Sprintf("%+v", st.Reverse))
+			if err != nil {
+				log.Error("impair", "err", err)
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+func hogCmd(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("op25b-testbed hog", flag.ContinueOnError)
+	var (
+		addr, ready, logLevel string
+		sources               flagenv.List
+	)
+	fs.StringVar(&addr, "addr", "", "plaintext SMTP address of the reference MTA to saturate, IP:PORT (required)")
+	fs.Var(&sources, "source", "local source addresses: one per session to hold, and one more to check the refusal (repeatable or comma-separated)")
+	fs.StringVar(&ready, "ready", "", "file to create once every session is held")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	log, code, ok := parse(fs, args, &logLevel)
+	if !ok {
+		return code
+	}
+	h := testbed.Hog{Log: log}
+	var err error
+	if h.Addr, err = netip.ParseAddrPort(addr); err != nil {
+		log.Error("--addr", "err", err)
+		return 2
+	}
+	for _, s := range sources {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			log.Error("--source", "err", err)
+			return 2
+		}
+		h.Sources = append(h.Sources, a)
+	}
+	h.Ready = func() {
+		if err := markReady(ready); err != nil {
+			log.Error("ready file", "err", err)
+		}
+	}
+	if err := h.Run(ctx); err != nil {
+		log.Error("hog", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// markReady creates the file the testbed waits for (none when path is
+// empty): a subcommand is ready.
+func markReady(path string) error {
+	if path == "" {
+		return nil
+	}
+	return os.WriteFile(path, nil, 0o644)
 }
