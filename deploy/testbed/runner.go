@@ -42,6 +42,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/op25b/observatory/agent/probe"
 	"github.com/op25b/observatory/deploy/testbed/impair"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
@@ -75,15 +76,11 @@ const (
 )
 
 // agentDeadline bounds one agent run with probe timeout timeout (zero: the
-// agent's default). It is far above any round's worst case: it only stops
-// an agent that hangs. A round is a control probe and the port probes of
-// each reference MTA and family, and a non-OPEN verdict may be confirmed
-// by repeats after a backoff.
+// agent's default): the documented worst case of a round with that
+// timeout, plus room for the agent's set-up. It only stops an agent that
+// hangs.
 func agentDeadline(timeout time.Duration) time.Duration {
-	if timeout == 0 {
-		return 5 * time.Minute
-	}
-	return 20*timeout + 30*time.Second
+	return probe.Config{Timeout: timeout}.RoundBound() + 30*time.Second
 }
 
 // Run runs the testbed and returns its report, which is never nil: when
