@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/op25b/observatory/internal/smtpwire"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -13,19 +14,26 @@ const maxEvidence = 512
 
 // publicEvidence is what the dataset publishes of a result whose port 25
 // was intercepted or tampered with: the foreign banner and the foreign
-// certificate's subject. A middlebox writes what it likes there, possibly
-// the volunteer's address, so every address literal is redacted.
+// certificate's subject and issuer (an interceptor may copy our subject,
+// not our issuer). Our own banner, relayed by a tampering path, is no
+// evidence of anything and is left out. A middlebox writes what it likes
+// there, possibly the volunteer's address, so every address literal is
+// redacted.
 func publicEvidence(pr *op25bv1.ProbeResult) string {
 	v := pr.GetVerdict()
 	if v != op25bv1.Verdict_VERDICT_INTERCEPTED && v != op25bv1.Verdict_VERDICT_TAMPERED {
 		return ""
 	}
 	var parts []string
-	if b := pr.GetEvidence().GetBanner(); b != "" {
+	if b := pr.GetEvidence().GetBanner(); b != "" && !strings.Contains(b, smtpwire.BannerMark) {
 		parts = append(parts, "banner: "+b)
 	}
 	if t := pr.GetTls(); t.GetPeerCertificateSubject() != "" && !t.GetPinValid() {
-		parts = append(parts, "certificate: "+t.GetPeerCertificateSubject())
+		cert := "certificate: " + t.GetPeerCertificateSubject()
+		if is := t.GetPeerCertificateIssuer(); is != "" && is != t.GetPeerCertificateSubject() {
+			cert += " issued by " + is
+		}
+		parts = append(parts, cert)
 	}
 	if len(parts) == 0 && pr.GetFailure() != "" {
 		parts = append(parts, pr.GetFailure())

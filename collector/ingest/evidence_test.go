@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/op25b/observatory/internal/smtpwire"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -33,6 +34,19 @@ func TestPublicEvidence(t *testing.T) {
 		Tls:      &op25bv1.TLSDetails{PeerCertificateSubject: "CN=mitm.isp.example"}}
 	if got, want := publicEvidence(mitm), "banner: 220 relay ESMTP for [address]; certificate: CN=mitm.isp.example"; got != want {
 		t.Errorf("publicEvidence = %q; want %q", got, want)
+	}
+	// An interceptor that copies our subject is named by its issuer; our
+	// own banner, relayed, is no evidence.
+	copied := &op25bv1.ProbeResult{Verdict: op25bv1.Verdict_VERDICT_TAMPERED, Failure: "certificate_mismatch",
+		Evidence: &op25bv1.Evidence{Banner: "220 refmta.example ESMTP " + smtpwire.BannerMark + " reference MTA; no mail accepted"},
+		Tls:      &op25bv1.TLSDetails{PeerCertificateSubject: "CN=refmta.example", PeerCertificateIssuer: "CN=ISP Inspection CA"}}
+	if got, want := publicEvidence(copied), "certificate: CN=refmta.example issued by CN=ISP Inspection CA"; got != want {
+		t.Errorf("publicEvidence = %q; want %q", got, want)
+	}
+	stripped := &op25bv1.ProbeResult{Verdict: op25bv1.Verdict_VERDICT_TAMPERED, Failure: "starttls_stripped",
+		Evidence: &op25bv1.Evidence{Banner: copied.Evidence.Banner}}
+	if got := publicEvidence(stripped); got != "starttls_stripped" {
+		t.Errorf("publicEvidence(STARTTLS stripped) = %q; want the failure alone", got)
 	}
 	long := &op25bv1.ProbeResult{Verdict: op25bv1.Verdict_VERDICT_INTERCEPTED,
 		Evidence: &op25bv1.Evidence{Banner: strings.Repeat("日本", 400)}}
