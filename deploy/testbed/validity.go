@@ -387,10 +387,11 @@ func (r *ValidityReport) WriteMarkdown(w io.Writer, cfg ValidityConfig) error {
 	p("`op25b-agent check` with the agent's default flags, from %d agent hosts in parallel, each with its\n", r.Hosts)
 	p("own address and a round started at most every %s per host (the CGNAT: %d agents at once from\n", r.Pace, CGNATAgents)
 	p("one address), until at least %d probes (reference MTA × port × family). A false verdict is a\n", r.Probes)
-	p("conclusive verdict other than the scenario's expectation; INCONCLUSIVE (could not tell) is\n")
-	p("counted apart. The limit of each round duration is its baseline's (the same filtering, no\n")
+	p("conclusive verdict other than the scenario's expectation; INCONCLUSIVE (could not tell) where a\n")
+	p("conclusive verdict was expected is counted apart (`refmta-busy` expects INCONCLUSIVE with\n")
+	p("failure refmta_busy). The limit of each round duration is its baseline's (the same filtering, no\n")
 	p("impairment, one agent), measured in the same run.\n\n")
-	p("| scenario | probes (rounds) | verdicts | false BLOCKED | false INTERCEPTED or TAMPERED | other false | INCONCLUSIVE | round p50 / p99 | limit: baseline round p50 / p99 | ratio (p50) |\n")
+	p("| scenario | probes (rounds) | verdicts | false BLOCKED | false INTERCEPTED or TAMPERED | other false | INCONCLUSIVE where a verdict was expected | round p50 / p99 | limit: baseline round p50 / p99 | ratio (p50) |\n")
 	p("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, s := range r.Scenarios {
 		limit, ratio := "", ""
