@@ -62,6 +62,7 @@ go test -run '^$' -bench 'Ingest' -benchtime 3s -count 3 ./deploy/e2e | tee "$wo
 ingest=$(metric "$work/ingest.txt" BenchmarkIngestGRPC results/s)
 rawcopy=$(metric "$work/ingest.txt" BenchmarkIngestRawCopy results/s)
 rawbare=$(metric "$work/ingest.txt" BenchmarkIngestRawCopyUnattributed results/s)
+rawthree=$(metric "$work/ingest.txt" BenchmarkIngestRawCopyThreeRefMTAs results/s)
 
 echo "bench: ASN lookups per core (go test -bench -cpu 1, 3 runs)" >&2
 go test -run '^$' -bench 'Lookup' -cpu 1 -count 3 ./collector/asn | tee "$work/asn.txt" >&2
@@ -150,6 +151,7 @@ cluster (fsync off), median of 3 runs.
 |---|---|---|---|---|
 | end-to-end ingest | $ingest results/s | pgx COPY + INSERT ON CONFLICT: $rawcopy results/s | $(ratio "$ingest" "$rawcopy") | at least 0.7 |
 | the store's insert with the dataset's tallies (ASN attributed) | $rawcopy results/s | the same rows without an ASN (no tallies): $rawbare results/s | $(ratio "$rawcopy" "$rawbare") | |
+| the same, as rounds of three reference MTAs in three networks, compared across them (docs/dataset.md, "Faults near a reference MTA") | $rawthree results/s | the same rows, one network (no comparison): $rawcopy results/s | $(ratio "$rawthree" "$rawcopy") | |
 | collector RSS with 10,000 agents connected (each enrolled, on its own TLS connection, with an open upload stream that delivered a batch: $agents_line) | $(kmib "$agents_rss") | the same collector idle: $(kmib "$idle_rss") | $(ratio "$agents_rss" "$idle_rss") ($(awk -v a="$agents_rss" -v b="$idle_rss" 'BEGIN {printf "%.0f", (a-b)/10000}') KiB per agent) | |
 
 ASN lookups per second on one core (GOMAXPROCS=1), longest-prefix match in

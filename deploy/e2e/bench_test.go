@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -94,11 +95,17 @@ func BenchmarkIngestGRPC(b *testing.B) {
 	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "results/s")
 }
 
-func BenchmarkIngestRawCopy(b *testing.B) { benchRawCopy(b, 64500) }
+func BenchmarkIngestRawCopy(b *testing.B) { benchRawCopy(b, 64500, false) }
 
-func BenchmarkIngestRawCopyUnattributed(b *testing.B) { benchRawCopy(b, 0) }
+func BenchmarkIngestRawCopyUnattributed(b *testing.B) { benchRawCopy(b, 0, false) }
 
-func benchRawCopy(b *testing.B, asn uint32) {
+// BenchmarkIngestRawCopyThreeRefMTAs writes the same rows as rounds that
+// probed three reference MTAs in three networks, as production does, so
+// that every batch is compared across reference MTAs (store.chargedSQL);
+// in one round of ten the third reference MTA disagrees and is charged.
+func BenchmarkIngestRawCopyThreeRefMTAs(b *testing.B) { benchRawCopy(b, 64500, true) }
+
+func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool) {
 	st := storetest.New(b)
 	b.SetParallelism(benchAgents / 2)
 	b.ResetTimer()
@@ -113,6 +120,16 @@ func benchRawCopy(b *testing.B, asn uint32) {
 					Family: 4, Verdict: 2, Failure: pr.Failure, Detail: pr.Detail, Nonce: pr.Nonce,
 					Egress: netip.MustParseAddr("127.0.0.1"), EgressSource: store.EgressIngest,
 					Prefix: netip.MustParsePrefix("127.0.0.0/24"), ASN: asn, Evidence: ev}
+				if threeRefMTAs {
+					r := &rows[i]
+					round := i / 3
+					r.RoundID = fmt.Sprintf("%s-%d", prs[round*3].ResultId, round)
+					r.RefMTA = fmt.Sprintf("refmta-%d", i%3)
+					r.RefMTAASN = uint32(64496 + i%3)
+					if i%3 == 2 && round%10 == 0 {
+						r.Verdict = 1
+					}
+				}
 			}
 			if _, err := st.InsertResults(context.Background(), rows); err != nil {
 				b.Error(err)
