@@ -1,6 +1,9 @@
 // Package probe is the agent's probe engine: it probes the SMTP ports and
 // the control port of reference MTAs and turns each probe into one verdict,
-// exactly as docs/methodology.md specifies.
+// exactly as docs/methodology.md specifies: each attempt is decided on its
+// own (decide.go), never calling a third party without positive evidence,
+// and a verdict other than OPEN stands only when a repeat confirms it
+// (confirm.go).
 //
 // A network failure is a measured outcome, never a Go error: it is a
 // verdict with a stable failure string (see classify.go). Round returns an
@@ -8,7 +11,8 @@
 //
 // The probe writes nothing but EHLO, STARTTLS and QUIT (see client.go), and
 // every read is bounded in bytes (internal/smtpwire) and, through one
-// deadline per probe, in time.
+// deadline per attempt that follows the path's round-trip time, in time;
+// Config.RoundBound bounds a whole round.
 package probe
 
 import (

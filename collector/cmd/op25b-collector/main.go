@@ -206,7 +206,7 @@ func serve(args []string) error {
 	asnFormat := fs.String("asn-format", "auto", "format of the --asn files: auto, pfx2as, ip2asn or mmdb")
 	interval := fs.Duration("interval", 15*time.Minute, "time between an agent's rounds")
 	jitter := fs.Duration("jitter", 5*time.Minute, "window over which agents spread their start times")
-	probeTimeout := fs.Duration("probe-timeout", 10*time.Second, "deadline of one probe")
+	probeTimeout := fs.Duration("probe-timeout", 10*time.Second, "agents' connect timeout and the least deadline of a probe attempt (docs/methodology.md, Deadlines)")
 	rate := fs.Float64("rate", 2, "calls and upload batches per second per agent or reference MTA")
 	burst := fs.Int("burst", 60, "burst of calls and batches per principal")
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest gRPC message accepted, bytes")
