@@ -426,7 +426,7 @@ func (r *runner) control(ctx context.Context, t Target) (Control, plan) {
 		c.Attempts = i
 		c.Failure = controlFailure(o)
 		if c.Failure == "" {
-			c.Reached, c.Failure = true, ""
+			c.Reached = true
 			c.RTT = o.timings.Connect
 			c.ObservedSource = o.first.st.Source
 			c.ServedPorts = o.first.st.Ports
