@@ -21,7 +21,13 @@
 //     Options.MaxBytes, the new records are dropped, never old ones, counted
 //     in Stats.DroppedFull, and the call returns ErrFull. Old results are no
 //     less valuable than new ones, and never deleting an unacknowledged
-//     record keeps the acknowledgement bookkeeping simple.
+//     record keeps the acknowledgement bookkeeping simple. Acknowledged
+//     records are reclaimed a segment at a time; before dropping anything,
+//     an append seals the segment being written if it holds acknowledged
+//     records, and deletes the segments whose records are all acknowledged,
+//     so that whatever MaxBytes (segments are at most an eighth of it by
+//     default), only pending records and the acknowledged ones that share a
+//     segment with them take room.
 //   - One writer (Append, AppendBatch) and one reader (Pending, Ack) may run
 //     concurrently. On Linux the directory is locked against a second process.
 //
@@ -88,7 +94,9 @@ type Options struct {
 	// deleted.
 	MaxBytes int64
 	// SegmentBytes is the size at which a new segment is started; 0 means
-	// DefaultSegmentBytes. Space is reclaimed a whole segment at a time.
+	// DefaultSegmentBytes, or MaxBytes/8 if that is smaller. Space is
+	// reclaimed a whole segment at a time, so that small segments keep
+	// the acknowledged records that take room few.
 	SegmentBytes int64
 	// Logger receives damage and full-spool reports; nil discards them.
 	Logger *slog.Logger
@@ -134,8 +142,8 @@ type Spool struct {
 	buf       []byte
 	full      bool // the last append dropped records; to log only changes
 
-	// amu serializes Pending and Ack, which alone read segments, write ack
-	// logs, and delete segments.
+	// amu serializes Pending and Ack, which alone read segments and write
+	// ack logs, and reap, which deletes segments.
 	amu sync.Mutex
 
 	// mu guards the fields below it and those of segments and records. It
@@ -178,10 +186,11 @@ type rec struct {
 // state: it reads every segment, cuts torn or damaged tails, and deletes
 // segments whose records are all acknowledged.
 func Open(dir string, opts Options) (*Spool, error) {
+	maxBytes := orDefault(opts.MaxBytes, DefaultMaxBytes)
 	s := &Spool{
 		dir:          dir,
-		maxBytes:     orDefault(opts.MaxBytes, DefaultMaxBytes),
-		segmentBytes: orDefault(opts.SegmentBytes, DefaultSegmentBytes),
+		maxBytes:     maxBytes,
+		segmentBytes: orDefault(opts.SegmentBytes, max(1, min(DefaultSegmentBytes, maxBytes/8))),
 		log:          opts.Logger,
 		nextSeq:      1,
 		byID:         make(map[string]*rec),

@@ -587,3 +587,54 @@ func ExampleSpool() {
 	// send 0190e0a4-result-2 (11 bytes)
 	// 1 pending
 }
+
+// TestSmallSpoolKeepsWorking is the regression test of a spool smaller than
+// a segment: acknowledged records kept counting against MaxBytes because
+// the segment being written never rolled, so that once MaxBytes of results
+// had been written every round was dropped with nothing pending (20,000
+// bytes: 347 of 378 results dropped). While the collector acknowledges each
+// round, no round may be dropped, whatever the size, and the segment files
+// must stay within MaxBytes.
+func TestSmallSpoolKeepsWorking(t *testing.T) {
+	// A round's results as the daemon spools them: UUIDv7 ids and payloads
+	// of the size of a serialized ProbeResult.
+	round := func(n, results int) []Record {
+		recs := make([]Record, results)
+		for i := range recs {
+			recs[i] = Record{ID: fmt.Sprintf("0190e0a4-7c2e-7000-8000-%06d%06d", n, i), Payload: bytes.Repeat([]byte{byte(i)}, 600)}
+		}
+		return recs
+	}
+	for _, tc := range []struct {
+		name           string
+		maxBytes       int64
+		rounds, perRnd int
+	}{
+		{"20,000 bytes, rounds of 6 (the issue's reproduction)", 20_000, 63, 6},
+		{"1 MiB, rounds of 18 (the router guide's size)", 1 << 20, 300, 18},
+		{"one round and a byte", 6*(minFrameLen+36+600) + 1, 40, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := Options{MaxBytes: tc.maxBytes}
+			s := open(t, t.TempDir(), opts)
+			for n := range tc.rounds {
+				recs := round(n, tc.perRnd)
+				if err := s.AppendBatch(recs); err != nil {
+					t.Fatalf("round %d: AppendBatch() = %v with %d pending; want it spooled", n, err, s.Len())
+				}
+				if st := s.Stats(); st.Bytes > tc.maxBytes {
+					t.Fatalf("round %d: Stats().Bytes = %d; want at most MaxBytes %d", n, st.Bytes, tc.maxBytes)
+				}
+				if err := s.Ack(ids(s.Pending(tc.perRnd))...); err != nil {
+					t.Fatal(err)
+				}
+				if n == tc.rounds/2 { // a restart changes nothing
+					s = reopen(t, s, opts)
+				}
+			}
+			if st := s.Stats(); st.DroppedFull != 0 || st.Pending != 0 {
+				t.Errorf("Stats() = %+v after %d acknowledged rounds; want nothing dropped or pending", st, tc.rounds)
+			}
+		})
+	}
+}

@@ -14,9 +14,9 @@ func (s *Spool) Append(id string, payload []byte) error {
 
 // AppendBatch spools records in order, with one write and one fsync, and
 // returns once they are on stable storage; a crash before it returns may
-// keep any prefix of them. If the spool has no room for them all, it keeps
-// the longest prefix that fits, drops the rest (the newest), and returns
-// ErrFull. A record that could never be spooled (empty or oversized id, an
+// keep any prefix of them. If the spool has no room for them all, even
+// after reclaiming acknowledged segments, it keeps the longest prefix that
+// fits, drops the rest (the newest), and returns ErrFull. A record that could never be spooled (empty or oversized id, an
 // id already pending, a payload over 16 MiB) fails the whole batch before
 // anything is written.
 func (s *Spool) AppendBatch(recs []Record) error {
@@ -28,18 +28,9 @@ func (s *Spool) AppendBatch(recs []Record) error {
 	if err := s.check(recs); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	used := s.bytes
-	s.mu.Unlock()
-	// Concurrent acks only ever lower s.bytes, so used is a safe bound.
-	fit := 0
-	for _, r := range recs {
-		n := frameLen(r.ID, r.Payload)
-		if used+n > s.maxBytes {
-			break
-		}
-		used += n
-		fit++
+	fit := s.fit(recs)
+	if fit < len(recs) && s.reclaim() {
+		fit = s.fit(recs)
 	}
 	if fit > 0 {
 		if err := s.write(recs[:fit]); err != nil {
@@ -65,6 +56,48 @@ func (s *Spool) AppendBatch(recs []Record) error {
 		s.log.Warn("spool: full, dropping new records", "max_bytes", s.maxBytes, "dropped_total", total)
 	}
 	return ErrFull
+}
+
+// fit returns how many of recs, from the first, fit under MaxBytes. The
+// caller holds wmu.
+func (s *Spool) fit(recs []Record) int {
+	s.mu.Lock()
+	used := s.bytes
+	s.mu.Unlock()
+	// Concurrent acks only ever lower s.bytes, so used is a safe bound.
+	fit := 0
+	for _, r := range recs {
+		n := frameLen(r.ID, r.Payload)
+		if used+n > s.maxBytes {
+			break
+		}
+		used += n
+		fit++
+	}
+	return fit
+}
+
+// reclaim makes room for an append that lacks it: it seals the segment
+// being written if it holds acknowledged records, so that it can go once
+// the rest are, and deletes the segments whose records are all
+// acknowledged. It reports whether that freed anything. The caller holds
+// wmu.
+func (s *Spool) reclaim() bool {
+	s.amu.Lock()
+	defer s.amu.Unlock()
+	s.mu.Lock()
+	if seg := s.active; seg != nil && seg.live < len(seg.recs) {
+		// The next append rolls: a segment is deleted only once sealed,
+		// and a spool smaller than a segment would otherwise never roll.
+		seg.sealed = true
+		s.active = nil
+	}
+	before := s.bytes
+	s.mu.Unlock()
+	s.reap()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bytes < before
 }
 
 // check refuses records that could never be spooled. The caller holds wmu.
