@@ -13,7 +13,7 @@ import (
 // from disk, so the spool's memory does not grow with its backlog.
 //
 // A record that cannot be read back intact is dropped, logged and counted
-// in Stats.CorruptRecords: retrying a damaged record would stop delivery
+// in Stats.CorruptRecords and Stats.Lost: retrying a damaged record would stop delivery
 // forever. Pending returns nil if max < 1 or the spool is closed.
 func (s *Spool) Pending(max int) []Record {
 	if max < 1 {
@@ -45,6 +45,7 @@ collect:
 	// A record's place and size never change once published, and only
 	// amu holders close segment files, so the reads need no lock.
 	out := make([]Record, 0, len(want))
+	damaged := false
 	for _, r := range want {
 		frame := make([]byte, r.size)
 		_, err := r.seg.f.ReadAt(frame, r.off)
@@ -62,10 +63,15 @@ collect:
 			s.mu.Lock()
 			s.done(r)
 			s.corrupts++
+			s.lost.Corrupt++
 			s.mu.Unlock()
+			damaged = true
 			continue
 		}
 		out = append(out, Record{ID: id, Payload: payload})
+	}
+	if damaged {
+		s.saveLoss()
 	}
 	return out
 }
@@ -106,7 +112,7 @@ func (s *Spool) Ack(ids ...string) error {
 		for _, r := range bySeg[seg] {
 			buf = appendAck(buf, r.off)
 		}
-		if err := s.writeAcks(seg, buf); err != nil {
+		if err := s.writeAcks(seg, buf); err != nil && !(noSpace(err) && s.deleteAcked(seg, len(bySeg[seg]))) {
 			errs = append(errs, err)
 			continue
 		}
@@ -121,6 +127,29 @@ func (s *Spool) Ack(ids ...string) error {
 		return fmt.Errorf("spool: ack: %w", err)
 	}
 	return nil
+}
+
+// deleteAcked acknowledges the last n pending records of a sealed segment
+// by deleting it, which takes no room, when the ack log could not be
+// written for lack of it: a disk full of pending records must still take
+// their acknowledgements. It reports whether the segment is gone. The
+// caller holds amu.
+func (s *Spool) deleteAcked(seg *segment, n int) bool {
+	s.mu.Lock()
+	last := seg.sealed && seg.live == n
+	s.mu.Unlock()
+	if !last {
+		return false
+	}
+	err := os.Remove(s.path(seg.seq, segExt))
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		s.log.Error("spool: delete acknowledged segment", "err", err)
+		return false
+	}
+	return true
 }
 
 // writeAcks appends entries to the ack log of seg and syncs it. The

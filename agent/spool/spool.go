@@ -8,9 +8,12 @@
 // # Guarantees
 //
 //   - Durable appends: Append and AppendBatch return only once their records
-//     are on stable storage, with one fsync per call (batch to amortize it). A
-//     crash loses only records whose append had not returned.
+//     are on stable storage, with one fsync per call (batch to amortize it;
+//     one more saves the loss counts when records are dropped). A crash loses
+//     only records whose append had not returned.
 //   - Durable acknowledgements: Ack returns once they are on stable storage.
+//     On a full disk, where an ack log cannot grow, acknowledging the last
+//     pending records of a segment no longer written deletes it instead.
 //   - Damage is detected, never delivered: every frame carries a CRC-32C. On
 //     Open a segment is cut at its first torn or damaged frame, which is
 //     counted in Stats.CorruptRecords and logged; what followed it in that
@@ -18,24 +21,29 @@
 //     when read for delivery is dropped and counted the same way. No file
 //     content makes Open fail or panic, only I/O errors do.
 //   - Bounded: when an append would take the segment files past
-//     Options.MaxBytes, the new records are dropped, never old ones, counted
-//     in Stats.DroppedFull, and the call returns ErrFull. Old results are no
-//     less valuable than new ones, and never deleting an unacknowledged
-//     record keeps the acknowledgement bookkeeping simple. Acknowledged
-//     records are reclaimed a segment at a time; before dropping anything,
-//     an append seals the segment being written if it holds acknowledged
-//     records, and deletes the segments whose records are all acknowledged,
-//     so that whatever MaxBytes (segments are at most an eighth of it by
-//     default), only pending records and the acknowledged ones that share a
-//     segment with them take room.
+//     Options.MaxBytes, the new records are dropped, never old ones, and the
+//     call returns a *DropError wrapping ErrFull. Old results are no less
+//     valuable than new ones, and never deleting an unacknowledged record
+//     keeps the acknowledgement bookkeeping simple. Acknowledged records are
+//     reclaimed a segment at a time; before dropping anything, an append
+//     seals the segment being written if it holds acknowledged records, and
+//     deletes the segments whose records are all acknowledged, so that
+//     whatever MaxBytes (segments are at most an eighth of it by default),
+//     only pending records and the acknowledged ones that share a segment
+//     with them take room.
+//   - Every loss is counted, durably: records dropped because the spool is
+//     full, because the file system is (after reclaiming what it can), or
+//     because writing them failed, and damaged records, are counted by cause
+//     in Stats.Lost, which the LOSS file keeps across restarts and crashes.
 //   - One writer (Append, AppendBatch) and one reader (Pending, Ack) may run
 //     concurrently. On Linux the directory is locked against a second process.
 //
 // # On-disk format
 //
 // The directory holds numbered segments (000000000001.seg, ...), the ack
-// log of each segment beside it (000000000001.ack), and a LOCK file. The
-// format version is the extension: another format takes another one.
+// log of each segment beside it (000000000001.ack), a LOCK file and the
+// LOSS file (loss.go). The format version is the extension: another format
+// takes another one.
 //
 // A segment is a sequence of frames, integers big-endian:
 //
@@ -80,8 +88,9 @@ const (
 )
 
 var (
-	// ErrFull is returned by Append and AppendBatch when records were
-	// dropped because the spool would have grown past Options.MaxBytes.
+	// ErrFull is wrapped in the DropError of Append and AppendBatch when
+	// records were dropped because the spool would have grown past
+	// Options.MaxBytes.
 	ErrFull = errors.New("spool: full")
 	// ErrClosed is returned by calls on a closed Spool.
 	ErrClosed = errors.New("spool: closed")
@@ -113,26 +122,33 @@ type Record struct {
 	Payload []byte
 }
 
-// Stats describes a Spool. The counters count since Open.
+// Stats describes a Spool. The counters but Lost count since Open.
 type Stats struct {
 	Pending int   // records not yet acknowledged
 	Bytes   int64 // size of the segment files
-	// DroppedFull counts records dropped because the spool was full.
+	// DroppedFull counts records dropped because the spool was full
+	// (Lost.Full counts them since the count began).
 	DroppedFull int64
 	// CorruptRecords counts damaged frames: each torn or damaged frame cut
 	// on Open (what followed it in its segment is lost with it, uncounted)
 	// and each record dropped because it failed to read back.
 	CorruptRecords int64
 	Segments       int // segment files
+	// Lost counts the records lost by cause since the count began,
+	// across restarts.
+	Lost Loss
 }
 
-// A Spool is a directory of segments. Lock order: wmu, amu, mu.
+// A Spool is a directory of segments. Lock order: wmu, amu, lmu, mu.
 type Spool struct {
 	dir          string
 	maxBytes     int64
 	segmentBytes int64
 	log          *slog.Logger
 	unlock       func() error
+	// syncWrite appends to a segment and syncs it; tests make it fail
+	// as a full or broken disk does.
+	syncWrite func(f *os.File, b []byte) error
 
 	// wmu serializes writers; it guards the fields below it.
 	wmu       sync.Mutex
@@ -140,11 +156,19 @@ type Spool struct {
 	activeEnd int64    // size of active as this process wrote it
 	nextSeq   uint64
 	buf       []byte
-	full      bool // the last append dropped records; to log only changes
+	full      bool // the last append found the spool full; to log only changes
 
 	// amu serializes Pending and Ack, which alone read segments and write
 	// ack logs, and reap, which deletes segments.
 	amu sync.Mutex
+
+	// lmu serializes saveLoss; it guards the fields below it.
+	lmu         sync.Mutex
+	lossFile    *os.File // nil while it could not be made
+	lossSeq     uint64   // of the newest slot
+	lossID      [16]byte
+	lossSaved   Loss // the counts on stable storage
+	lossFailing bool // the last save failed; to log only changes
 
 	// mu guards the fields below it and those of segments and records. It
 	// is held for bookkeeping only, never across I/O, so that neither side
@@ -157,6 +181,7 @@ type Spool struct {
 	bytes    int64
 	dropped  int64
 	corrupts int64
+	lost     Loss
 }
 
 // segment is one segment file and its records.
@@ -194,6 +219,7 @@ func Open(dir string, opts Options) (*Spool, error) {
 		log:          opts.Logger,
 		nextSeq:      1,
 		byID:         make(map[string]*rec),
+		syncWrite:    syncWrite,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -206,13 +232,21 @@ func Open(dir string, opts Options) (*Spool, error) {
 		return nil, fmt.Errorf("spool: open %s: %w", dir, err)
 	}
 	s.unlock = unlock
-	if err := s.load(); err != nil {
+	err = s.openLoss()
+	if err == nil {
+		err = s.load()
+	}
+	if err != nil {
 		for _, seg := range s.segs {
 			seg.f.Close()
+		}
+		if s.lossFile != nil {
+			s.lossFile.Close()
 		}
 		unlock()
 		return nil, fmt.Errorf("spool: open %s: %w", dir, err)
 	}
+	s.saveLoss() // the damage load cut
 	s.reap()
 	return s, nil
 }
@@ -311,6 +345,7 @@ func (s *Spool) loadSegment(seq uint64) error {
 	}
 	if damage != "" {
 		s.corrupts++
+		s.lost.Corrupt++
 		s.log.Warn("spool: cutting damaged segment", "segment", path, "offset", end,
 			"lost_bytes", fi.Size()-end, "damage", damage)
 		if err := f.Truncate(end); err != nil {
@@ -380,6 +415,7 @@ func (s *Spool) Stats() Stats {
 		DroppedFull:    s.dropped,
 		CorruptRecords: s.corrupts,
 		Segments:       len(s.segs),
+		Lost:           s.lost,
 	}
 }
 
@@ -391,12 +427,21 @@ func (s *Spool) Close() error {
 	s.amu.Lock()
 	defer s.amu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
 		return nil
 	}
+	s.saveLoss() // a last try, if the last save failed
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closed = true
 	var errs []error
+	if s.lossFile != nil {
+		errs = append(errs, s.lossFile.Close())
+	}
 	for _, seg := range s.segs {
 		errs = append(errs, seg.f.Close())
 		if seg.ack != nil {

@@ -235,7 +235,7 @@ func TestSegmentDeletedWhenAcked(t *testing.T) {
 	if got := files(t, dir); len(got) != 0 {
 		t.Errorf("all acknowledged and reopened: files %v; want none", got)
 	}
-	if st := s.Stats(); st != (Stats{}) {
+	if st := s.Stats(); st != (Stats{Lost: Loss{SpoolID: st.Lost.SpoolID}}) {
 		t.Errorf("Stats() = %+v; want zero", st)
 	}
 	appendN(t, s, 12, 14)

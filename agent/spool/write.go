@@ -7,7 +7,8 @@ import (
 )
 
 // Append spools one record and returns once it is on stable storage. It
-// returns ErrFull, and drops the record, if the spool has no room for it.
+// returns a *DropError if the record was dropped (ErrFull if the spool has
+// no room for it).
 func (s *Spool) Append(id string, payload []byte) error {
 	return s.AppendBatch([]Record{{ID: id, Payload: payload}})
 }
@@ -16,9 +17,14 @@ func (s *Spool) Append(id string, payload []byte) error {
 // returns once they are on stable storage; a crash before it returns may
 // keep any prefix of them. If the spool has no room for them all, even
 // after reclaiming acknowledged segments, it keeps the longest prefix that
-// fits, drops the rest (the newest), and returns ErrFull. A record that could never be spooled (empty or oversized id, an
-// id already pending, a payload over 16 MiB) fails the whole batch before
-// anything is written.
+// fits, drops the rest (the newest), and returns a *DropError that wraps
+// ErrFull. If writing them fails (after reclaiming
+// acknowledged segments and trying again once, when the file system is
+// full), it drops them all and returns a *DropError that wraps the error.
+// Dropped records are counted in Stats.Lost, which is saved before
+// AppendBatch returns. A record that could never be spooled (empty or
+// oversized id, an id already pending, a payload over 16 MiB) fails the
+// whole batch before anything is written or counted.
 func (s *Spool) AppendBatch(recs []Record) error {
 	if len(recs) == 0 {
 		return nil
@@ -33,29 +39,22 @@ func (s *Spool) AppendBatch(recs []Record) error {
 		fit = s.fit(recs)
 	}
 	if fit > 0 {
-		if err := s.write(recs[:fit]); err != nil {
-			return err
+		err := s.write(recs[:fit])
+		if noSpace(err) && s.reclaim() {
+			err = s.write(recs[:fit])
+		}
+		if err != nil {
+			return s.drop(len(recs), err)
 		}
 	}
-	dropped := len(recs) - fit
-	wasFull := s.full
-	s.full = dropped > 0
-	if !s.full {
-		if wasFull {
-			s.log.Info("spool: no longer full")
-		}
-		return nil
+	if fit < len(recs) {
+		return s.drop(len(recs)-fit, ErrFull)
 	}
-	s.mu.Lock()
-	s.dropped += int64(dropped)
-	total := s.dropped
-	s.mu.Unlock()
-	if !wasFull {
-		// Once per episode: the daemon reports the count, the log only
-		// marks when it started.
-		s.log.Warn("spool: full, dropping new records", "max_bytes", s.maxBytes, "dropped_total", total)
+	if s.full {
+		s.full = false
+		s.log.Info("spool: no longer full")
 	}
-	return ErrFull
+	return nil
 }
 
 // fit returns how many of recs, from the first, fit under MaxBytes. The
@@ -98,6 +97,24 @@ func (s *Spool) reclaim() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.bytes < before
+}
+
+// drop counts n records dropped because of err (ErrFull or a write
+// error), saves the counts and returns the *DropError. The caller holds
+// wmu.
+func (s *Spool) drop(n int, err error) error {
+	s.mu.Lock()
+	s.countLost(n, err)
+	total := s.lost
+	s.mu.Unlock()
+	s.saveLoss()
+	if errors.Is(err, ErrFull) && !s.full {
+		// Once per episode: the daemon reports the count, the log only
+		// marks when it started.
+		s.full = true
+		s.log.Warn("spool: full, dropping new records", "max_bytes", s.maxBytes, "dropped_total", total.Full)
+	}
+	return &DropError{Dropped: n, Err: err}
 }
 
 // check refuses records that could never be spooled. The caller holds wmu.
@@ -147,11 +164,7 @@ func (s *Spool) write(recs []Record) error {
 		}
 	}
 	seg := s.active
-	_, err := seg.f.Write(buf)
-	if err == nil {
-		err = seg.f.Sync()
-	}
-	if err != nil {
+	if err := s.syncWrite(seg.f, buf); err != nil {
 		// What the file holds after a failed write or fsync is unknown
 		// (after a failed fsync even the page cache cannot be trusted),
 		// so the segment is never written again: the next append starts
@@ -213,4 +226,12 @@ func (s *Spool) roll() error {
 	s.active = seg
 	s.activeEnd = 0
 	return nil
+}
+
+// syncWrite appends b to f and syncs it.
+func syncWrite(f *os.File, b []byte) error {
+	if _, err := f.Write(b); err != nil {
+		return err
+	}
+	return f.Sync()
 }
