@@ -228,8 +228,11 @@ type GetScheduleRequest struct {
 	// The version the agent runs now; empty when it has none.
 	CurrentVersion string `protobuf:"bytes,1,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
 	AgentVersion   string `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The agent's spool, sent with every poll (every minute) so that its
+	// losses reach the collector also when it has nothing to upload.
+	Spool         *SpoolStats `protobuf:"bytes,3,opt,name=spool,proto3" json:"spool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetScheduleRequest) Reset() {
@@ -274,6 +277,13 @@ func (x *GetScheduleRequest) GetAgentVersion() string {
 		return x.AgentVersion
 	}
 	return ""
+}
+
+func (x *GetScheduleRequest) GetSpool() *SpoolStats {
+	if x != nil {
+		return x.Spool
+	}
+	return nil
 }
 
 type GetScheduleResponse struct {
@@ -329,16 +339,21 @@ func (x *GetScheduleResponse) GetUnchanged() bool {
 	return false
 }
 
-// SpoolStats is the agent's on-disk spool as it reports it with each batch.
+// SpoolStats is the agent's on-disk spool as it reports it with each batch
+// and each schedule poll.
 type SpoolStats struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	PendingResults uint64                 `protobuf:"varint,1,opt,name=pending_results,json=pendingResults,proto3" json:"pending_results,omitempty"`
-	// Results dropped because the spool was full, since the agent started.
+	// Results dropped because the spool was full, since the agent started
+	// (agents that send `lost` count them there too, across restarts).
 	DroppedFull uint64 `protobuf:"varint,2,opt,name=dropped_full,json=droppedFull,proto3" json:"dropped_full,omitempty"`
-	// Torn or corrupt records skipped when the spool was reopened.
+	// Torn or corrupt records skipped since the agent started.
 	CorruptRecords uint64 `protobuf:"varint,3,opt,name=corrupt_records,json=corruptRecords,proto3" json:"corrupt_records,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Every result lost before upload, by cause, since the spool's count
+	// began; absent from agents that predate it.
+	Lost          *SpoolLoss `protobuf:"bytes,4,opt,name=lost,proto3" json:"lost,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SpoolStats) Reset() {
@@ -390,6 +405,13 @@ func (x *SpoolStats) GetCorruptRecords() uint64 {
 		return x.CorruptRecords
 	}
 	return 0
+}
+
+func (x *SpoolStats) GetLost() *SpoolLoss {
+	if x != nil {
+		return x.Lost
+	}
+	return nil
 }
 
 type UploadResultsRequest struct {
@@ -568,6 +590,93 @@ func (x *UploadResultsResponse) GetRejections() []*ResultRejection {
 	return nil
 }
 
+// SpoolLoss counts the results an agent lost before it could upload them,
+// by cause. The agent keeps the count on disk: while spool_id stays the
+// same the counts only grow, across restarts and crashes. A new spool_id (a
+// new or wiped spool directory, a damaged count) starts again from zero;
+// the collector adds the counts of each spool_id it was sent.
+type SpoolLoss struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names the count: a UUIDv7 made when it began.
+	SpoolId string `protobuf:"bytes,1,opt,name=spool_id,json=spoolId,proto3" json:"spool_id,omitempty"`
+	// Dropped because the spool was at its bound (--spool-max-bytes).
+	Full uint64 `protobuf:"varint,2,opt,name=full,proto3" json:"full,omitempty"`
+	// Dropped because the file system was full (ENOSPC) or the quota spent.
+	NoSpace uint64 `protobuf:"varint,3,opt,name=no_space,json=noSpace,proto3" json:"no_space,omitempty"`
+	// Dropped because writing them to the spool failed otherwise.
+	WriteError uint64 `protobuf:"varint,4,opt,name=write_error,json=writeError,proto3" json:"write_error,omitempty"`
+	// Damaged records that the spool cut or skipped (at least one per torn
+	// tail that a crash during an append left).
+	Corrupt       uint64 `protobuf:"varint,5,opt,name=corrupt,proto3" json:"corrupt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SpoolLoss) Reset() {
+	*x = SpoolLoss{}
+	mi := &file_op25b_v1_agent_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SpoolLoss) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SpoolLoss) ProtoMessage() {}
+
+func (x *SpoolLoss) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_agent_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SpoolLoss.ProtoReflect.Descriptor instead.
+func (*SpoolLoss) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_agent_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SpoolLoss) GetSpoolId() string {
+	if x != nil {
+		return x.SpoolId
+	}
+	return ""
+}
+
+func (x *SpoolLoss) GetFull() uint64 {
+	if x != nil {
+		return x.Full
+	}
+	return 0
+}
+
+func (x *SpoolLoss) GetNoSpace() uint64 {
+	if x != nil {
+		return x.NoSpace
+	}
+	return 0
+}
+
+func (x *SpoolLoss) GetWriteError() uint64 {
+	if x != nil {
+		return x.WriteError
+	}
+	return 0
+}
+
+func (x *SpoolLoss) GetCorrupt() uint64 {
+	if x != nil {
+		return x.Corrupt
+	}
+	return 0
+}
+
 var File_op25b_v1_agent_proto protoreflect.FileDescriptor
 
 const file_op25b_v1_agent_proto_rawDesc = "" +
@@ -589,18 +698,20 @@ const file_op25b_v1_agent_proto_rawDesc = "" +
 	"\binterval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\binterval\x121\n" +
 	"\x06jitter\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x06jitter\x12>\n" +
 	"\rprobe_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\fprobeTimeout\x121\n" +
-	"\x06offset\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06offset\"b\n" +
+	"\x06offset\x18\a \x01(\v2\x19.google.protobuf.DurationR\x06offset\"\x8e\x01\n" +
 	"\x12GetScheduleRequest\x12'\n" +
 	"\x0fcurrent_version\x18\x01 \x01(\tR\x0ecurrentVersion\x12#\n" +
-	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\"c\n" +
+	"\ragent_version\x18\x02 \x01(\tR\fagentVersion\x12*\n" +
+	"\x05spool\x18\x03 \x01(\v2\x14.op25b.v1.SpoolStatsR\x05spool\"c\n" +
 	"\x13GetScheduleResponse\x12.\n" +
 	"\bschedule\x18\x01 \x01(\v2\x12.op25b.v1.ScheduleR\bschedule\x12\x1c\n" +
-	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\x81\x01\n" +
+	"\tunchanged\x18\x02 \x01(\bR\tunchanged\"\xaa\x01\n" +
 	"\n" +
 	"SpoolStats\x12'\n" +
 	"\x0fpending_results\x18\x01 \x01(\x04R\x0ependingResults\x12!\n" +
 	"\fdropped_full\x18\x02 \x01(\x04R\vdroppedFull\x12'\n" +
-	"\x0fcorrupt_records\x18\x03 \x01(\x04R\x0ecorruptRecords\"\x8e\x01\n" +
+	"\x0fcorrupt_records\x18\x03 \x01(\x04R\x0ecorruptRecords\x12'\n" +
+	"\x04lost\x18\x04 \x01(\v2\x13.op25b.v1.SpoolLossR\x04lost\"\x8e\x01\n" +
 	"\x14UploadResultsRequest\x12\x19\n" +
 	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12/\n" +
 	"\aresults\x18\x02 \x03(\v2\x15.op25b.v1.ProbeResultR\aresults\x12*\n" +
@@ -613,7 +724,14 @@ const file_op25b_v1_agent_proto_rawDesc = "" +
 	"\x10acked_result_ids\x18\x02 \x03(\tR\x0eackedResultIds\x129\n" +
 	"\n" +
 	"rejections\x18\x03 \x03(\v2\x19.op25b.v1.ResultRejectionR\n" +
-	"rejections2\xb0\x01\n" +
+	"rejections\"\x90\x01\n" +
+	"\tSpoolLoss\x12\x19\n" +
+	"\bspool_id\x18\x01 \x01(\tR\aspoolId\x12\x12\n" +
+	"\x04full\x18\x02 \x01(\x04R\x04full\x12\x19\n" +
+	"\bno_space\x18\x03 \x01(\x04R\anoSpace\x12\x1f\n" +
+	"\vwrite_error\x18\x04 \x01(\x04R\n" +
+	"writeError\x12\x18\n" +
+	"\acorrupt\x18\x05 \x01(\x04R\acorrupt2\xb0\x01\n" +
 	"\fAgentService\x12J\n" +
 	"\vGetSchedule\x12\x1c.op25b.v1.GetScheduleRequest\x1a\x1d.op25b.v1.GetScheduleResponse\x12T\n" +
 	"\rUploadResults\x12\x1e.op25b.v1.UploadResultsRequest\x1a\x1f.op25b.v1.UploadResultsResponse(\x010\x01B5Z3github.com/op25b/observatory/proto/op25b/v1;op25bv1b\x06proto3"
@@ -630,7 +748,7 @@ func file_op25b_v1_agent_proto_rawDescGZIP() []byte {
 	return file_op25b_v1_agent_proto_rawDescData
 }
 
-var file_op25b_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_op25b_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_op25b_v1_agent_proto_goTypes = []any{
 	(*ReferenceMTA)(nil),          // 0: op25b.v1.ReferenceMTA
 	(*Schedule)(nil),              // 1: op25b.v1.Schedule
@@ -640,28 +758,31 @@ var file_op25b_v1_agent_proto_goTypes = []any{
 	(*UploadResultsRequest)(nil),  // 5: op25b.v1.UploadResultsRequest
 	(*ResultRejection)(nil),       // 6: op25b.v1.ResultRejection
 	(*UploadResultsResponse)(nil), // 7: op25b.v1.UploadResultsResponse
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
-	(*ProbeResult)(nil),           // 9: op25b.v1.ProbeResult
+	(*SpoolLoss)(nil),             // 8: op25b.v1.SpoolLoss
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
+	(*ProbeResult)(nil),           // 10: op25b.v1.ProbeResult
 }
 var file_op25b_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: op25b.v1.Schedule.reference_mtas:type_name -> op25b.v1.ReferenceMTA
-	8,  // 1: op25b.v1.Schedule.interval:type_name -> google.protobuf.Duration
-	8,  // 2: op25b.v1.Schedule.jitter:type_name -> google.protobuf.Duration
-	8,  // 3: op25b.v1.Schedule.probe_timeout:type_name -> google.protobuf.Duration
-	8,  // 4: op25b.v1.Schedule.offset:type_name -> google.protobuf.Duration
-	1,  // 5: op25b.v1.GetScheduleResponse.schedule:type_name -> op25b.v1.Schedule
-	9,  // 6: op25b.v1.UploadResultsRequest.results:type_name -> op25b.v1.ProbeResult
-	4,  // 7: op25b.v1.UploadResultsRequest.spool:type_name -> op25b.v1.SpoolStats
-	6,  // 8: op25b.v1.UploadResultsResponse.rejections:type_name -> op25b.v1.ResultRejection
-	2,  // 9: op25b.v1.AgentService.GetSchedule:input_type -> op25b.v1.GetScheduleRequest
-	5,  // 10: op25b.v1.AgentService.UploadResults:input_type -> op25b.v1.UploadResultsRequest
-	3,  // 11: op25b.v1.AgentService.GetSchedule:output_type -> op25b.v1.GetScheduleResponse
-	7,  // 12: op25b.v1.AgentService.UploadResults:output_type -> op25b.v1.UploadResultsResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 1: op25b.v1.Schedule.interval:type_name -> google.protobuf.Duration
+	9,  // 2: op25b.v1.Schedule.jitter:type_name -> google.protobuf.Duration
+	9,  // 3: op25b.v1.Schedule.probe_timeout:type_name -> google.protobuf.Duration
+	9,  // 4: op25b.v1.Schedule.offset:type_name -> google.protobuf.Duration
+	4,  // 5: op25b.v1.GetScheduleRequest.spool:type_name -> op25b.v1.SpoolStats
+	1,  // 6: op25b.v1.GetScheduleResponse.schedule:type_name -> op25b.v1.Schedule
+	8,  // 7: op25b.v1.SpoolStats.lost:type_name -> op25b.v1.SpoolLoss
+	10, // 8: op25b.v1.UploadResultsRequest.results:type_name -> op25b.v1.ProbeResult
+	4,  // 9: op25b.v1.UploadResultsRequest.spool:type_name -> op25b.v1.SpoolStats
+	6,  // 10: op25b.v1.UploadResultsResponse.rejections:type_name -> op25b.v1.ResultRejection
+	2,  // 11: op25b.v1.AgentService.GetSchedule:input_type -> op25b.v1.GetScheduleRequest
+	5,  // 12: op25b.v1.AgentService.UploadResults:input_type -> op25b.v1.UploadResultsRequest
+	3,  // 13: op25b.v1.AgentService.GetSchedule:output_type -> op25b.v1.GetScheduleResponse
+	7,  // 14: op25b.v1.AgentService.UploadResults:output_type -> op25b.v1.UploadResultsResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_agent_proto_init() }
@@ -676,7 +797,7 @@ func file_op25b_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_op25b_v1_agent_proto_rawDesc), len(file_op25b_v1_agent_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
