@@ -197,3 +197,51 @@ func TestScheduleSpreadsOnePrefix(t *testing.T) {
 		t.Errorf("the agent's own version is not current")
 	}
 }
+
+// TestLossReported: the loss counts an agent sends with its schedule poll
+// (with nothing to upload) and with its upload batches are kept per
+// agent; a lower report (a restart from an older copy, a late one) does
+// not lower them, and a malformed one changes nothing and fails nothing.
+func TestLossReported(t *testing.T) {
+	c := collectortest.Start(t, api.Options{})
+	c.SetSchedule(&op25bv1.Schedule{})
+	e := &env{store: c.Store, auth: c.Auth, conn: c.Dial(t)}
+	ctx, agent := e.enroll(t)
+	client := op25bv1.NewAgentServiceClient(e.conn)
+	const spoolID = "0190e0a4-7c2e-7000-8000-000000000001"
+	poll := func(sp *op25bv1.SpoolStats) {
+		t.Helper()
+		if _, err := client.GetSchedule(ctx, &op25bv1.GetScheduleRequest{Spool: sp}); err != nil {
+			t.Fatalf("GetSchedule(spool %v) = %v", sp, err)
+		}
+	}
+	poll(&op25bv1.SpoolStats{Lost: &op25bv1.SpoolLoss{SpoolId: spoolID, Full: 5, NoSpace: 36}})
+	if got, want := c.Lost(t, agent), (store.SpoolLoss{Full: 5, NoSpace: 36}); got != want {
+		t.Fatalf("after a poll with nothing pending: %+v; want %+v", got, want)
+	}
+	poll(&op25bv1.SpoolStats{Lost: &op25bv1.SpoolLoss{SpoolId: spoolID, Full: 1}})
+	poll(&op25bv1.SpoolStats{Lost: &op25bv1.SpoolLoss{SpoolId: "not-a-uuid", Full: 1000}})
+	if got, want := c.Lost(t, agent), (store.SpoolLoss{Full: 5, NoSpace: 36}); got != want {
+		t.Fatalf("after a lower and a malformed report: %+v; want %+v unchanged", got, want)
+	}
+	stream, err := client.UploadResults(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&op25bv1.UploadResultsRequest{BatchId: 1, Results: batch(1),
+		Spool: &op25bv1.SpoolStats{PendingResults: 1, Lost: &op25bv1.SpoolLoss{SpoolId: spoolID, Full: 7, NoSpace: 36, WriteError: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	stream.CloseSend()
+	if got, want := c.Lost(t, agent), (store.SpoolLoss{Full: 7, NoSpace: 36, WriteError: 1}); got != want {
+		t.Errorf("after an upload batch: %+v; want %+v", got, want)
+	}
+	// An agent that predates the count sends only its full spool's drops.
+	poll(&op25bv1.SpoolStats{DroppedFull: 4})
+	if got, want := c.Lost(t, agent), (store.SpoolLoss{Full: 11, NoSpace: 36, WriteError: 1}); got != want {
+		t.Errorf("after an older agent's report: %+v; want %+v", got, want)
+	}
+}

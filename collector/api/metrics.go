@@ -21,7 +21,17 @@ type Metrics struct {
 	batches     prometheus.Counter
 	streams     prometheus.Gauge
 	lag         prometheus.Histogram
+	lostResults *prometheus.CounterVec
 }
+
+// The causes of op25b_agent_results_lost_total, as agent/spool counts
+// them.
+const (
+	lostFull       = "full"
+	lostNoSpace    = "no_space"
+	lostWriteError = "write_error"
+	lostCorrupt    = "corrupt"
+)
 
 // NewMetrics registers the metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -43,9 +53,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "op25b_ingest_lag_seconds",
 			Help:    "Time from a result's measurement to its commit.",
 			Buckets: []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 2 * 24 * 3600}}),
+		// By cause only: per agent they are in the database (summary).
+		lostResults: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "op25b_agent_results_lost_total",
+			Help: "Results agents reported lost before upload, by cause (full: the spool at its bound; no_space: the disk full; write_error: writing failed; corrupt: damaged on disk), as this collector recorded their counts grow."},
+			[]string{"cause"}),
 	}
-	reg.MustRegister(m.results, m.rejected, m.sightings, m.storeErrors, m.batches, m.streams, m.lag)
+	for _, cause := range []string{lostFull, lostNoSpace, lostWriteError, lostCorrupt} {
+		m.lostResults.WithLabelValues(cause) // at 0 from the start, so that increase() sees the first loss
+	}
+	reg.MustRegister(m.results, m.rejected, m.sightings, m.storeErrors, m.batches, m.streams, m.lag, m.lostResults)
 	return m
+}
+
+// lost counts the growth of agents' loss counts.
+func (m *Metrics) lost(grew store.SpoolLoss) {
+	m.lostResults.WithLabelValues(lostFull).Add(float64(grew.Full))
+	m.lostResults.WithLabelValues(lostNoSpace).Add(float64(grew.NoSpace))
+	m.lostResults.WithLabelValues(lostWriteError).Add(float64(grew.WriteError))
+	m.lostResults.WithLabelValues(lostCorrupt).Add(float64(grew.Corrupt))
 }
 
 func (m *Metrics) observe(r store.Result, committed time.Time) {

@@ -69,3 +69,20 @@ func TestRefMTAGauges(t *testing.T) {
 		t.Errorf("%d blocked-share series left after the reference MTAs went away; want 0", n)
 	}
 }
+
+func TestLostResultsByCause(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	m.lost(store.SpoolLoss{Full: 3, NoSpace: 36})
+	m.lost(store.SpoolLoss{Full: 2, Corrupt: 1})
+	want := `
+		# HELP op25b_agent_results_lost_total Results agents reported lost before upload, by cause (full: the spool at its bound; no_space: the disk full; write_error: writing failed; corrupt: damaged on disk), as this collector recorded their counts grow.
+		# TYPE op25b_agent_results_lost_total counter
+		op25b_agent_results_lost_total{cause="corrupt"} 1
+		op25b_agent_results_lost_total{cause="full"} 5
+		op25b_agent_results_lost_total{cause="no_space"} 36
+		op25b_agent_results_lost_total{cause="write_error"} 0
+	`
+	if err := testutil.CollectAndCompare(m.lostResults, strings.NewReader(want)); err != nil {
+		t.Error(err)
+	}
+}

@@ -87,12 +87,15 @@ func (s *Server) Enroll(ctx context.Context, req *op25bv1.EnrollRequest) (*op25b
 
 // GetSchedule implements AgentService.
 func (s *Server) GetSchedule(ctx context.Context, req *op25bv1.GetScheduleRequest) (*op25bv1.GetScheduleResponse, error) {
+	p, _ := PrincipalFrom(ctx)
+	// Before anything can fail: an agent with nothing to upload reports
+	// its losses only here.
+	s.recordLoss(ctx, p.ID, req.GetSpool())
 	sch := s.Schedule()
 	if sch == nil {
 		return nil, status.Error(codes.Unavailable, "no schedule configured yet")
 	}
 	if s.Spread != nil {
-		p, _ := PrincipalFrom(ctx)
 		if off, ok := s.Spread.Offset(p.ID, peerAddr(ctx), sch.GetInterval().AsDuration()); ok {
 			// The offset is part of this agent's schedule and of its
 			// version, so that a new offset reaches the agent.
@@ -137,13 +140,9 @@ func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadRes
 			s.Metrics.storeErrors.Inc()
 			return status.Error(codes.Unavailable, "storage unavailable; keep the results and retry")
 		}
-		if sp := req.GetSpool(); sp != nil && sp.GetDroppedFull() > 0 {
-			// Per agent in the database, not as a metric label: 100,000
-			// agents would be 100,000 time series.
-			if _, err := s.Store.Pool.Exec(ctx, "UPDATE principals SET spool_dropped = $2 WHERE principal_id = $1", p.ID, int64(sp.GetDroppedFull())); err != nil {
-				s.Log.Warn("recording spool drops failed", "agent", p.ID, "err", err)
-			}
-		}
+		// Per agent in the database, not as a metric label: 100,000
+		// agents would be 100,000 time series.
+		s.recordLoss(ctx, p.ID, req.GetSpool())
 		resp := &op25bv1.UploadResultsResponse{BatchId: req.GetBatchId()}
 		committed := time.Now()
 		for _, r := range b.Results {

@@ -115,3 +115,19 @@ func (c *Collector) Count(t testing.TB, table string) int {
 	}
 	return n
 }
+
+// Lost returns the results agent reported lost before upload, summed over
+// its spool's counts.
+func (c *Collector) Lost(t testing.TB, agent string) store.SpoolLoss {
+	t.Helper()
+	losses, err := c.Store.AgentLosses(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range losses {
+		if l.Agent == agent {
+			return l.Lost
+		}
+	}
+	return store.SpoolLoss{}
+}
