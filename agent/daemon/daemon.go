@@ -3,7 +3,9 @@
 // the on-disk spool (agent/spool) and delivers the spool over a streaming
 // RPC, deleting results only once the collector acknowledged them after
 // storing them. A crash loses at most the torn tail of the spool; an outage
-// of the collector or its database only delays delivery.
+// of the collector or its database only delays delivery. Results the spool
+// could not keep (full, disk full, write error, damage) are counted on disk
+// and reported with every upload batch and every schedule poll.
 package daemon
 
 import (
@@ -105,7 +107,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}()
 	wg.Wait()
 	st := d.Spool.Stats()
-	d.Log.Info("agent stopped", "undelivered", st.Pending, "dropped_full", st.DroppedFull)
+	d.Log.Info("agent stopped", "undelivered", st.Pending, "lost_total", st.Lost.Total())
 	return fatal
 }
 
@@ -117,8 +119,8 @@ func (d *Daemon) followSchedule(ctx, work context.Context, die func(error)) {
 	for {
 		cur := d.schedule.Load()
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := client.GetSchedule(cctx, &op25bv1.GetScheduleRequest{CurrentVersion: cur.GetVersion(), AgentVersion: d.Version},
-			d.Identity.CallOption())
+		resp, err := client.GetSchedule(cctx, &op25bv1.GetScheduleRequest{CurrentVersion: cur.GetVersion(), AgentVersion: d.Version,
+			Spool: spoolStats(d.Spool.Stats())}, d.Identity.CallOption())
 		cancel()
 		wait := d.ScheduleEvery
 		switch {
@@ -248,18 +250,36 @@ func (d *Daemon) round(ctx context.Context, sch *op25bv1.Schedule) {
 		}
 		recs = append(recs, spool.Record{ID: pr.ResultId, Payload: b})
 	}
-	if err := d.Spool.AppendBatch(recs); errors.Is(err, spool.ErrFull) {
-		// What fit is saved; the rest is counted and reported to the
-		// collector with the next batch.
-		d.Log.Error("the spool is full: some of the round's results were dropped", "dropped_total", d.Spool.Stats().DroppedFull)
+	spooled := len(recs)
+	var drop *spool.DropError
+	if err := d.Spool.AppendBatch(recs); errors.As(err, &drop) {
+		// Counted on disk, and reported to the collector with the next
+		// batch or schedule poll.
+		spooled -= drop.Dropped
+		st := d.Spool.Stats()
+		d.Log.Error("results of the round lost: the spool could not keep them", "round", roundID, "lost", drop.Dropped,
+			"err", err, "lost_total", st.Lost.Total())
 	} else if err != nil {
-		d.Log.Error("spooling the round's results failed", "results", len(recs), "err", err)
+		// The spool refused the batch: a bug, not a state of the disk.
+		spooled = 0
+		d.Log.Error("results of the round lost: the spool refused them", "round", roundID, "lost", len(recs), "err", err)
 	}
-	d.Log.Info("round done", "round", roundID, "results", len(recs), "pending", d.Spool.Len())
+	d.Log.Info("round done", "round", roundID, "results", len(recs), "spooled", spooled, "pending", d.Spool.Len())
+	if spooled == 0 {
+		return
+	}
 	select {
 	case d.spooled <- struct{}{}:
 	default:
 	}
+}
+
+// spoolStats is what the agent reports of its spool with every upload
+// batch and schedule poll: the collector keeps the loss counts per agent.
+func spoolStats(st spool.Stats) *op25bv1.SpoolStats {
+	return &op25bv1.SpoolStats{PendingResults: uint64(st.Pending), DroppedFull: uint64(st.DroppedFull), CorruptRecords: uint64(st.CorruptRecords),
+		Lost: &op25bv1.SpoolLoss{SpoolId: st.Lost.SpoolID, Full: uint64(st.Lost.Full), NoSpace: uint64(st.Lost.NoSpace),
+			WriteError: uint64(st.Lost.WriteError), Corrupt: uint64(st.Lost.Corrupt)}}
 }
 
 // deliver sends the spool until work is done and everything the rounds
@@ -325,9 +345,7 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error 
 			}
 		}
 		batch++
-		st := d.Spool.Stats()
-		req := &op25bv1.UploadResultsRequest{BatchId: batch, Results: results, Spool: &op25bv1.SpoolStats{
-			PendingResults: uint64(st.Pending), DroppedFull: uint64(st.DroppedFull), CorruptRecords: uint64(st.CorruptRecords)}}
+		req := &op25bv1.UploadResultsRequest{BatchId: batch, Results: results, Spool: spoolStats(d.Spool.Stats())}
 		if err := stream.Send(req); err != nil {
 			_, rerr := stream.Recv()
 			return errors.Join(err, rerr)

@@ -25,10 +25,11 @@ import (
 func TestMain(m *testing.M) { storetest.Main(m) }
 
 // setup starts a collector whose schedule names a real reference MTA on
-// loopback, and an enrolled agent daemon with its spool.
-func setup(t *testing.T, interval time.Duration) (*collectortest.Collector, *daemon.Daemon, *spool.Spool) {
+// loopback, and an enrolled agent daemon with its spool, opened with opts
+// in spoolDir.
+func setup(t *testing.T, interval time.Duration, opts spool.Options) (c *collectortest.Collector, d *daemon.Daemon, sp *spool.Spool, spoolDir string) {
 	t.Helper()
-	c := collectortest.Start(t, api.Options{})
+	c = collectortest.Start(t, api.Options{})
 	ref := refmtatest.Start(t, "127.0.0.1", nil)
 	// Enrolled, so that the collector verifies its statements.
 	refID, _, err := c.Auth.Enroll(context.Background(), c.Token(t, auth.RefMTA, 1), auth.RefMTA, ref.Public(), "ref", "test")
@@ -46,13 +47,14 @@ func setup(t *testing.T, interval time.Duration) (*collectortest.Collector, *dae
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp, err := spool.Open(filepath.Join(state, "spool"), spool.Options{})
+	spoolDir = filepath.Join(state, "spool")
+	sp, err = spool.Open(spoolDir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sp.Close() })
 	return c, &daemon.Daemon{Conn: conn, Identity: id, Spool: sp, Version: "test", Log: slog.New(slog.DiscardHandler),
-		ScheduleEvery: 100 * time.Millisecond, Drain: 5 * time.Second}, sp
+		ScheduleEvery: 100 * time.Millisecond, Drain: 5 * time.Second}, sp, spoolDir
 }
 
 func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
@@ -67,7 +69,7 @@ func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 }
 
 func TestRoundsAreDeliveredOnce(t *testing.T) {
-	c, d, sp := setup(t, 300*time.Millisecond)
+	c, d, sp, _ := setup(t, 300*time.Millisecond, spool.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
@@ -91,7 +93,7 @@ func TestRoundsAreDeliveredOnce(t *testing.T) {
 }
 
 func TestRevokedAgentStops(t *testing.T) {
-	c, d, _ := setup(t, time.Hour)
+	c, d, _, _ := setup(t, time.Hour, spool.Options{})
 	if err := c.Auth.Revoke(context.Background(), d.Identity.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -165,5 +167,80 @@ func TestBatchEndKeepsRoundsWhole(t *testing.T) {
 		if got := daemon.BatchEnd(tc.rounds, tc.size); got != tc.want {
 			t.Errorf("%s: BatchEnd(%d results, %d) = %d; want %d", tc.name, len(tc.rounds), tc.size, got, tc.want)
 		}
+	}
+}
+
+// run runs d until stop says so, and returns once it has stopped.
+func run(t *testing.T, d *daemon.Daemon, what string, limit time.Duration, stop func() bool) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	waitFor(t, what, limit, stop)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run after cancel = %v", err)
+	}
+}
+
+// TestLossReportedWithNothingToUpload: a spool too small for any result
+// drops every round and never has anything to upload; the schedule poll
+// reports the drops all the same. After a restart with a spool that works,
+// the count goes on from where it was, and the collector's total is the
+// agent's, not counted twice.
+func TestLossReportedWithNothingToUpload(t *testing.T) {
+	c, d, sp, dir := setup(t, 200*time.Millisecond, spool.Options{MaxBytes: 100})
+	run(t, d, "a poll reporting 2 rounds dropped", 30*time.Second, func() bool { return c.Lost(t, d.Identity.ID).Full >= 6 })
+	st := sp.Stats()
+	if st.Pending != 0 || st.Lost.Full < 6 || c.Count(t, "results") != 0 {
+		t.Fatalf("spool %+v, %d results stored; want every result dropped and counted, none stored", st, c.Count(t, "results"))
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	sp, err := spool.Open(dir, spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	if got := sp.Stats().Lost; got.Full != st.Lost.Full {
+		t.Fatalf("after a restart the spool counts %+v lost; want %+v, as before", got, st.Lost)
+	}
+	d = &daemon.Daemon{Conn: d.Conn, Identity: d.Identity, Spool: sp, Version: d.Version, Log: d.Log,
+		ScheduleEvery: d.ScheduleEvery, Drain: d.Drain}
+	run(t, d, "a round stored after the restart", 30*time.Second, func() bool { return c.Count(t, "results") >= 3 })
+	if got, want := c.Lost(t, d.Identity.ID), sp.Stats().Lost; got.Full != want.Full || got.Total() != want.Total() {
+		t.Errorf("the collector holds %+v lost; want the agent's own count %+v", got, want)
+	}
+}
+
+// TestSmallSpoolDeliversEveryRound is the daemon's side of the spool's
+// regression test: with --spool-max-bytes 20,000, under the 4 MiB segment
+// size, rounds went on being dropped once 20,000 bytes had been written.
+func TestSmallSpoolDeliversEveryRound(t *testing.T) {
+	const maxBytes = 20_000
+	c, d, sp, _ := setup(t, 100*time.Millisecond, spool.Options{MaxBytes: maxBytes})
+	run(t, d, "20 rounds stored or one lost", 60*time.Second, func() bool {
+		return c.Count(t, "results") >= 60 || sp.Stats().Lost.Total() > 0
+	})
+	if st := sp.Stats(); st.Lost.Total() != 0 || st.Bytes > maxBytes {
+		t.Errorf("spool %+v after 20 rounds; want nothing lost, within %d bytes", st, maxBytes)
+	}
+}
+
+// TestRoundSpoolCost checks what docs/volunteer.md says a round costs in
+// the spool: at most 7.5 KB for one reference MTA's three ports in one
+// address family, all OPEN (the largest results: they carry the signed
+// statement and the TLS details).
+func TestRoundSpoolCost(t *testing.T) {
+	// One round: the next is a day away.
+	c, d, sp, _ := setup(t, 24*time.Hour, spool.Options{})
+	run(t, d, "the first round stored", 30*time.Second, func() bool { return c.Count(t, "results") == 3 })
+	// The segment holding the round is not deleted until the next.
+	st := sp.Stats()
+	t.Logf("a round of 3 OPEN results took %d bytes of spool", st.Bytes)
+	if st.Bytes == 0 || st.Bytes > 7500 {
+		t.Errorf("a round of 3 OPEN results took %d bytes of spool; docs/volunteer.md says at most 7.5 KB", st.Bytes)
 	}
 }
