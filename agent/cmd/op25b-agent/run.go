@@ -25,7 +25,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	enroll := fs.String("enroll", "", "enrollment token; needed once, the credential is then kept in --state-dir")
 	state := fs.String("state-dir", "/var/lib/op25b-agent", "directory for the key, the credential (0600) and the spool")
 	label := fs.String("label", "", "free text the operator sees for this agent (never an address)")
-	spoolMax := fs.Int64("spool-max-bytes", 64<<20, "bound of the on-disk spool; when full, new results are dropped and counted")
+	spoolMax := fs.Int64("spool-max-bytes", 64<<20, "bound of the on-disk spool, in bytes (docs/volunteer.md: sizes that work); when full, new results are dropped, counted and reported")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -39,6 +39,10 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	if *collector == "" {
 		fmt.Fprintln(stderr, "op25b-agent run: --collector is required")
+		return exitUsage
+	}
+	if *spoolMax <= 0 {
+		fmt.Fprintf(stderr, "op25b-agent run: --spool-max-bytes %d: want a positive number of bytes\n", *spoolMax)
 		return exitUsage
 	}
 	var level slog.Level
@@ -65,7 +69,9 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer sp.Close()
-	log.Info("agent running", "id", id.ID, "collector", *collector, "spooled", sp.Len(), "version", version)
+	st := sp.Stats()
+	log.Info("agent running", "id", id.ID, "collector", *collector, "spooled", st.Pending, "spool_max_bytes", *spoolMax,
+		"lost_total", st.Lost.Total(), "version", version)
 	d := &daemon.Daemon{Conn: conn, Identity: id, Spool: sp, Version: version, Log: log}
 	if err := d.Run(ctx); err != nil {
 		return fail(err)
