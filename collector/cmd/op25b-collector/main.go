@@ -7,7 +7,7 @@
 //	op25b-collector token create --label L [--kind agent|refmta] [--expires 720h] [--uses N]
 //	op25b-collector token list | token revoke ID
 //	op25b-collector principal revoke ID                      refuse an agent or refmta from its next call
-//	op25b-collector summary [--since 24h]                    verdicts per ASN, family and port
+//	op25b-collector summary [--since 24h]                    verdicts per ASN, family and port; results agents lost
 //	op25b-collector rebuild                                  recompute the published rollups from raw results
 //
 // With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
@@ -570,7 +570,8 @@ func rebuild(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// summary prints the verdicts of recent results per ASN, family and port.
+// summary prints the verdicts of recent results per ASN, family and port,
+// the reference MTAs' figures, and the results agents lost before upload.
 func summary(args []string, stdout io.Writer) error {
 	var c common
 	var rollups rollupFlags
@@ -616,7 +617,48 @@ func summary(args []string, stdout io.Writer) error {
 	for agent, ids := range flagged {
 		fmt.Fprintf(stdout, "flagged: %s claims OPEN in %d results that no reference MTA reported seeing (first %s)\n", agent, len(ids), ids[0])
 	}
-	return nil
+	losses, err := st.AgentLosses(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout)
+	return printLosses(stdout, losses, now.Add(-*since))
+}
+
+// maxLossLines bounds the agents printLosses lists one by one.
+const maxLossLines = 20
+
+// printLosses writes the results agents lost before upload, all time: the
+// total by cause, how many agents reported losing any and how many lost
+// more in the window since since, and a line for each of the agents that
+// lost the most.
+func printLosses(w io.Writer, losses []store.AgentLoss, since time.Time) error {
+	var total store.SpoolLoss
+	grew := 0
+	for _, a := range losses {
+		total.Full += a.Lost.Full
+		total.NoSpace += a.Lost.NoSpace
+		total.WriteError += a.Lost.WriteError
+		total.Corrupt += a.Lost.Corrupt
+		if !a.Increased.Before(since) {
+			grew++
+		}
+	}
+	fmt.Fprintf(w, "results agents lost before upload, all time: %d (spool full %d, disk full %d, write error %d, damaged %d); agents that reported losses: %d, that lost more in the window: %d\n",
+		total.Total(), total.Full, total.NoSpace, total.WriteError, total.Corrupt, len(losses), grew)
+	if len(losses) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "AGENT\tLABEL\tLOST\tSPOOL FULL\tDISK FULL\tWRITE ERROR\tDAMAGED\tSPOOLS\tLAST GREW")
+	for _, a := range losses[:min(len(losses), maxLossLines)] {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", a.Agent, a.Label, a.Lost.Total(), a.Lost.Full, a.Lost.NoSpace,
+			a.Lost.WriteError, a.Lost.Corrupt, a.Spools, a.Increased.UTC().Format(time.DateTime))
+	}
+	if n := len(losses) - maxLossLines; n > 0 {
+		fmt.Fprintf(tw, "(and %d more agents)\n", n)
+	}
+	return tw.Flush()
 }
 
 // printSummary writes one line per ASN, family and port: results, agents

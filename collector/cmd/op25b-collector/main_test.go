@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store"
@@ -14,13 +15,21 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
-func TestRebuildCommand(t *testing.T) {
-	url := storetest.URL(t)
+// openStore opens a migrated Store on a fresh database for the commands
+// to find at url.
+func openStore(t *testing.T) (url string, st *store.Store) {
+	t.Helper()
+	url = storetest.URL(t)
 	st, err := store.Open(context.Background(), url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(st.Close)
+	return url, st
+}
+
+func TestRebuildCommand(t *testing.T) {
+	url, st := openStore(t)
 	w := datasettest.NewWorld()
 	w.Seed(t, st)
 	var out bytes.Buffer
@@ -61,12 +70,7 @@ func TestPrintSummary(t *testing.T) {
 // TestSummaryFlagsRefMTA: the summary counts the results charged to
 // reference MTAs and flags the one whose blocked share departs.
 func TestSummaryFlagsRefMTA(t *testing.T) {
-	url := storetest.URL(t)
-	st, err := store.Open(context.Background(), url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	url, st := openStore(t)
 	w := &datasettest.World{}
 	w.TwoRefMTAs(64510, 4, 1)
 	w.Seed(t, st)
@@ -90,5 +94,59 @@ func TestSummaryFlagsRefMTA(t *testing.T) {
 	}
 	if n := strings.Count(got, "FLAGGED"); n != 1 {
 		t.Errorf("summary flags %d lines; want 1:\n%s", n, got)
+	}
+}
+
+func TestPrintLosses(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	if err := printLosses(&b, nil, now); err != nil {
+		t.Fatal(err)
+	}
+	if want := "all time: 0 (spool full 0, disk full 0, write error 0, damaged 0); agents that reported losses: 0"; !strings.Contains(b.String(), want) {
+		t.Errorf("no losses: %q; want %q", b.String(), want)
+	}
+	losses := []store.AgentLoss{
+		{Agent: "agent-a", Label: "home router", Lost: store.SpoolLoss{Full: 40, NoSpace: 36}, Spools: 2, Increased: now.Add(-time.Hour)},
+		{Agent: "agent-b", Lost: store.SpoolLoss{Corrupt: 1}, Spools: 1, Increased: now.Add(-48 * time.Hour)},
+	}
+	for i := range maxLossLines {
+		losses = append(losses, store.AgentLoss{Agent: fmt.Sprintf("agent-%02d", i), Lost: store.SpoolLoss{WriteError: 1}, Spools: 1, Increased: now.Add(-72 * time.Hour)})
+	}
+	b.Reset()
+	if err := printLosses(&b, losses, now.Add(-24*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got := b.String()
+	for _, want := range []string{
+		"all time: 97 (spool full 40, disk full 36, write error 20, damaged 1); agents that reported losses: 22, that lost more in the window: 1\n",
+		"agent-a   home router  76    40          36         0            0        2       2026-11-23 09:00:00\n",
+		"agent-b                1     0           0          0            1        1       2026-11-21 10:00:00\n",
+		"(and 2 more agents)\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("losses lack %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestSummaryLosses: what agents reported losing reaches the summary.
+func TestSummaryLosses(t *testing.T) {
+	url, st := openStore(t)
+	if _, err := st.Pool.Exec(context.Background(), `INSERT INTO principals (principal_id, kind, public_key, credential_hash, label)
+		VALUES ('agent-a', 1, '\x00', '\x01', 'router')`); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range []store.SpoolLoss{{SpoolID: "0190e0a4-7c2e-7000-8000-000000000001", Full: 9, NoSpace: 36}, {SpoolID: "0190e0a4-7c2e-7000-8000-000000000001", Full: 2}} {
+		if _, err := st.RecordSpoolLoss(context.Background(), "agent-a", l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := summary([]string{"--database-url", url, "--log-level", "error"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "all time: 45 (spool full 9, disk full 36, write error 0, damaged 0); agents that reported losses: 1, that lost more in the window: 1"; !strings.Contains(out.String(), want) {
+		t.Errorf("summary lacks %q:\n%s", want, out.String())
 	}
 }
