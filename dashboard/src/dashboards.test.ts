@@ -222,6 +222,16 @@ describe('provisioned dashboards', () => {
     );
   });
 
+  it('"Network health" shows the results agents lost before upload, by cause', () => {
+    const health = dashboards.find((d) => d.json.title === 'Network health')!.json;
+    const exprs = panelsOf(health).flatMap((p) => (p.targets ?? []).map((t) => String(t.expr)));
+    expect(metrics.has('op25b_agent_results_lost_total')).toBe(true);
+    expect(exprs).toContainEqual(
+      expect.stringMatching(/^sum by \(cause\) \(increase\(op25b_agent_results_lost_total\[\$__rate_interval\]\)\)$/)
+    );
+    expect(exprs).toContain('sum(increase(op25b_agent_results_lost_total[24h]))');
+  });
+
   it('"OP25B adoption" places countries on the Geomap by ISO code', () => {
     const adoption = dashboards.find((d) => d.json.title === 'OP25B adoption')!.json;
     const geomap = panelsOf(adoption).find((p) => p.type === 'geomap') as Panel & { options: any };
