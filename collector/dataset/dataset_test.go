@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/dataset"
@@ -406,12 +407,10 @@ func TestExport(t *testing.T) {
 	if len(got) != want || batches < 2 {
 		t.Fatalf("exported %d results in %d batches; want %d in several", len(got), batches, want)
 	}
-	var egress []string
 	rows, _ := s.Pool.Query(ctx, "SELECT DISTINCT host(egress) FROM results")
-	for rows.Next() {
-		var e string
-		rows.Scan(&e)
-		egress = append(egress, e)
+	egress, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(egress) == 0 {
+		t.Fatalf("the volunteers' addresses to look for in the export: %v, %v", egress, err)
 	}
 	for i, r := range got {
 		if i > 0 && r.GetResultId() <= got[i-1].GetResultId() {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store"
@@ -68,18 +70,10 @@ func TestQuietRefreshes(t *testing.T) {
 	if asOf, refreshed := state(); !asOf.Equal(dataset.Today(now)) || !refreshed.Equal(now) {
 		t.Errorf("after midnight: as_of %s, refreshed_at %s; want %s and %s", asOf, refreshed, dataset.Today(now), now)
 	}
-	var ends []time.Time
-	rows, err := s.Pool.Query(ctx, "SELECT DISTINCT day FROM agg_port WHERE window_days > 0")
+	rows, _ := s.Pool.Query(ctx, "SELECT DISTINCT day FROM agg_port WHERE window_days > 0")
+	ends, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
 	if err != nil {
 		t.Fatal(err)
-	}
-	for rows.Next() {
-		var day time.Time
-		rows.Scan(&day)
-		ends = append(ends, day)
-	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
 	}
 	if len(ends) != 1 || !ends[0].Equal(dataset.Today(now)) {
 		t.Errorf("windows end on %v; want only the new day %s", ends, dataset.Today(now).Format(time.DateOnly))

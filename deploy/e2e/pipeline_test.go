@@ -168,7 +168,9 @@ func TestCollectorKilledMidStream(t *testing.T) {
 		t.Errorf("stored %d rows, %d distinct; want each of the %d results exactly once", rows, distinct, n)
 	}
 	var missing int
-	st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&missing)
+	if err := st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&missing); err != nil {
+		t.Fatalf("counting the produced results that are not stored: %v", err)
+	}
 	if missing != 0 {
 		t.Errorf("%d produced results are not stored", missing)
 	}
