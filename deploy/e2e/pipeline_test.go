@@ -185,7 +185,7 @@ func TestCollectorKilledMidStream(t *testing.T) {
 func TestPostgresDownFor60s(t *testing.T) {
 	cluster := storetest.Cluster(t)
 	if cluster == nil {
-		testenv.Unavailable(t, "DATABASE_URL names an external server, which this test cannot stop")
+		testenv.Unavailable(t, "OP25B_TEST_DATABASE_URL names an external server, which this test cannot stop")
 	}
 	c := collectortest.Start(t, api.Options{})
 	c.SetSchedule(&op25bv1.Schedule{})
