@@ -47,6 +47,9 @@ type Daemon struct {
 	Drain time.Duration
 	// RetryMax caps the backoff between delivery attempts (default 5 min).
 	RetryMax time.Duration
+	// RetryAfter waits out the backoff between delivery attempts (default
+	// time.After); tests give the daemon a faster clock with it.
+	RetryAfter func(time.Duration) <-chan time.Time
 
 	schedule atomic.Pointer[op25bv1.Schedule]
 	spooled  chan struct{} // a round appended results
@@ -70,6 +73,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.RetryMax == 0 {
 		d.RetryMax = 5 * time.Minute
+	}
+	if d.RetryAfter == nil {
+		d.RetryAfter = time.After
 	}
 	d.spooled = make(chan struct{}, 1)
 	d.gotFirst = make(chan struct{})
@@ -296,8 +302,10 @@ func (d *Daemon) deliver(work context.Context, roundsDone <-chan struct{}, die f
 			return
 		}
 		d.Log.Warn("delivery interrupted; results stay spooled", "err", err, "pending", d.Spool.Len())
-		if b.Sleep(work) != nil {
+		select {
+		case <-work.Done():
 			return
+		case <-d.RetryAfter(b.Next()):
 		}
 		if d.Spool.Len() == 0 {
 			b.Reset()

@@ -82,8 +82,10 @@ func TestRoundsAreDeliveredOnce(t *testing.T) {
 		t.Errorf("%d results still spooled after a clean stop; want 0", n)
 	}
 	var results, distinct, open, attributed int
-	c.Store.Pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT result_id), count(*) FILTER (WHERE verdict = 1),
-		count(*) FILTER (WHERE egress_source = 2 AND host(egress) = '127.0.0.1') FROM results`).Scan(&results, &distinct, &open, &attributed)
+	if err := c.Store.Pool.QueryRow(context.Background(), `SELECT count(*), count(DISTINCT result_id), count(*) FILTER (WHERE verdict = 1),
+		count(*) FILTER (WHERE egress_source = 2 AND host(egress) = '127.0.0.1') FROM results`).Scan(&results, &distinct, &open, &attributed); err != nil {
+		t.Fatal(err)
+	}
 	if results != distinct || results%3 != 0 || open != results {
 		t.Errorf("stored %d results (%d distinct, %d OPEN); want whole rounds of 3, each once, all OPEN", results, distinct, open)
 	}

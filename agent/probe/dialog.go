@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/op25b/observatory/internal/clip"
 	"github.com/op25b/observatory/internal/proof"
 	"github.com/op25b/observatory/internal/smtpwire"
 )
@@ -428,13 +429,9 @@ func (o *observation) evidence() Evidence {
 
 // evidenceText makes bytes from the network fit for a result: at most max
 // bytes, valid UTF-8 (protobuf strings must be), cut on a rune boundary.
+// Bytes past the last character that could fit make no difference.
 func evidenceText(b []byte, max int) string {
-	s := strings.ToValidUTF8(string(b[:min(len(b), max)]), "\uFFFD")
-	for len(s) > max {
-		_, size := utf8.DecodeLastRuneInString(s)
-		s = s[:len(s)-size]
-	}
-	return s
+	return clip.Text(string(b[:min(len(b), max+utf8.UTFMax)]), max)
 }
 
 func evidenceList(l []string) []string {

@@ -32,6 +32,7 @@ func NewGRPCServer(tc *tls.Config, g *Guard, o Options) (*grpc.Server, *health.S
 	}
 	srv := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tc)),
+		grpc.ForceServerCodecV2(codec{}),
 		grpc.MaxRecvMsgSize(o.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(o.MaxConcurrentStreams),
 		// Agents ping at most every 30 s; anything more eager is a

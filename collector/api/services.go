@@ -21,6 +21,7 @@ import (
 	"github.com/op25b/observatory/collector/auth"
 	"github.com/op25b/observatory/collector/ingest"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/internal/clip"
 	"github.com/op25b/observatory/internal/ratelimit"
 	"github.com/op25b/observatory/internal/uuidv7"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
@@ -71,7 +72,7 @@ func (s *Server) Enroll(ctx context.Context, req *op25bv1.EnrollRequest) (*op25b
 	if len(req.GetPublicKey()) != ed25519.PublicKeySize {
 		return nil, status.Error(codes.InvalidArgument, "public_key must be a 32-byte Ed25519 key")
 	}
-	id, cred, err := s.Auth.Enroll(ctx, req.GetToken(), kind, ed25519.PublicKey(req.GetPublicKey()), clip(req.GetLabel(), 128), clip(req.GetSoftwareVersion(), 64))
+	id, cred, err := s.Auth.Enroll(ctx, req.GetToken(), kind, ed25519.PublicKey(req.GetPublicKey()), clip.Text(req.GetLabel(), 128), clip.Text(req.GetSoftwareVersion(), 64))
 	switch {
 	case errors.Is(err, auth.ErrUnknown):
 		return nil, status.Error(codes.Unauthenticated, "unknown enrollment token")
@@ -238,13 +239,6 @@ func sighting(x *op25bv1.Sighting, refmta string) (store.Sighting, error) {
 	}
 	return store.Sighting{ID: x.GetSightingId(), SeenAt: seen, RefMTA: refmta, Nonce: x.GetNonce(),
 		Source: src.Unmap(), Port: uint16(x.GetPort()), TLS: x.GetTls()}, nil
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // ScheduleVersion is the version of a schedule: a hash of its content, so

@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -36,18 +37,6 @@ func replaceFile(t *testing.T, path string, data []byte) {
 func lookupASN(tab *Table, addr string) uint32 {
 	info, _ := tab.Lookup(netip.MustParseAddr(addr))
 	return info.ASN
-}
-
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestSourceReloadKeepsTableOnBadFile(t *testing.T) {
@@ -124,50 +113,73 @@ func TestNewSourceFails(t *testing.T) {
 	}
 }
 
+// TestSourceWatch counts polls on the fake clock of testing/synctest: a
+// change is loaded once it has held for a whole interval, a broken file
+// is tried once however many polls see it, and a fixed one is loaded.
 func TestSourceWatch(t *testing.T) {
-	v4 := writeFile(t, "rv2.pfx2as", []byte("192.0.2.0\t24\t64500\n"))
-	v6 := writeFile(t, "rv6.pfx2as", []byte("2001:db8::\t32\t64600\n"))
-	src, err := NewSource(testLogger(t), Pfx2as, v4, v6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- src.Watch(ctx, 10*time.Millisecond) }()
+	synctest.Test(t, func(t *testing.T) {
+		const every = time.Minute
+		v4 := writeFile(t, "rv2.pfx2as", []byte("192.0.2.0\t24\t64500\n"))
+		v6 := writeFile(t, "rv6.pfx2as", []byte("2001:db8::\t32\t64600\n"))
+		src, err := NewSource(testLogger(t), Pfx2as, v4, v6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- src.Watch(ctx, every) }()
+		synctest.Wait()
+		// polls lets n polls happen and waits until Watch is idle again.
+		polls := func(n int) {
+			for range n {
+				time.Sleep(every)
+				synctest.Wait()
+			}
+		}
 
-	replaceFile(t, v6, []byte("2001:db8::\t32\t64601\n"))
-	waitFor(t, "the changed IPv6 file to be loaded", func() bool {
-		return lookupASN(src.Current(), "2001:db8::1") == 64601
+		replaceFile(t, v6, []byte("2001:db8::\t32\t64601\n"))
+		polls(1)
+		if as := lookupASN(src.Current(), "2001:db8::1"); as != 64600 {
+			t.Errorf("one poll after the change, Lookup(2001:db8::1) = AS%d; want AS64600 until the change held for an interval", as)
+		}
+		polls(1)
+		if as := lookupASN(src.Current(), "2001:db8::1"); as != 64601 {
+			t.Errorf("two polls after the change, Lookup(2001:db8::1) = AS%d; want AS64601", as)
+		}
+		if as := lookupASN(src.Current(), "192.0.2.1"); as != 64500 {
+			t.Errorf("after reload, Lookup(192.0.2.1) = AS%d; want AS64500", as)
+		}
+
+		// A broken file: the previous table stays, and the failure is
+		// counted once however many polls see the same broken file.
+		replaceFile(t, v4, []byte("192.0.2.0\t24\n"))
+		polls(2)
+		if st := src.Stats(); st.Failures != 1 {
+			t.Errorf("two polls after a broken file, Stats() = %+v; want 1 failure", st)
+		}
+		polls(10)
+		if st := src.Stats(); st.Failures != 1 || st.Reloads != 1 {
+			t.Errorf("twelve polls after a broken file, Stats() = %+v; want 1 reload and 1 failure", st)
+		}
+		if as := lookupASN(src.Current(), "2001:db8::1"); as != 64601 {
+			t.Errorf("after a failed reload, Lookup(2001:db8::1) = AS%d; want AS64601", as)
+		}
+
+		// Fixed in place: picked up again.
+		replaceFile(t, v4, []byte("192.0.2.0\t24\t64502\n"))
+		polls(2)
+		if as := lookupASN(src.Current(), "192.0.2.1"); as != 64502 {
+			t.Errorf("two polls after the fix, Lookup(192.0.2.1) = AS%d; want AS64502", as)
+		}
+
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch() = %v; want context.Canceled", err)
+		}
+		if err := src.Watch(t.Context(), 0); err == nil {
+			t.Error("Watch(0) = nil; want an error")
+		}
 	})
-	if as := lookupASN(src.Current(), "192.0.2.1"); as != 64500 {
-		t.Errorf("after reload, Lookup(192.0.2.1) = AS%d; want AS64500", as)
-	}
-
-	// A broken file: the previous table stays, and the failure is counted
-	// once however many polls see the same broken file.
-	replaceFile(t, v4, []byte("192.0.2.0\t24\n"))
-	waitFor(t, "the broken file to be tried", func() bool { return src.Stats().Failures == 1 })
-	time.Sleep(50 * time.Millisecond) // several polls
-	if st := src.Stats(); st.Failures != 1 || st.Reloads != 1 {
-		t.Errorf("Stats() = %+v; want 1 reload and 1 failure", st)
-	}
-	if as := lookupASN(src.Current(), "2001:db8::1"); as != 64601 {
-		t.Errorf("after a failed reload, Lookup(2001:db8::1) = AS%d; want AS64601", as)
-	}
-
-	// Fixed in place: picked up again.
-	replaceFile(t, v4, []byte("192.0.2.0\t24\t64502\n"))
-	waitFor(t, "the fixed file to be loaded", func() bool {
-		return lookupASN(src.Current(), "192.0.2.1") == 64502
-	})
-
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("Watch() = %v; want context.Canceled", err)
-	}
-	if err := src.Watch(t.Context(), 0); err == nil {
-		t.Error("Watch(0) = nil; want an error")
-	}
 }
 
 // TestSourceConcurrentLookups runs lookups during reloads, for the race

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/dataset"
@@ -144,6 +145,17 @@ func snapshot(t *testing.T, s *store.Store) string {
 	return b.String()
 }
 
+// firstDiff shows where two snapshots first differ.
+func firstDiff(a, b string) string {
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(la), len(lb)) {
+		if la[i] != lb[i] {
+			return fmt.Sprintf("at line %d:\nfirst:  %s\nsecond: %s", i, la[i], lb[i])
+		}
+	}
+	return fmt.Sprintf("%d lines vs %d", len(la), len(lb))
+}
+
 func TestRebuildEqualsIncremental(t *testing.T) {
 	ctx := context.Background()
 	s := storetest.New(t)
@@ -199,13 +211,7 @@ func TestRebuildEqualsIncremental(t *testing.T) {
 	}
 	rebuilt := snapshot(t, s)
 	if incremental != rebuilt {
-		a, b := strings.Split(incremental, "\n"), strings.Split(rebuilt, "\n")
-		for i := range min(len(a), len(b)) {
-			if a[i] != b[i] {
-				t.Fatalf("rebuild differs from the incremental state at line %d:\nincremental: %s\nrebuilt:     %s", i, a[i], b[i])
-			}
-		}
-		t.Fatalf("rebuild differs from the incremental state: %d lines vs %d", len(a), len(b))
+		t.Fatalf("rebuild differs from the incremental state: %s", firstDiff(incremental, rebuilt))
 	}
 	if !strings.Contains(rebuilt, `"window_days": 30`) || !strings.Contains(rebuilt, `"to_class": 1`) {
 		t.Errorf("snapshot lacks the 30-day window or the policy change:\n%.2000s", rebuilt)
@@ -401,12 +407,10 @@ func TestExport(t *testing.T) {
 	if len(got) != want || batches < 2 {
 		t.Fatalf("exported %d results in %d batches; want %d in several", len(got), batches, want)
 	}
-	var egress []string
 	rows, _ := s.Pool.Query(ctx, "SELECT DISTINCT host(egress) FROM results")
-	for rows.Next() {
-		var e string
-		rows.Scan(&e)
-		egress = append(egress, e)
+	egress, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(egress) == 0 {
+		t.Fatalf("the volunteers' addresses to look for in the export: %v, %v", egress, err)
 	}
 	for i, r := range got {
 		if i > 0 && r.GetResultId() <= got[i-1].GetResultId() {

@@ -30,7 +30,8 @@ type RefreshStats struct {
 // Refresh brings the derived tables up to date with the results ingested
 // since the last refresh: the timeline days they touched, the rolling
 // windows of their keys (every key when a new UTC day began) and their
-// policy changes. It is cheap when nothing changed.
+// policy changes. When nothing changed it only records that the rollups
+// are current.
 func (d *Dataset) Refresh(ctx context.Context) (RefreshStats, error) {
 	began := time.Now()
 	var st RefreshStats
@@ -70,7 +71,9 @@ func (d *Dataset) Refresh(ctx context.Context) (RefreshStats, error) {
 		if err != nil {
 			return err
 		}
-		var days keys
+		// Never the zero keys, which stand for every day: with nothing
+		// dirty, the timeline has nothing to recompute.
+		days := keys{asns: []int64{}, families: []int16{}, days: []time.Time{}}
 		for _, t := range triples {
 			days.asns = append(days.asns, t.asn)
 			days.families = append(days.families, t.family)
@@ -144,7 +147,9 @@ func (d *Dataset) recompute(ctx context.Context, tx pgx.Tx, today time.Time, day
 			}
 		}
 		if len(pairs.asns) == 0 && !allWindows {
-			return 0, nil
+			// Nothing ingested since the last refresh of today: the
+			// rollups are current as they stand.
+			return 0, d.markRefreshed(ctx, tx, today)
 		}
 	}
 	// The timeline: one point per day.
@@ -215,10 +220,14 @@ func (d *Dataset) recompute(ctx context.Context, tx pgx.Tx, today time.Time, day
 		}
 		n = max(n, len(states))
 	}
-	if _, err := tx.Exec(ctx, "UPDATE agg_state SET as_of = $1, refreshed_at = $2", today, d.now()); err != nil {
-		return 0, err
-	}
-	return n, nil
+	return n, d.markRefreshed(ctx, tx, today)
+}
+
+// markRefreshed records that the rollups are current: their windows end
+// on today, and they hold every result ingested until now.
+func (d *Dataset) markRefreshed(ctx context.Context, tx pgx.Tx, today time.Time) error {
+	_, err := tx.Exec(ctx, "UPDATE agg_state SET as_of = $1, refreshed_at = $2", today, d.now())
+	return err
 }
 
 // changes rewrites the policy changes of the pairs k (every pair when k is

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/parquet-go/parquet-go"
@@ -307,27 +308,33 @@ func TestExportAbort(t *testing.T) {
 	}
 }
 
+// TestExportBusy runs in a testing/synctest bubble: synctest.Wait returns
+// once the first export is blocked inside the query layer, with no
+// polling and no deadline to guess.
 func TestExportBusy(t *testing.T) {
-	f := &fake{block: make(chan struct{})}
-	h := newHandler(f, Options{MaxConcurrentExports: 1})
-	first := make(chan int)
-	go func() { first <- get(h, exportMarch).Code }()
-	for f.request() == nil {
-		time.Sleep(time.Millisecond)
-	}
-	w := get(h, exportMarch)
-	checkError(t, "a second export", w, 429, "RESOURCE_EXHAUSTED")
-	if ra := w.Header().Get("Retry-After"); ra == "" {
-		t.Errorf("429 without Retry-After")
-	}
-	if w := get(h, "/api/v1/info"); w.Code != 200 {
-		t.Errorf("other routes while an export runs = %d; want 200", w.Code)
-	}
-	close(f.block)
-	if code := <-first; code != 200 {
-		t.Errorf("the first export = %d; want 200", code)
-	}
-	if w := get(h, exportMarch); w.Code != 200 {
-		t.Errorf("an export after the first ended = %d; want 200", w.Code)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		f := &fake{block: make(chan struct{})}
+		h := newHandler(f, Options{MaxConcurrentExports: 1})
+		first := make(chan int)
+		go func() { first <- get(h, exportMarch).Code }()
+		synctest.Wait()
+		if f.request() == nil {
+			t.Fatal("the first export is blocked before it reached the query layer")
+		}
+		w := get(h, exportMarch)
+		checkError(t, "a second export", w, 429, "RESOURCE_EXHAUSTED")
+		if ra := w.Header().Get("Retry-After"); ra == "" {
+			t.Errorf("429 without Retry-After")
+		}
+		if w := get(h, "/api/v1/info"); w.Code != 200 {
+			t.Errorf("other routes while an export runs = %d; want 200", w.Code)
+		}
+		close(f.block)
+		if code := <-first; code != 200 {
+			t.Errorf("the first export = %d; want 200", code)
+		}
+		if w := get(h, exportMarch); w.Code != 200 {
+			t.Errorf("an export after the first ended = %d; want 200", w.Code)
+		}
+	})
 }

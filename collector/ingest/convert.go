@@ -15,6 +15,7 @@ import (
 
 	"github.com/op25b/observatory/collector/asn"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/internal/clip"
 	"github.com/op25b/observatory/internal/proof"
 	"github.com/op25b/observatory/internal/uuidv7"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
@@ -44,6 +45,9 @@ type Limits struct {
 	// outage).
 	MaxFuture, MaxAge time.Duration
 }
+
+// maxID bounds the ids and versions a result names, bytes.
+const maxID = 64
 
 // controlWindow is how far a control statement may be from the result.
 const controlWindow = 10 * time.Minute
@@ -129,6 +133,9 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 	if pr.GetRefmtaId() == "" {
 		return r, "refmta_id is empty"
 	}
+	if clip.Text(pr.GetRefmtaId(), maxID) != pr.GetRefmtaId() {
+		return r, fmt.Sprintf("refmta_id is not a reference MTA's id (over %d bytes, or not text)", maxID)
+	}
 	// The evidence keeps the result as the agent sent it, whatever the
 	// collector decides below.
 	evidence, err := proto.Marshal(pr)
@@ -138,9 +145,9 @@ func (c *Converter) convert(pr *op25bv1.ProbeResult, agentID string, peer netip.
 	r = store.Result{
 		ID: pr.GetResultId(), MeasuredAt: at, AgentID: agentID, RefMTA: pr.GetRefmtaId(),
 		Port: uint16(pr.GetPort()), Family: family, Verdict: uint8(v),
-		Failure: clip(pr.GetFailure(), 64), Detail: clip(pr.GetDetail(), 1024), Nonce: pr.GetNonce(),
-		RoundID: clip(pr.GetRoundId(), 64), ScheduleVersion: clip(pr.GetScheduleVersion(), 64),
-		AgentVersion: clip(pr.GetAgentVersion(), 64), Evidence: evidence, PublicEvidence: publicEvidence(pr),
+		Failure: clip.Text(pr.GetFailure(), 64), Detail: clip.Text(pr.GetDetail(), 1024), Nonce: pr.GetNonce(),
+		RoundID: clip.Text(pr.GetRoundId(), maxID), ScheduleVersion: clip.Text(pr.GetScheduleVersion(), maxID),
+		AgentVersion: clip.Text(pr.GetAgentVersion(), 64), Evidence: evidence, PublicEvidence: publicEvidence(pr),
 	}
 	if reason := c.ourRefusal(pr); reason != "" {
 		r.Verdict, r.Failure, r.PublicEvidence = uint8(op25bv1.Verdict_VERDICT_INCONCLUSIVE), FailureRefMTABusy, ""
@@ -223,11 +230,4 @@ func familyOf(a netip.Addr) uint8 {
 		return 4
 	}
 	return 6
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -62,6 +63,7 @@ func TestConvertRejectsPerResult(t *testing.T) {
 		"started_at":         mutate(func(r *op25bv1.ProbeResult) { r.StartedAt = timestamppb.New(now.Add(-time.Hour)) }),
 		"uploading agent":    mutate(func(r *op25bv1.ProbeResult) { r.AgentId = "someone-else" }),
 		"refmta_id is empty": mutate(func(r *op25bv1.ProbeResult) { r.RefmtaId = "" }),
+		"refmta_id is not":   mutate(func(r *op25bv1.ProbeResult) { r.RefmtaId = strings.Repeat("r", 65) }),
 	}
 	in := []*op25bv1.ProbeResult{good}
 	for _, r := range bad {
@@ -87,6 +89,43 @@ func TestConvertRejectsPerResult(t *testing.T) {
 	}
 	if !reasons["duplicate result_id within the batch"] || len(b.Rejected) != len(bad)+1 {
 		t.Errorf("rejections = %d %v; want %d including the duplicate", len(b.Rejected), reasons, len(bad)+1)
+	}
+}
+
+// TestConvertMakesTextStorable: whatever text a result carries, what the
+// collector stores is valid UTF-8 without NUL, within its bound, cut
+// between characters; PostgreSQL refusing one field would fail the batch.
+func TestConvertMakesTextStorable(t *testing.T) {
+	c, _ := newConverter(t)
+	// The gRPC server makes the text of a message valid UTF-8
+	// (collector/api); NUL and long text get through.
+	for _, text := range []string{strings.Repeat("日", 400), "a\x00b\x00", strings.Repeat("本", 30) + "\uFFFD"} {
+		r := result(now.Add(-time.Minute))
+		r.Verdict = op25bv1.Verdict_VERDICT_INTERCEPTED
+		r.Failure, r.Detail, r.RoundId, r.ScheduleVersion, r.AgentVersion = text, text, text, text, text
+		r.Evidence = &op25bv1.Evidence{Banner: text}
+		b := c.Convert([]*op25bv1.ProbeResult{r}, "agent-1", netip.Addr{})
+		if len(b.Results) != 1 {
+			t.Fatalf("text %q: rejected %v; want the result stored", text, b.Rejected)
+		}
+		got := b.Results[0]
+		for name, f := range map[string]struct {
+			s   string
+			max int
+		}{"failure": {got.Failure, 64}, "detail": {got.Detail, 1024}, "round_id": {got.RoundID, 64},
+			"schedule_version": {got.ScheduleVersion, 64}, "agent_version": {got.AgentVersion, 64}, "public_evidence": {got.PublicEvidence, maxEvidence}} {
+			if !utf8.ValidString(f.s) || strings.ContainsRune(f.s, 0) || len(f.s) > f.max {
+				t.Errorf("text %q: %s stored as %q; want valid UTF-8 without NUL of at most %d bytes", text, name, f.s, f.max)
+			}
+		}
+	}
+	// Text that is not UTF-8 cannot be kept as evidence: that result alone
+	// is rejected.
+	bad, good := result(now.Add(-time.Minute)), result(now.Add(-time.Minute))
+	bad.Detail = "a\xffb"
+	b := c.Convert([]*op25bv1.ProbeResult{bad, good}, "agent-1", netip.Addr{})
+	if len(b.Results) != 1 || b.Results[0].ID != good.ResultId || len(b.Rejected) != 1 || b.Rejected[0].ResultID != bad.ResultId {
+		t.Errorf("a result that is not UTF-8 next to a good one: stored %d, rejected %v; want the good one stored, the other rejected", len(b.Results), b.Rejected)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/op25b/observatory/internal/clip"
 	"github.com/op25b/observatory/internal/smtpwire"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
@@ -38,7 +39,7 @@ func publicEvidence(pr *op25bv1.ProbeResult) string {
 	if len(parts) == 0 && pr.GetFailure() != "" {
 		parts = append(parts, pr.GetFailure())
 	}
-	return clipRunes(RedactAddresses(strings.Join(parts, "; ")), maxEvidence)
+	return clip.Text(RedactAddresses(strings.Join(parts, "; ")), maxEvidence)
 }
 
 // RedactAddresses replaces every IPv4 or IPv6 address literal in s with
@@ -81,15 +82,3 @@ func RedactAddresses(s string) string {
 	}
 	return b.String()
 }
-
-func clipRunes(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }

@@ -2,7 +2,12 @@
 // installed server binaries: the collector's embedded default when no
 // DATABASE_URL is given, and the real database of integration tests.
 //
-// The cluster lives in one directory (data, socket, log). It listens on
+// The cluster lives in one directory (data, socket, log). One process at
+// a time owns the server, the one that started it or took it over: it holds
+// a lock on owner.lock, which the kernel releases however the process
+// ends, and stops the server in Stop. Others that Start on the directory
+// meanwhile attach to the server and leave it running. A server whose
+// owner died (SIGKILL) is taken over by the next Start. It listens on
 // 127.0.0.1 only, on a free port, with trust authentication limited to that
 // address and to its private socket directory. PostgreSQL refuses to run as
 // root, so when the caller is root the cluster runs as an unprivileged
@@ -35,9 +40,15 @@ type Cluster struct {
 	Port int
 	bin  string
 	cred *syscall.Credential
-	// attached is true when another process started the server: Stop
+	// attached is true when another live process owns the server: Stop
 	// leaves it running.
 	attached bool
+	// owner holds the lock on owner.lock while this process owns the
+	// server.
+	owner *os.File
+	// Adopted is true when Start found the server left running by an
+	// owner that died, and took it over.
+	Adopted bool
 }
 
 // Options configure Start.
@@ -128,9 +139,15 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 		}
 	}
 	if port, ok := running(filepath.Join(dir, "data")); ok {
-		// Another process (a running collector) owns the server: use it,
-		// as `op25b-collector token create` does next to a running one.
-		c.Port, c.attached = port, true
+		c.Port = port
+		if err := c.own(); err != nil {
+			return nil, err
+		}
+		// When another live process (a running collector) owns the
+		// server, use it as `op25b-collector token create` does next to
+		// a running one. Else its owner died without stopping it: this
+		// process owns it now.
+		c.Adopted = !c.attached
 		return c, nil
 	}
 	if err := c.start(ctx, o.Settings); err != nil {
@@ -167,6 +184,30 @@ func (c *Cluster) start(ctx context.Context, settings []string) error {
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl start: %w: %s (see %s)", err, out, filepath.Join(c.Dir, "postgres.log"))
 	}
+	return c.own()
+}
+
+// own takes the owner's lock if no live process holds it; else the
+// cluster is attached. The lock's descriptor is closed on exec, so the
+// server itself never holds it.
+func (c *Cluster) own() error {
+	if c.owner != nil {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(c.Dir, "owner.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("pgcluster: %w", err)
+	}
+	switch err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); {
+	case err == nil:
+		c.owner, c.attached = f, false
+	case errors.Is(err, syscall.EWOULDBLOCK):
+		f.Close()
+		c.attached = true
+	default:
+		f.Close()
+		return fmt.Errorf("pgcluster: lock %s: %w", f.Name(), err)
+	}
 	return nil
 }
 
@@ -176,7 +217,8 @@ func (c *Cluster) URL() string {
 }
 
 // Stop stops the server (fast shutdown: sessions are disconnected,
-// committed data is safe).
+// committed data is safe) when this process owns it, and gives up the
+// ownership.
 func (c *Cluster) Stop() error {
 	if c.attached {
 		return nil
@@ -187,6 +229,8 @@ func (c *Cluster) Stop() error {
 	if err != nil {
 		return fmt.Errorf("pgcluster: pg_ctl stop: %w: %s", err, out)
 	}
+	c.owner.Close()
+	c.owner = nil
 	return nil
 }
 

@@ -99,3 +99,44 @@ func TestConcurrentStartsShareOneCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServerOfADeadOwnerIsAdopted: a server whose owner went away without
+// stopping it (the kernel dropped the owner's lock, as on SIGKILL) is
+// taken over by the next Start, whose Stop stops it; while the owner
+// lives, a Start only attaches. TestKilledCollectorsClusterIsStoppedByTheNext
+// (collector/cmd/op25b-collector) does it with a real SIGKILL.
+func TestServerOfADeadOwnerIsAdopted(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "pg")
+	first, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop()
+	if first.Adopted || first.attached {
+		t.Fatalf("the first Start: adopted %v, attached %v; want it to own the server it started", first.Adopted, first.attached)
+	}
+	if c, err := Start(ctx, dir, Options{}); err != nil || !c.attached || c.Adopted {
+		t.Fatalf("Start next to a live owner: %v, attached %v, adopted %v; want attached", err, c.attached, c.Adopted)
+	}
+	first.owner.Close() // the owner dies
+	first.owner, first.attached = nil, true
+	next, err := Start(ctx, dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !next.Adopted || next.attached || next.Port != first.Port {
+		t.Fatalf("Start after the owner died: adopted %v, attached %v, port %d; want the server on port %d adopted",
+			next.Adopted, next.attached, next.Port, first.Port)
+	}
+	if err := next.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := running(filepath.Join(dir, "data")); ok {
+		t.Error("the server runs after the Stop of the process that adopted it")
+	}
+}

@@ -22,7 +22,7 @@ var commandDocs = append(slices.Clone(guides), "README.md", "docs/dataset.md")
 
 // testVariables are OP25B_ variables of the tests and the Makefile, not of
 // the programs.
-var testVariables = map[string]bool{"OP25B_REQUIRE_ALL": true, "OP25B_ARTIFACTS": true}
+var testVariables = map[string]bool{"OP25B_REQUIRE_ALL": true, "OP25B_ARTIFACTS": true, "OP25B_TEST_DATABASE_URL": true}
 
 type codeBlock struct {
 	info string

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -168,20 +169,29 @@ func TestCollectorKilledMidStream(t *testing.T) {
 		t.Errorf("stored %d rows, %d distinct; want each of the %d results exactly once", rows, distinct, n)
 	}
 	var missing int
-	st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&missing)
+	if err := st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&missing); err != nil {
+		t.Fatalf("counting the produced results that are not stored: %v", err)
+	}
 	if missing != 0 {
 		t.Errorf("%d produced results are not stored", missing)
 	}
 }
 
+// TestPostgresDownFor60s: the agent goes on measuring and keeps every
+// result spooled through 60 s of its own time with PostgreSQL stopped,
+// retrying all along, and delivers each result exactly once after
+// PostgreSQL is back. The agent's clock between delivery attempts runs 20
+// times faster than the wall clock, so the test takes seconds.
 func TestPostgresDownFor60s(t *testing.T) {
 	cluster := storetest.Cluster(t)
 	if cluster == nil {
-		testenv.Unavailable(t, "DATABASE_URL names an external server, which this test cannot stop")
+		testenv.Unavailable(t, "OP25B_TEST_DATABASE_URL names an external server, which this test cannot stop")
 	}
 	c := collectortest.Start(t, api.Options{})
 	c.SetSchedule(&op25bv1.Schedule{})
 	d, sp := agent(t, c.Addr, c.CAFile, c.Token(t, auth.Agent, 1))
+	clock := &fastClock{speedup: 20}
+	d.RetryAfter = clock.After
 	produce(t, sp, d.Identity.ID, 1000)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -191,12 +201,17 @@ func TestPostgresDownFor60s(t *testing.T) {
 	if err := cluster.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := time.Now()
 	// The agent goes on measuring while the database is away.
 	produce(t, sp, d.Identity.ID, 2000)
-	time.Sleep(60*time.Second - time.Since(stopped))
+	waitedBefore, retriesBefore := clock.Waited()
+	waitFor(t, "60 s of the agent's time", time.Minute, func() bool { w, _ := clock.Waited(); return w-waitedBefore >= 60*time.Second })
 	if got := sp.Len(); got != 2000 {
 		t.Errorf("spooled while PostgreSQL was down: %d; want 2000 (nothing acknowledged)", got)
+	}
+	_, n := clock.Waited()
+	t.Logf("%d delivery attempts failed over 60 s of the agent's time", n-retriesBefore)
+	if n-retriesBefore < 20 {
+		t.Errorf("%d delivery attempts over 60 s of the agent's time with RetryMax 2 s; want it to keep retrying (20 or more)", n-retriesBefore)
 	}
 	if err := cluster.Restart(context.Background()); err != nil {
 		t.Fatal(err)
@@ -210,6 +225,30 @@ func TestPostgresDownFor60s(t *testing.T) {
 	if rows != 3000 || distinct != 3000 {
 		t.Errorf("stored %d rows, %d distinct; want 3000 exactly once", rows, distinct)
 	}
+}
+
+// fastClock is a daemon's clock that runs speedup times faster than the
+// wall clock, and sums the waits it was asked for.
+type fastClock struct {
+	speedup int
+	mu      sync.Mutex
+	waited  time.Duration
+	waits   int
+}
+
+func (c *fastClock) After(d time.Duration) <-chan time.Time {
+	c.mu.Lock()
+	c.waited += d
+	c.waits++
+	c.mu.Unlock()
+	return time.After(d / time.Duration(c.speedup))
+}
+
+// Waited returns the total of the waits and their number.
+func (c *fastClock) Waited() (time.Duration, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waited, c.waits
 }
 
 func withBearer(ctx context.Context, cred string) context.Context {

@@ -139,6 +139,10 @@ func (c *common) openStore(ctx context.Context) (st *store.Store, stop func(), e
 		if cluster, err = pgcluster.Start(ctx, dir, pgcluster.Options{}); err != nil {
 			return nil, nil, err
 		}
+		if cluster.Adopted {
+			c.log.Warn("the embedded PostgreSQL cluster was left running by a collector that did not stop it (killed?); this process takes it over and stops it when done",
+				"dir", dir)
+		}
 		url = cluster.URL()
 	}
 	st, err = store.Open(ctx, url, c.log)

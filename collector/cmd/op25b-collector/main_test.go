@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,7 +14,14 @@ import (
 	"github.com/op25b/observatory/collector/store/storetest"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) {
+	// Tests that need a collector process start this binary as one.
+	if os.Getenv(runAsCollector) == "1" {
+		main()
+		os.Exit(0)
+	}
+	storetest.Main(m)
+}
 
 // openStore opens a migrated Store on a fresh database for the commands
 // to find at url.

@@ -1,6 +1,10 @@
 // Package storetest gives tests a real PostgreSQL: one private cluster per
-// test binary (collector/pgcluster), or the server in $DATABASE_URL, and a
-// fresh database per test so that tests never see each other's rows.
+// test binary (collector/pgcluster), or the server in
+// $OP25B_TEST_DATABASE_URL, and a fresh database per test, dropped when the
+// test ends, so that tests never see each other's rows and leave none
+// behind. The variable is a test's own: DATABASE_URL, which the collector
+// reads, is never used, so that tests cannot write into a real collector's
+// server.
 //
 // A package that uses it calls Main from TestMain:
 //
@@ -10,6 +14,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -23,6 +28,10 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/internal/testenv"
 )
+
+// EnvURL names the variable that gives tests a PostgreSQL server instead
+// of a private cluster: a URL whose user may create and drop databases.
+const EnvURL = "OP25B_TEST_DATABASE_URL"
 
 var (
 	once    sync.Once
@@ -46,11 +55,11 @@ func Main(m *testing.M) {
 }
 
 // Cluster returns the test binary's private cluster, starting it on first
-// use (nil when $DATABASE_URL names a server instead).
+// use (nil when $OP25B_TEST_DATABASE_URL names a server instead).
 func Cluster(t testing.TB) *pgcluster.Cluster {
 	t.Helper()
 	once.Do(func() {
-		if u := os.Getenv("DATABASE_URL"); u != "" {
+		if u := serverURL(); u != "" {
 			baseURL = u
 			return
 		}
@@ -71,31 +80,49 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 		}
 	})
 	if initErr != nil {
-		testenv.Unavailable(t, "no PostgreSQL for integration tests: "+initErr.Error())
+		testenv.Unavailable(t, "no PostgreSQL for integration tests (install one, or set "+EnvURL+"): "+initErr.Error())
 	}
 	return cluster
 }
 
 // URL creates a fresh, empty database and returns its connection string.
+// The database is dropped when t ends, with the connections still open to
+// it.
 func URL(t testing.TB) string {
 	t.Helper()
 	Cluster(t)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, baseURL)
-	if err != nil {
-		t.Fatalf("storetest: connect: %v", err)
-	}
-	defer conn.Close(ctx)
 	name := fmt.Sprintf("test_%d_%d", os.Getpid(), seq.Add(1))
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if err := admin("CREATE DATABASE " + name); err != nil {
 		t.Fatalf("storetest: create database: %v", err)
 	}
-	cfg, err := pgx.ParseConfig(baseURL)
-	if err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() {
+		if err := admin("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
+			t.Errorf("storetest: drop the test's database %s: %v", name, err)
+		}
+	})
+	// The server's URL with the database replaced, password and
+	// parameters kept.
+	if u, err := url.Parse(baseURL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		u.Path = "/" + name
+		return u.String()
 	}
-	cfg.Database = name
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	return baseURL + " dbname=" + name // keyword/value form: the last one wins
+}
+
+// serverURL is the server the tests are given, if any.
+func serverURL() string { return os.Getenv(EnvURL) }
+
+// admin runs one statement on a connection to the server's URL.
+func admin(sql string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, baseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
 }
 
 // New opens a migrated Store on a fresh database, closed when t ends.
