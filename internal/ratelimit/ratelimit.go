@@ -1,13 +1,28 @@
-// Package ratelimit is a token bucket per key (a source address, an agent):
-// the reference MTA bounds sessions per source with it and the collector
-// bounds uploads per agent. Buckets that have refilled are forgotten, so
+// Package ratelimit bounds what one client may take: a token bucket per key
+// (a source address, an agent), with which the reference MTA bounds
+// sessions per source and the collector uploads per agent and requests per
+// address, and a cap on the connections a listener keeps open, in all and
+// per source (Listener). Buckets that have refilled are forgotten, so
 // memory follows the set of recently active keys, not all keys ever seen.
 package ratelimit
 
 import (
+	"net/netip"
 	"sync"
 	"time"
 )
+
+// Source is the client that per-address limits count: the IPv4 address
+// (behind a carrier-grade NAT, one address is thousands of customers), or
+// the IPv6 /64, since one customer holds at least a /64 and may use any
+// address in it.
+func Source(a netip.Addr) netip.Prefix {
+	if a = a.Unmap(); a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	p, _ := a.Prefix(64)
+	return p
+}
 
 // Limiter allows rate events per second per key, in bursts of burst.
 type Limiter[K comparable] struct {
@@ -57,6 +72,17 @@ func (l *Limiter[K]) Allow(k K) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// Refund gives back the token that Allow took for an event that turned out
+// not to count, such as an authentication that succeeded where only
+// failures are limited.
+func (l *Limiter[K]) Refund(k K) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.buckets[k]; b != nil {
+		b.tokens = min(l.burst, b.tokens+1)
+	}
 }
 
 // Len returns the number of keys with a bucket.

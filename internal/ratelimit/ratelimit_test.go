@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -39,4 +40,36 @@ func equal(a, b []bool) bool {
 		}
 	}
 	return true
+}
+
+func TestRefund(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := New[string](1, 2, func() time.Time { return now })
+	l.Allow("a")
+	l.Allow("a")
+	if l.Allow("a") {
+		t.Fatalf("third event within a burst of 2 allowed")
+	}
+	l.Refund("a")
+	if !l.Allow("a") {
+		t.Errorf("after a refund: want one more event")
+	}
+	l.Refund("a")
+	l.Refund("a")
+	l.Refund("a")
+	if got := []bool{l.Allow("a"), l.Allow("a"), l.Allow("a")}; !equal(got, []bool{true, true, false}) {
+		t.Errorf("refunds past the burst = %v; want the burst of 2 only", got)
+	}
+}
+
+func TestSource(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"192.0.2.7", "192.0.2.7/32"},
+		{"::ffff:192.0.2.7", "192.0.2.7/32"},
+		{"2001:db8:1:2:ffff::3", "2001:db8:1:2::/64"},
+	} {
+		if got := Source(netip.MustParseAddr(tc.addr)).String(); got != tc.want {
+			t.Errorf("Source(%s) = %s; want %s", tc.addr, got, tc.want)
+		}
+	}
 }
