@@ -272,9 +272,9 @@ func serve(args []string) error {
 		c.log.Warn("no --asn file: results are stored without an ASN")
 	}
 	srv := &api.Server{Auth: as, Store: st, Limit: limit, Log: c.log, Metrics: api.NewMetrics(reg),
-		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}, ASN: snapshots,
-			Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule: sched.current, Spread: &api.Spreader{}}
+		Converter: &ingest.Converter{ASN: snapshots, Limits: ingest.DefaultLimits, Now: time.Now},
+		Keys:      &api.KeyCache{Lookup: as.RefMTAKeys, TTL: time.Minute},
+		Schedule:  sched.current, Spread: &api.Spreader{}}
 	srv.Register(grpcSrv)
 	ds, err := rollups.open(st)
 	if err != nil {
