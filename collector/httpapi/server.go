@@ -161,7 +161,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // 405 for other methods on them, 404 for anything else.
 func (s *server) fallback(w http.ResponseWriter, r *http.Request) {
 	if _, p := s.mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL, Host: r.Host}); p == "/" {
-		writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no such path %q; see %s/openapi.json", r.URL.Path, prefix))
+		writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no such path %s; see %s/openapi.json", dataset.Quote(r.URL.Path), prefix))
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -224,8 +224,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, pattern string, er
 		// The client went away; nobody reads the answer.
 		s.log.Debug("dataset API: request canceled", "route", pattern, "err", err)
 	default:
-		s.log.Error("dataset API", "route", pattern, "err", err)
-		writeError(w, http.StatusInternalServerError, "INTERNAL", "internal error")
+		writeError(w, http.StatusInternalServerError, "INTERNAL", dataset.LogFailure(s.log, pattern, err))
 	}
 }
 
@@ -344,9 +343,9 @@ func parseQuery(raw string, allowed []string, now time.Time) (*query, error) {
 	for _, k := range slices.Sorted(maps.Keys(v)) {
 		switch {
 		case !slices.Contains(allowed, k):
-			return nil, fmt.Errorf("%w: unknown query parameter %q (this path takes %s)", dataset.ErrInvalid, k, paramList(allowed))
+			return nil, fmt.Errorf("%w: unknown query parameter %s (this path takes %s)", dataset.ErrInvalid, dataset.Quote(k), paramList(allowed))
 		case len(v[k]) > 1:
-			return nil, fmt.Errorf("%w: query parameter %q given %d times", dataset.ErrInvalid, k, len(v[k]))
+			return nil, fmt.Errorf("%w: query parameter %s given %d times", dataset.ErrInvalid, dataset.Quote(k), len(v[k]))
 		}
 	}
 	return &query{v: v, now: now}, nil
@@ -414,7 +413,7 @@ func (q *query) pageSize() uint32 {
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		q.keep(fmt.Errorf("%w: page_size %q: want a positive number", dataset.ErrInvalid, s))
+		q.keep(fmt.Errorf("%w: page_size %s: want a number of items such as 100", dataset.ErrInvalid, dataset.Quote(s)))
 	}
 	return uint32(n)
 }

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -236,7 +237,7 @@ func TestErrors(t *testing.T) {
 		{"GET", "/api/v1/asns/", 404, "NOT_FOUND", "no such path"},
 		{"GET", "/", 404, "NOT_FOUND", "openapi.json"},
 		{"PUT", "/api/v1/nope", 404, "NOT_FOUND", "no such path"},
-		{"GET", "/api/v1/asns?country=ZZ", 500, "INTERNAL", "internal error"},
+		{"GET", "/api/v1/asns?country=ZZ", 500, "INTERNAL", "error id"},
 		{"POST", "/api/v1/asns", 405, "METHOD_NOT_ALLOWED", "read-only"},
 		{"PUT", "/api/v1/asns/64500", 405, "METHOD_NOT_ALLOWED", "PUT"},
 		{"DELETE", "/api/v1/export", 405, "METHOD_NOT_ALLOWED", "DELETE"},
@@ -252,9 +253,35 @@ func TestErrors(t *testing.T) {
 			t.Errorf("%s: Allow = %q", what, allow)
 		}
 	}
-	// A server error is logged, never shown.
-	if !strings.Contains(logs.String(), errBroken.Error()) {
-		t.Errorf("the 500 was not logged; log:\n%s", logs.String())
+	// A server error is logged, never shown, under the id the caller gets.
+	b := checkError(t, "500", do(h, request{target: "/api/v1/asns?country=ZZ"}), 500, "INTERNAL")
+	id := regexp.MustCompile(`error id ([0-9a-f]+)`).FindStringSubmatch(b.Error.Message)
+	if id == nil || strings.Contains(b.Error.Message, errBroken.Error()) {
+		t.Fatalf("500 message %q: want an error id and not the cause", b.Error.Message)
+	}
+	if !regexp.MustCompile(`error_id=` + id[1] + `.*` + regexp.QuoteMeta(errBroken.Error())).MatchString(logs.String()) {
+		t.Errorf("the 500 was not logged with error_id=%s and its cause; log:\n%s", id[1], logs.String())
+	}
+}
+
+// TestHugeParametersAreClipped: an error repeats at most a little of a
+// parameter (issue 10: a 1 MB parameter came back in a 1 MB body).
+func TestHugeParametersAreClipped(t *testing.T) {
+	h := newHandler(&fake{}, Options{})
+	huge := strings.Repeat("x", 1<<20)
+	for _, target := range []string{
+		"/api/v1/asns?country=" + huge,
+		"/api/v1/asns?window=" + huge,
+		"/api/v1/asns?page_size=" + huge,
+		"/api/v1/asns?" + huge + "=1",
+		"/api/v1/asns/" + huge,
+		"/api/v1/" + huge,
+		"/api/v1/export?start=2026-03-01&end=2026-03-02&format=" + huge,
+	} {
+		w := do(h, request{target: target})
+		if w.Code != 400 && w.Code != 404 || w.Body.Len() > 1024 {
+			t.Errorf("GET %s…: %d with %d bytes; want a 400 or 404 under 1 KiB", target[:40], w.Code, w.Body.Len())
+		}
 	}
 }
 

@@ -280,7 +280,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds})
+	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds, Log: c.log})
 	rm := api.NewRefreshMetrics(reg)
 	go ds.Run(ctx, *refreshEvery, c.log, func(st dataset.RefreshStats, err error) {
 		switch {
