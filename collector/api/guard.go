@@ -30,10 +30,11 @@ const (
 // Failed authentication is limited before it reaches the database, with a
 // token bucket per source address (an IPv4 address or IPv6 /64), one per
 // principal that a credential claims (its id, before the last '.'), and
-// one per source address for enrollment. Only failures spend tokens: a
-// token is taken before the database is asked and given back when the
-// answer is yes (or when the database failed). A credential or token that
-// the database accepted in the last VerifiedFor skips these buckets
+// one per source address for enrollment. Only failures spend tokens: an
+// attempt goes to the database while its buckets have a token, and a
+// refusal charges them afterwards, so a crowd of good agents reconnecting
+// at once behind one address is never held back. A credential or token
+// that the database accepted in the last VerifiedFor skips the buckets
 // altogether, so a client failing behind a carrier-grade NAT does not lock
 // out the enrolled agents that share its address. docs/operator.md says
 // why these sizes.
@@ -105,43 +106,29 @@ type attempt struct {
 	g       *Guard
 	secret  [sha256.Size]byte
 	buckets []bucket
-	taken   int  // tokens taken from buckets[:taken]
-	exempt  bool // the secret was accepted lately
 }
 
-// admit starts an attempt with secret: unless the database accepted it
-// lately, it takes a token from each bucket, and reports false when one
-// had none.
+// admit starts an attempt with secret, and reports false when the secret
+// was not accepted lately and one of the buckets has no token.
 func (g *Guard) admit(secret string, buckets ...bucket) (*attempt, bool) {
 	a := &attempt{g: g, secret: sha256.Sum256([]byte(secret)), buckets: buckets}
 	g.verifiedMu.Lock()
 	at, ok := g.verified[a.secret]
 	g.verifiedMu.Unlock()
-	if a.exempt = ok && g.Now().Sub(at) < VerifiedFor; a.exempt {
+	if ok && g.Now().Sub(at) < VerifiedFor {
 		return a, true
 	}
 	for _, b := range buckets {
-		if !b.l.Allow(b.key) {
+		if !b.l.Ready(b.key) {
 			return a, false
 		}
-		a.taken++
 	}
 	return a, true
 }
 
-// notCounted gives the tokens back: the attempt did not fail (the database
-// could not answer, or the request never reached it).
-func (a *attempt) notCounted() {
-	for _, b := range a.buckets[:a.taken] {
-		b.l.Refund(b.key)
-	}
-	a.taken = 0
-}
-
-// accepted records that the database accepted the secret: the tokens go
-// back, and the secret skips the buckets from now on.
+// accepted records that the database accepted the secret: it skips the
+// buckets from now on.
 func (a *attempt) accepted() {
-	a.notCounted()
 	g := a.g
 	g.verifiedMu.Lock()
 	defer g.verifiedMu.Unlock()
@@ -156,17 +143,15 @@ func (a *attempt) accepted() {
 	g.verified[a.secret] = g.Now()
 }
 
-// refused records that the database refused the secret: it skips the
-// buckets no more, and an attempt that skipped them pays its tokens now.
+// refused records that the database refused the secret: it charges the
+// buckets, and the secret skips them no more.
 func (a *attempt) refused() {
 	g := a.g
 	g.verifiedMu.Lock()
 	delete(g.verified, a.secret)
 	g.verifiedMu.Unlock()
-	if a.exempt {
-		for _, b := range a.buckets {
-			b.l.Allow(b.key)
-		}
+	for _, b := range a.buckets {
+		b.l.Charge(b.key)
 	}
 }
 
@@ -206,7 +191,6 @@ func (g *Guard) authenticate(ctx context.Context, method string) (context.Contex
 		f.refused()
 		return nil, status.Error(codes.PermissionDenied, err.Error())
 	case err != nil:
-		f.notCounted()
 		return nil, status.Error(codes.Unavailable, "cannot check credentials now; retry")
 	}
 	f.accepted()
@@ -254,8 +238,6 @@ func (g *Guard) enroll(ctx context.Context, req any, h grpc.UnaryHandler) (any, 
 		f.accepted()
 	case codes.Unauthenticated, codes.PermissionDenied:
 		f.refused()
-	default:
-		f.notCounted()
 	}
 	return resp, err
 }

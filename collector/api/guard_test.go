@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,5 +213,48 @@ func TestFailedEnrollmentLimitedPerAddress(t *testing.T) {
 	}
 	if c := enroll("192.0.2.9:4000", "wrong"); c != codes.Unauthenticated {
 		t.Errorf("a wrong token from another address: %v; want Unauthenticated", c)
+	}
+}
+
+// barrierAuth accepts every credential once n calls are in flight at
+// once, and fails those still waiting after a while.
+type barrierAuth struct {
+	n       int
+	mu      sync.Mutex
+	waiting int
+	all     chan struct{}
+}
+
+func (b *barrierAuth) Authenticate(ctx context.Context, cred string) (auth.Principal, error) {
+	b.mu.Lock()
+	if b.waiting++; b.waiting == b.n {
+		close(b.all)
+	}
+	b.mu.Unlock()
+	select {
+	case <-b.all:
+		return auth.Principal{ID: claimedPrincipal(cred), Kind: auth.Agent}, nil
+	case <-time.After(10 * time.Second):
+		return auth.Principal{}, errors.New("barrier not reached")
+	}
+}
+
+// TestCrowdBehindOneAddressIsNotHeldBack: more good agents than the
+// failure burst, reconnecting at once behind one address (a collector
+// restart behind a carrier-grade NAT), all reach the database: only
+// failures spend the address's tokens.
+func TestCrowdBehindOneAddressIsNotHeldBack(t *testing.T) {
+	const crowd = 3 * AuthFailBurst
+	g := &Guard{Auth: &barrierAuth{n: crowd, all: make(chan struct{})}}
+	got := make(chan codes.Code, crowd)
+	for i := range crowd {
+		go func() { got <- callFrom(g, "192.0.2.1:4000", fmt.Sprintf("agent-%d.secret", i)) }()
+	}
+	var results []codes.Code
+	for range crowd {
+		results = append(results, <-got)
+	}
+	if n := tally(results)[codes.OK]; n != crowd {
+		t.Errorf("%d agents at once behind one address: %v; want all OK", crowd, tally(results))
 	}
 }

@@ -51,6 +51,17 @@ func New[K comparable](rate float64, burst int, now func() time.Time) *Limiter[K
 func (l *Limiter[K]) Allow(k K) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.refill(k)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// refill returns k's bucket with the tokens it earned since it was last
+// used, forgetting every bucket that is full again once a minute.
+func (l *Limiter[K]) refill(k K) *bucket {
 	now := l.now()
 	if now.Sub(l.swept) > time.Minute {
 		for key, b := range l.buckets {
@@ -67,22 +78,30 @@ func (l *Limiter[K]) Allow(k K) bool {
 	}
 	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
 	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b
 }
 
-// Refund gives back the token that Allow took for an event that turned out
-// not to count, such as an authentication that succeeded where only
-// failures are limited.
-func (l *Limiter[K]) Refund(k K) {
+// Ready reports whether k's bucket has a token, without taking it: for
+// limits on events that are only known to count afterwards, such as failed
+// authentications, which Charge then.
+func (l *Limiter[K]) Ready(k K) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if b := l.buckets[k]; b != nil {
-		b.tokens = min(l.burst, b.tokens+1)
+	if l.buckets[k] == nil {
+		return true // a full bucket, not worth keeping
 	}
+	return l.refill(k).tokens >= 1
+}
+
+// Charge takes a token from k's bucket even when it has none: the bucket
+// then owes it, down to minus the burst, and is not Ready again until the
+// debt is paid. So events that were Ready together, and all turned out to
+// count, are paid for in full.
+func (l *Limiter[K]) Charge(k K) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.refill(k)
+	b.tokens = max(b.tokens-1, -l.burst)
 }
 
 // Len returns the number of keys with a bucket.

@@ -42,23 +42,25 @@ func equal(a, b []bool) bool {
 	return true
 }
 
-func TestRefund(t *testing.T) {
+func TestReadyAndCharge(t *testing.T) {
 	now := time.Unix(0, 0)
 	l := New[string](1, 2, func() time.Time { return now })
-	l.Allow("a")
-	l.Allow("a")
-	if l.Allow("a") {
-		t.Fatalf("third event within a burst of 2 allowed")
+	if !l.Ready("a") || l.Len() != 0 {
+		t.Fatalf("a new key: Ready %v with %d buckets; want ready and no bucket kept", l.Ready("a"), l.Len())
 	}
-	l.Refund("a")
-	if !l.Allow("a") {
-		t.Errorf("after a refund: want one more event")
+	// Five events were ready at once and all counted: the bucket owes
+	// three, down to minus the burst (two).
+	for range 5 {
+		l.Charge("a")
 	}
-	l.Refund("a")
-	l.Refund("a")
-	l.Refund("a")
-	if got := []bool{l.Allow("a"), l.Allow("a"), l.Allow("a")}; !equal(got, []bool{true, true, false}) {
-		t.Errorf("refunds past the burst = %v; want the burst of 2 only", got)
+	for i, want := range []bool{false, false, false, true} {
+		if got := l.Ready("a"); got != want {
+			t.Errorf("%d s after 5 charges on a burst of 2 at 1/s: Ready %v; want %v", i, got, want)
+		}
+		now = now.Add(time.Second)
+	}
+	if !l.Ready("b") {
+		t.Errorf("another key is limited by the first one's charges")
 	}
 }
 
