@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // JSON, pinned by golden files.
 func TestSeededGolden(t *testing.T) {
 	_, d := datasettest.Open(t, datasettest.NewWorld())
-	h := New(d, Options{Now: datasettest.Clock, Rate: 1e6, Burst: 1e6})
+	h := New(d, Options{Now: datasettest.Clock})
 	for name, target := range map[string]string{
 		"seeded_info":       "/api/v1/info",
 		"seeded_asns":       "/api/v1/asns",
@@ -55,7 +55,7 @@ func TestSeededGolden(t *testing.T) {
 // window=9999999d answered "the end must come after the start").
 func TestBoundsOverHTTP(t *testing.T) {
 	_, d := datasettest.Open(t, datasettest.NewWorld())
-	h := New(d, Options{Now: datasettest.Clock, Rate: 1e6, Burst: 1e6})
+	h := New(d, Options{Now: datasettest.Clock})
 	for target, says := range map[string]string{
 		"/api/v1/asns?page_size=1000000000":  "page_size 1000000000: at most 5000",
 		"/api/v1/changes?page_size=5001":     "page_size 5001: at most 5000",
