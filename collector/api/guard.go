@@ -34,23 +34,23 @@ const (
 // attempt goes to the database while its buckets have a token, and a
 // refusal charges them afterwards, so a crowd of good agents reconnecting
 // at once behind one address is never held back. A credential or token
-// that the database accepted in the last VerifiedFor skips the buckets
+// that the database accepted in the last verifiedFor skips the buckets
 // altogether, so a client failing behind a carrier-grade NAT does not lock
 // out the enrolled agents that share its address. docs/operator.md says
 // why these sizes.
 const (
-	// AuthFailBurst failures per source, then AuthFailRate per second.
-	AuthFailBurst = 30
-	AuthFailRate  = 1.0
-	// PrincipalFailBurst failures claiming one principal, then one a minute.
-	PrincipalFailBurst = 10
-	PrincipalFailRate  = 1.0 / 60
-	// EnrollFailBurst failed enrollments per source, then one per 10 s.
-	EnrollFailBurst = 10
-	EnrollFailRate  = 0.1
-	// VerifiedFor is how long an accepted credential or token skips the
+	// authFailBurst failures per source, then authFailRate per second.
+	authFailBurst = 30
+	authFailRate  = 1.0
+	// principalFailBurst failures claiming one principal, then one a minute.
+	principalFailBurst = 10
+	principalFailRate  = 1.0 / 60
+	// enrollFailBurst failed enrollments per source, then one per 10 s.
+	enrollFailBurst = 10
+	enrollFailRate  = 0.1
+	// verifiedFor is how long an accepted credential or token skips the
 	// failure buckets.
-	VerifiedFor = 24 * time.Hour
+	verifiedFor = 24 * time.Hour
 	// maxVerified bounds the accepted credentials remembered: twice the
 	// design point's 100,000 agents.
 	maxVerified = 200000
@@ -88,9 +88,9 @@ func (g *Guard) init() {
 		if g.Now == nil {
 			g.Now = time.Now
 		}
-		g.authFails = ratelimit.New[string](AuthFailRate, AuthFailBurst, g.Now)
-		g.principalFails = ratelimit.New[string](PrincipalFailRate, PrincipalFailBurst, g.Now)
-		g.enrollFails = ratelimit.New[string](EnrollFailRate, EnrollFailBurst, g.Now)
+		g.authFails = ratelimit.New[string](authFailRate, authFailBurst, g.Now)
+		g.principalFails = ratelimit.New[string](principalFailRate, principalFailBurst, g.Now)
+		g.enrollFails = ratelimit.New[string](enrollFailRate, enrollFailBurst, g.Now)
 		g.verified = map[[sha256.Size]byte]time.Time{}
 	})
 }
@@ -115,7 +115,7 @@ func (g *Guard) admit(secret string, buckets ...bucket) (*attempt, bool) {
 	g.verifiedMu.Lock()
 	at, ok := g.verified[a.secret]
 	g.verifiedMu.Unlock()
-	if ok && g.Now().Sub(at) < VerifiedFor {
+	if ok && g.Now().Sub(at) < verifiedFor {
 		return a, true
 	}
 	for _, b := range buckets {
@@ -135,7 +135,7 @@ func (a *attempt) accepted() {
 	if len(g.verified) >= maxVerified {
 		now := g.Now()
 		for k, at := range g.verified {
-			if now.Sub(at) >= VerifiedFor || len(g.verified) >= maxVerified {
+			if now.Sub(at) >= verifiedFor || len(g.verified) >= maxVerified {
 				delete(g.verified, k)
 			}
 		}

@@ -115,11 +115,11 @@ func TestFailedAuthenticationLimitedPerAddress(t *testing.T) {
 		flood = append(flood, callFrom(g, cgnat, fmt.Sprintf("agent-%d.wrong", i)))
 	}
 	got := tally(flood)
-	if got[codes.Unauthenticated] != AuthFailBurst || got[codes.ResourceExhausted] != 1000-AuthFailBurst {
-		t.Errorf("1000 wrong credentials from one address: %v; want %d Unauthenticated, the rest ResourceExhausted", got, AuthFailBurst)
+	if got[codes.Unauthenticated] != authFailBurst || got[codes.ResourceExhausted] != 1000-authFailBurst {
+		t.Errorf("1000 wrong credentials from one address: %v; want %d Unauthenticated, the rest ResourceExhausted", got, authFailBurst)
 	}
-	if db.calls != AuthFailBurst {
-		t.Errorf("%d of 1000 wrong credentials reached the database; want %d", db.calls, AuthFailBurst)
+	if db.calls != authFailBurst {
+		t.Errorf("%d of 1000 wrong credentials reached the database; want %d", db.calls, authFailBurst)
 	}
 	if c := callFrom(g, cgnat, "agent-good.secret"); c != codes.OK {
 		t.Errorf("the enrolled agent behind the same address during the flood: %v; want OK", c)
@@ -134,7 +134,7 @@ func TestFailedAuthenticationLimitedPerAddress(t *testing.T) {
 	db.calls = 0
 	got = tally([]codes.Code{callFrom(g, cgnat, "agent-1.wrong"), callFrom(g, cgnat, "agent-2.wrong")})
 	if got[codes.Unauthenticated] != 1 || db.calls != 1 {
-		t.Errorf("a second later: %v with %d database calls; want one more attempt at %v/s", got, db.calls, AuthFailRate)
+		t.Errorf("a second later: %v with %d database calls; want one more attempt at %v/s", got, db.calls, authFailRate)
 	}
 }
 
@@ -153,8 +153,8 @@ func TestFailedAuthenticationLimitedPerPrincipal(t *testing.T) {
 	for i := range 100 {
 		guesses = append(guesses, callFrom(g, fmt.Sprintf("198.51.100.%d:4000", i), fmt.Sprintf("agent-good.guess%d", i)))
 	}
-	if got := tally(guesses); got[codes.Unauthenticated] != PrincipalFailBurst || db.calls != PrincipalFailBurst {
-		t.Errorf("100 guesses at agent-good from 100 addresses: %v, %d database calls; want %d of each", got, db.calls, PrincipalFailBurst)
+	if got := tally(guesses); got[codes.Unauthenticated] != principalFailBurst || db.calls != principalFailBurst {
+		t.Errorf("100 guesses at agent-good from 100 addresses: %v, %d database calls; want %d of each", got, db.calls, principalFailBurst)
 	}
 	if c := callFrom(g, "192.0.2.1:4000", "agent-good.secret"); c != codes.OK {
 		t.Errorf("agent-good's own credential after the guesses: %v; want OK", c)
@@ -165,7 +165,7 @@ func TestFailedAuthenticationLimitedPerPrincipal(t *testing.T) {
 // calls fail with Unavailable but are not failures of the caller's.
 func TestDatabaseErrorsSpendNoFailureTokens(t *testing.T) {
 	g := &Guard{Auth: downAuth{}}
-	for range 2 * AuthFailBurst {
+	for range 2 * authFailBurst {
 		if c := callFrom(g, "192.0.2.1:4000", "agent-a.secret"); c != codes.Unavailable {
 			t.Fatalf("database down: %v; want Unavailable", c)
 		}
@@ -205,8 +205,8 @@ func TestFailedEnrollmentLimitedPerAddress(t *testing.T) {
 	for i := range 1000 {
 		flood = append(flood, enroll("192.0.2.1:4000", fmt.Sprintf("wrong-%d", i)))
 	}
-	if got := tally(flood); got[codes.Unauthenticated] != EnrollFailBurst || calls != EnrollFailBurst {
-		t.Errorf("1000 wrong tokens from one address: %v, %d reached enrollment; want %d", got, calls, EnrollFailBurst)
+	if got := tally(flood); got[codes.Unauthenticated] != enrollFailBurst || calls != enrollFailBurst {
+		t.Errorf("1000 wrong tokens from one address: %v, %d reached enrollment; want %d", got, calls, enrollFailBurst)
 	}
 	if c := enroll("192.0.2.1:4000", "good-token"); c != codes.OK {
 		t.Errorf("the good token from the same address during the flood: %v; want OK", c)
@@ -244,7 +244,7 @@ func (b *barrierAuth) Authenticate(ctx context.Context, cred string) (auth.Princ
 // restart behind a carrier-grade NAT), all reach the database: only
 // failures spend the address's tokens.
 func TestCrowdBehindOneAddressIsNotHeldBack(t *testing.T) {
-	const crowd = 3 * AuthFailBurst
+	const crowd = 3 * authFailBurst
 	g := &Guard{Auth: &barrierAuth{n: crowd, all: make(chan struct{})}}
 	got := make(chan codes.Code, crowd)
 	for i := range crowd {
