@@ -75,7 +75,7 @@ echo "bench: collector RSS with 10,000 agents connected" >&2
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true # 10,000 connections need as many descriptors
 cdir="$work/collector"
 "$out/op25b-collector" --data-dir "$cdir" --listen 127.0.0.1:18443 --http-listen 127.0.0.1:19090 \
-  --rate 100000 --burst 100000 --log-level warn &
+  --rate 100000 --burst 100000 --grpc-max-conns-per-addr 0 --log-level warn & # every agent is on 127.0.0.1
 cpid=$!
 for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/18443) 2>/dev/null && break; sleep 0.2; done
 atok=$("$out/op25b-collector" token create --data-dir "$cdir" --kind agent --uses 10000 --label bench 2>/dev/null)

@@ -40,6 +40,10 @@ type Server struct {
 	Auth      *auth.Service
 	Store     *store.Store
 	Converter *ingest.Converter
+	// Keys, when set, finds the keys of the reference MTAs each batch
+	// names, which the Converter verifies their statements with in place
+	// of its own Keys.
+	Keys *KeyCache
 	// Schedule returns the plan agents follow now.
 	Schedule func() *op25bv1.Schedule
 	// Spread, when set, gives each agent a round offset that spreads the
@@ -135,7 +139,12 @@ func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadRes
 		if err := s.admit(ctx, p.ID); err != nil {
 			return err
 		}
-		b := s.Converter.Convert(req.GetResults(), p.ID, peer)
+		b, err := s.convert(ctx, req.GetResults(), p.ID, peer)
+		if err != nil {
+			s.Log.Error("looking up reference MTA keys failed; nothing acknowledged", "agent", p.ID, "results", len(req.GetResults()), "err", err)
+			s.Metrics.storeErrors.Inc()
+			return status.Error(codes.Unavailable, "cannot verify reference MTA statements now; keep the results and retry")
+		}
 		if _, err := s.Store.InsertResults(ctx, b.Results); err != nil {
 			s.Log.Error("storing results failed; nothing acknowledged", "agent", p.ID, "results", len(b.Results), "err", err)
 			s.Metrics.storeErrors.Inc()
@@ -162,6 +171,22 @@ func (s *Server) UploadResults(stream grpc.BidiStreamingServer[op25bv1.UploadRes
 			return err
 		}
 	}
+}
+
+// convert validates a batch with the keys of the reference MTAs it names.
+// When they cannot be looked up it converts nothing: without them every
+// result would be attributed from the ingest connection, for good.
+func (s *Server) convert(ctx context.Context, results []*op25bv1.ProbeResult, agent string, peer netip.Addr) (ingest.Batch, error) {
+	if s.Keys == nil {
+		return s.Converter.Convert(results, agent, peer), nil
+	}
+	keys, err := s.Keys.Keys(ctx, results)
+	if err != nil {
+		return ingest.Batch{}, err
+	}
+	c := *s.Converter
+	c.Keys = keys
+	return c.Convert(results, agent, peer), nil
 }
 
 // UploadSightings implements RefMTAService.

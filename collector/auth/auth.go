@@ -7,6 +7,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -236,13 +237,26 @@ func (s *Service) Revoke(ctx context.Context, id string) error {
 	return nil
 }
 
-// RefMTAKey returns the public key of an enrolled, unrevoked reference MTA
-// whose id is id.
-func (s *Service) RefMTAKey(ctx context.Context, id string) (ed25519.PublicKey, bool) {
+// RefMTAKeys returns the public keys of the enrolled, unrevoked reference
+// MTAs among ids, by id; an id with no key is not in the map. An error is
+// the database's, never "no key": the caller cannot tell which ids have
+// keys and must not proceed as if none had.
+func (s *Service) RefMTAKeys(ctx context.Context, ids []string) (map[string]ed25519.PublicKey, error) {
+	rows, err := s.Pool.Query(ctx, "SELECT principal_id, public_key FROM principals WHERE principal_id = ANY($1) AND kind = $2 AND revoked_at IS NULL",
+		ids, int16(RefMTA))
+	if err != nil {
+		return nil, fmt.Errorf("auth: reference MTA keys: %w", err)
+	}
+	keys := map[string]ed25519.PublicKey{}
+	var id string
 	var pub []byte
-	err := s.Pool.QueryRow(ctx, "SELECT public_key FROM principals WHERE principal_id = $1 AND kind = $2 AND revoked_at IS NULL",
-		id, int16(RefMTA)).Scan(&pub)
-	return ed25519.PublicKey(pub), err == nil
+	if _, err := pgx.ForEachRow(rows, []any{&id, &pub}, func() error {
+		keys[id] = ed25519.PublicKey(bytes.Clone(pub))
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("auth: reference MTA keys: %w", err)
+	}
+	return keys, nil
 }
 
 // Check returns ErrRevoked when principal id has been revoked since it

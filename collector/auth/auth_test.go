@@ -81,7 +81,7 @@ func TestExpiredToken(t *testing.T) {
 	}
 }
 
-func TestRefMTAKey(t *testing.T) {
+func TestRefMTAKeys(t *testing.T) {
 	ctx := context.Background()
 	s := &Service{Pool: storetest.New(t).Pool, Now: time.Now}
 	_, secret, _ := s.CreateToken(ctx, "refmtas", RefMTA, time.Now().Add(time.Hour), 1)
@@ -90,10 +90,25 @@ func TestRefMTAKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, ok := s.RefMTAKey(ctx, id); !ok || !got.Equal(pub) {
-		t.Errorf("RefMTAKey(%s) = %x, %v", id, got, ok)
+	keys, err := s.RefMTAKeys(ctx, []string{id, "refmta-unknown"})
+	if err != nil || len(keys) != 1 || !keys[id].Equal(pub) {
+		t.Errorf("RefMTAKeys(%s, refmta-unknown) = %x, %v; want only %s's key", id, keys, err, id)
 	}
-	if _, ok := s.RefMTAKey(ctx, "refmta-unknown"); ok {
-		t.Errorf("RefMTAKey of an unknown id found a key")
+}
+
+// TestRefMTAKeysDatabaseError: a lookup the database could not answer is
+// an error, not "no key" (issue 10: it was taken for an unknown reference
+// MTA, and results lost their signed attribution).
+func TestRefMTAKeysDatabaseError(t *testing.T) {
+	pool := storetest.New(t).Pool
+	s := &Service{Pool: pool, Now: time.Now}
+	canceled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if keys, err := s.RefMTAKeys(canceled, []string{"refmta-x"}); err == nil {
+		t.Errorf("RefMTAKeys with a canceled context = %v, nil; want an error", keys)
+	}
+	pool.Close()
+	if keys, err := s.RefMTAKeys(context.Background(), []string{"refmta-x"}); err == nil {
+		t.Errorf("RefMTAKeys on a closed pool = %v, nil; want an error", keys)
 	}
 }

@@ -59,9 +59,9 @@ func Start(t testing.TB, opts api.Options) *Collector {
 	g := &api.Guard{Auth: c.Auth, UnaryTimeout: 10 * time.Second}
 	srv, _ := api.NewGRPCServer(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, g, opts)
 	c.Server = &api.Server{Auth: c.Auth, Store: st,
-		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: c.Auth.RefMTAKey, TTL: time.Second}, ASN: c.ASN,
-			Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule: func() *op25bv1.Schedule { return c.schedule }, Spread: &api.Spreader{},
+		Converter: &ingest.Converter{ASN: c.ASN, Limits: ingest.DefaultLimits, Now: time.Now},
+		Keys:      &api.KeyCache{Lookup: c.Auth.RefMTAKeys, TTL: time.Second},
+		Schedule:  func() *op25bv1.Schedule { return c.schedule }, Spread: &api.Spreader{},
 		Metrics: api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
 	c.Server.Register(srv)
 	c.Now = time.Now

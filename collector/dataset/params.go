@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,6 +25,27 @@ var (
 func invalid(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
 }
+
+// maxQuoted is how many bytes of a parameter an error message repeats.
+const maxQuoted = 64
+
+// Quote quotes a parameter the caller sent for an error message, cut at
+// 64 bytes on a character boundary and saying how long it was: a megabyte
+// of it must not come back in the answer, nor go to the log.
+func Quote(s string) string {
+	if len(s) <= maxQuoted {
+		return strconv.Quote(s)
+	}
+	cut := maxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
+}
+
+// MaxDays bounds a window or a time range in days whatever a server
+// allows, so that it is always a range of valid times: 100 years.
+const MaxDays = 36600
 
 // Day is the unit of the dataset's time: UTC calendar days.
 const Day = 24 * time.Hour
@@ -48,14 +70,17 @@ func ParseWindow(s string, now time.Time) (*pb.TimeRange, error) {
 	}
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.Atoi(n)
-		if err != nil || days < 1 {
-			return nil, invalid("window %q: want a number of days such as 30d", s)
+		switch {
+		case errors.Is(err, strconv.ErrRange) || err == nil && days > MaxDays:
+			return nil, invalid("window %s: at most %d days", Quote(s), MaxDays)
+		case err != nil || days < 1:
+			return nil, invalid("window %s: want a number of days such as 30d", Quote(s))
 		}
 		return Rolling(days, now), nil
 	}
 	from, to, ok := strings.Cut(s, "/")
 	if !ok {
-		return nil, invalid("window %q: want 30d or 2026-03-01/2026-04-01", s)
+		return nil, invalid("window %s: want 30d or 2026-03-01/2026-04-01", Quote(s))
 	}
 	start, err := ParseTime(from)
 	if err != nil {
@@ -66,7 +91,7 @@ func ParseWindow(s string, now time.Time) (*pb.TimeRange, error) {
 		return nil, err
 	}
 	if !end.After(start) {
-		return nil, invalid("window %q: the end must come after the start", s)
+		return nil, invalid("window %s: the end must come after the start", Quote(s))
 	}
 	return &pb.TimeRange{Start: timestamppb.New(start), End: timestamppb.New(end)}, nil
 }
@@ -79,7 +104,7 @@ func ParseTime(s string) (time.Time, error) {
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, invalid("time %q: want 2026-03-01 or 2026-03-01T12:00:00Z", s)
+		return time.Time{}, invalid("time %s: want 2026-03-01 or 2026-03-01T12:00:00Z", Quote(s))
 	}
 	return t.UTC(), nil
 }
@@ -102,7 +127,7 @@ func ParseFamily(s string) (pb.AddressFamily, error) {
 	case "6", "ipv6", "v6", "address_family_ipv6":
 		return pb.AddressFamily_ADDRESS_FAMILY_IPV6, nil
 	}
-	return 0, invalid("family %q: want ipv4 or ipv6", s)
+	return 0, invalid("family %s: want ipv4 or ipv6", Quote(s))
 }
 
 // FamilyName is the short name of f: "ipv4", "ipv6" or "".
@@ -126,7 +151,7 @@ func ParseClass(s string) (pb.PolicyClass, error) {
 	if v, ok := pb.PolicyClass_value["POLICY_CLASS_"+strings.TrimPrefix(s, "POLICY_CLASS_")]; ok && v != 0 {
 		return pb.PolicyClass(v), nil
 	}
-	return 0, invalid("class %q: want one of %s", s, strings.Join(ClassNames(), ", "))
+	return 0, invalid("class %s: want one of %s", Quote(s), strings.Join(ClassNames(), ", "))
 }
 
 // ClassName is the short name of c, such as "OP25B" or "INSUFFICIENT_DATA".
@@ -156,7 +181,7 @@ func ParseVerdict(s string) (pb.Verdict, error) {
 	if v, ok := pb.Verdict_value["VERDICT_"+strings.TrimPrefix(s, "VERDICT_")]; ok && v != 0 {
 		return pb.Verdict(v), nil
 	}
-	return 0, invalid("verdict %q is not one we know", s)
+	return 0, invalid("verdict %s is not one we know", Quote(s))
 }
 
 // ParseASN reads "64500" or "AS64500".
@@ -164,7 +189,7 @@ func ParseASN(s string) (uint32, error) {
 	s = strings.TrimSpace(s)
 	n, err := strconv.ParseUint(strings.TrimPrefix(strings.ToUpper(s), "AS"), 10, 32)
 	if err != nil || n == 0 {
-		return 0, invalid("ASN %q: want a number such as 64500 or AS64500", s)
+		return 0, invalid("ASN %s: want a number such as 64500 or AS64500", Quote(s))
 	}
 	return uint32(n), nil
 }

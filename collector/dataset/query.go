@@ -267,19 +267,19 @@ func classDB(c pb.PolicyClass) (int16, error) {
 func ParseCountry(c string) (string, error) {
 	c = strings.ToUpper(strings.TrimSpace(c))
 	if c != "" && (len(c) != 2 || c[0] < 'A' || c[0] > 'Z' || c[1] < 'A' || c[1] > 'Z') {
-		return "", invalid("country %q: want an ISO 3166-1 alpha-2 code such as JP", c)
+		return "", invalid("country %s: want an ISO 3166-1 alpha-2 code such as JP", Quote(c))
 	}
 	return c, nil
 }
 
-func (d *Dataset) pageSize(n uint32) int {
+func (d *Dataset) pageSize(n uint32) (int, error) {
 	switch {
 	case n == 0:
-		return d.cfg.PageSize
-	case int(n) > d.cfg.MaxPageSize:
-		return d.cfg.MaxPageSize
+		return d.cfg.PageSize, nil
+	case int64(n) > int64(d.cfg.MaxPageSize):
+		return 0, invalid("page_size %d: at most %d", n, d.cfg.MaxPageSize)
 	}
-	return int(n)
+	return int(n), nil
 }
 
 func encodeToken(parts ...any) string {
@@ -295,7 +295,7 @@ func decodeToken(tok string, format string, into ...any) error {
 		_, err = fmt.Sscanf(string(raw), format, into...)
 	}
 	if err != nil {
-		return invalid("page_token %q is not one this server gave", tok)
+		return invalid("page_token %s is not one this server gave", Quote(tok))
 	}
 	return nil
 }
@@ -320,7 +320,10 @@ func (d *Dataset) ListASNs(ctx context.Context, req *pb.ListASNsRequest) (*pb.Li
 	if err != nil {
 		return nil, err
 	}
-	size := d.pageSize(req.GetPageSize())
+	size, err := d.pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
 	states, err := d.states(ctx, sp, f, size+1, true)
 	if err != nil {
 		return nil, err
@@ -451,7 +454,7 @@ func (d *Dataset) changes(ctx context.Context, f filter, sp *span, token string,
 	}
 	afterDay, err := time.Parse(time.DateOnly, after.day)
 	if err != nil {
-		return nil, "", invalid("page_token %q is not one this server gave", token)
+		return nil, "", invalid("page_token %s is not one this server gave", Quote(token))
 	}
 	start, end := time.Time{}, time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 	if sp != nil {
@@ -511,7 +514,11 @@ func (d *Dataset) ListPolicyChanges(ctx context.Context, req *pb.ListPolicyChang
 		}
 		sp = &s
 	}
-	ch, next, err := d.changes(ctx, f, sp, req.GetPageToken(), d.pageSize(req.GetPageSize()))
+	size, err := d.pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	ch, next, err := d.changes(ctx, f, sp, req.GetPageToken(), size)
 	if err != nil {
 		return nil, err
 	}

@@ -105,7 +105,7 @@ func (s *server) export(w http.ResponseWriter, r *http.Request, q *query) error 
 	}
 	format, ok := exportFormats[name]
 	if !ok {
-		q.keep(fmt.Errorf("%w: format %q: want csv, ndjson or parquet", dataset.ErrInvalid, name))
+		q.keep(fmt.Errorf("%w: format %s: want csv, ndjson or parquet", dataset.ErrInvalid, dataset.Quote(name)))
 	}
 	if q.err != nil {
 		return q.err

@@ -17,7 +17,7 @@ func TestMain(m *testing.M) { storetest.Main(m) }
 // JSON, pinned by golden files.
 func TestSeededGolden(t *testing.T) {
 	_, d := datasettest.Open(t, datasettest.NewWorld())
-	h := New(d, Options{Now: datasettest.Clock, Rate: 1e6, Burst: 1e6})
+	h := New(d, Options{Now: datasettest.Clock})
 	for name, target := range map[string]string{
 		"seeded_info":       "/api/v1/info",
 		"seeded_asns":       "/api/v1/asns",
@@ -47,5 +47,29 @@ func TestSeededGolden(t *testing.T) {
 		if strings.HasSuffix(r[4], ".10") || !strings.Contains(r[4], "/") {
 			t.Fatalf("export row carries %q as its prefix; want a /24 or /48", r[4])
 		}
+	}
+}
+
+// TestBoundsOverHTTP: the documented bounds are enforced with errors that
+// name them (issue 10: page_size=1000000000 was accepted, and
+// window=9999999d answered "the end must come after the start").
+func TestBoundsOverHTTP(t *testing.T) {
+	_, d := datasettest.Open(t, datasettest.NewWorld())
+	h := New(d, Options{Now: datasettest.Clock})
+	for target, says := range map[string]string{
+		"/api/v1/asns?page_size=1000000000":  "page_size 1000000000: at most 5000",
+		"/api/v1/changes?page_size=5001":     "page_size 5001: at most 5000",
+		"/api/v1/asns?page_size=99999999999": "page_size",
+		"/api/v1/asns?window=9999999d":       "at most 36600 days",
+		"/api/v1/countries?window=400d":      "400 days is longer than the 366 this server allows",
+	} {
+		w := get(h, target)
+		b := checkError(t, target, w, 400, "INVALID_ARGUMENT")
+		if !strings.Contains(b.Error.Message, says) {
+			t.Errorf("GET %s: %q; want it to say %q", target, b.Error.Message, says)
+		}
+	}
+	if w := get(h, "/api/v1/asns?page_size=5000"); w.Code != 200 {
+		t.Errorf("page_size=5000: %d %s", w.Code, w.Body)
 	}
 }

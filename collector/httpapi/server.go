@@ -1,9 +1,11 @@
 // Package httpapi is the public HTTP dataset API of the collector, under
 // /api/v1: the per-ASN adoption of OP25B, peer benchmarks, policy changes,
 // country rollups and the export of raw public results as CSV, NDJSON or
-// Parquet. It is read-only, open to any origin (CORS), rate limited per
-// client and documented by the OpenAPI document it serves at
-// /api/v1/openapi.json; docs/dataset.md is the researchers' guide.
+// Parquet. It is read-only, open to any origin (CORS) and documented by
+// the OpenAPI document it serves at /api/v1/openapi.json; docs/dataset.md
+// is the researchers' guide. It also makes the front of the collector's
+// HTTP listener (front.go): the server's timeouts and the rate limit per
+// client that every route, the web page's too, is served behind.
 //
 // JSON bodies are the op25b.v1 dataset messages in protojson; the numbers
 // come from the query layer (collector/dataset) through Querier.
@@ -16,9 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -29,7 +29,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/op25b/observatory/collector/dataset"
-	"github.com/op25b/observatory/internal/ratelimit"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -50,17 +49,8 @@ type Querier interface {
 
 // Options tune the API. The zero value of a field means its default.
 type Options struct {
-	// Now is the clock for rolling windows and the rate limiter (time.Now).
+	// Now is the clock for rolling windows (time.Now).
 	Now func() time.Time
-	// Rate is how many requests per second one client may make on average
-	// (10), in bursts of Burst (40). A client is an IPv4 address or an IPv6
-	// /64.
-	Rate  float64
-	Burst int
-	// TrustProxy takes the client's address from the last X-Forwarded-For
-	// entry, as appended by the reverse proxy in front of the collector.
-	// Leave it off when clients connect directly: they could forge it.
-	TrustProxy bool
 	// MaxConcurrentExports bounds the exports running at once (4); more are
 	// refused with 429.
 	MaxConcurrentExports int
@@ -79,9 +69,6 @@ const (
 type server struct {
 	q       Querier
 	now     func() time.Time
-	limit   *ratelimit.Limiter[string]
-	retry   string // Retry-After when rate limited, in seconds
-	proxy   bool
 	exports chan struct{}
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -93,12 +80,6 @@ func New(q Querier, opts Options) http.Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.Rate <= 0 {
-		opts.Rate = 10
-	}
-	if opts.Burst <= 0 {
-		opts.Burst = 40
-	}
 	if opts.MaxConcurrentExports <= 0 {
 		opts.MaxConcurrentExports = 4
 	}
@@ -108,9 +89,6 @@ func New(q Querier, opts Options) http.Handler {
 	s := &server{
 		q:       q,
 		now:     opts.Now,
-		limit:   ratelimit.New[string](opts.Rate, opts.Burst, opts.Now),
-		retry:   strconv.Itoa(int(math.Ceil(1 / opts.Rate))),
-		proxy:   opts.TrustProxy,
 		exports: make(chan struct{}, opts.MaxConcurrentExports),
 		log:     opts.Logger,
 		mux:     http.NewServeMux(),
@@ -145,23 +123,23 @@ func (s *server) routes() []route {
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
+	setAPIHeaders(w.Header())
+	s.mux.ServeHTTP(w, r)
+}
+
+// setAPIHeaders sets the headers of every answer of the API: any origin
+// may read it, errors and rate limits included.
+func setAPIHeaders(h http.Header) {
 	h.Set("Access-Control-Allow-Origin", "*")
 	h.Set("Access-Control-Expose-Headers", "Content-Disposition, Retry-After")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if !s.limit.Allow(s.client(r)) {
-		h.Set("Retry-After", s.retry)
-		writeError(w, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", "too many requests: slow down")
-		return
-	}
-	s.mux.ServeHTTP(w, r)
 }
 
 // fallback answers what no route matched: CORS preflights of the routes,
 // 405 for other methods on them, 404 for anything else.
 func (s *server) fallback(w http.ResponseWriter, r *http.Request) {
 	if _, p := s.mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL, Host: r.Host}); p == "/" {
-		writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no such path %q; see %s/openapi.json", r.URL.Path, prefix))
+		writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no such path %s; see %s/openapi.json", dataset.Quote(r.URL.Path), prefix))
 		return
 	}
 	if r.Method == http.MethodOptions {
@@ -174,30 +152,6 @@ func (s *server) fallback(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Allow", allowedMethods)
 	writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", fmt.Sprintf("method %s: the API is read-only", r.Method))
-}
-
-// client is the rate limiter's key for r: its IPv4 address or IPv6 /64,
-// since one IPv6 host can pick any address in its /64.
-func (s *server) client(r *http.Request) string {
-	var addr netip.Addr
-	if s.proxy {
-		if v := r.Header.Values("X-Forwarded-For"); len(v) > 0 {
-			list := strings.Split(v[len(v)-1], ",")
-			addr, _ = netip.ParseAddr(strings.TrimSpace(list[len(list)-1]))
-		}
-	}
-	if !addr.IsValid() {
-		ap, err := netip.ParseAddrPort(r.RemoteAddr)
-		if err != nil {
-			return r.RemoteAddr
-		}
-		addr = ap.Addr()
-	}
-	addr = addr.Unmap()
-	if addr.Is6() {
-		return netip.PrefixFrom(addr, 64).Masked().String()
-	}
-	return addr.String()
 }
 
 // handle checks the query parameters of r against rt and serves it.
@@ -224,8 +178,7 @@ func (s *server) fail(w http.ResponseWriter, r *http.Request, pattern string, er
 		// The client went away; nobody reads the answer.
 		s.log.Debug("dataset API: request canceled", "route", pattern, "err", err)
 	default:
-		s.log.Error("dataset API", "route", pattern, "err", err)
-		writeError(w, http.StatusInternalServerError, "INTERNAL", "internal error")
+		writeError(w, http.StatusInternalServerError, "INTERNAL", dataset.LogFailure(s.log, pattern, err))
 	}
 }
 
@@ -344,9 +297,9 @@ func parseQuery(raw string, allowed []string, now time.Time) (*query, error) {
 	for _, k := range slices.Sorted(maps.Keys(v)) {
 		switch {
 		case !slices.Contains(allowed, k):
-			return nil, fmt.Errorf("%w: unknown query parameter %q (this path takes %s)", dataset.ErrInvalid, k, paramList(allowed))
+			return nil, fmt.Errorf("%w: unknown query parameter %s (this path takes %s)", dataset.ErrInvalid, dataset.Quote(k), paramList(allowed))
 		case len(v[k]) > 1:
-			return nil, fmt.Errorf("%w: query parameter %q given %d times", dataset.ErrInvalid, k, len(v[k]))
+			return nil, fmt.Errorf("%w: query parameter %s given %d times", dataset.ErrInvalid, dataset.Quote(k), len(v[k]))
 		}
 	}
 	return &query{v: v, now: now}, nil
@@ -414,7 +367,7 @@ func (q *query) pageSize() uint32 {
 	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil {
-		q.keep(fmt.Errorf("%w: page_size %q: want a positive number", dataset.ErrInvalid, s))
+		q.keep(fmt.Errorf("%w: page_size %s: want a number of items such as 100", dataset.ErrInvalid, dataset.Quote(s)))
 	}
 	return uint32(n)
 }

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -39,4 +40,38 @@ func equal(a, b []bool) bool {
 		}
 	}
 	return true
+}
+
+func TestReadyAndCharge(t *testing.T) {
+	now := time.Unix(0, 0)
+	l := New[string](1, 2, func() time.Time { return now })
+	if !l.Ready("a") || l.Len() != 0 {
+		t.Fatalf("a new key: Ready %v with %d buckets; want ready and no bucket kept", l.Ready("a"), l.Len())
+	}
+	// Five events were ready at once and all counted: the bucket owes
+	// three, down to minus the burst (two).
+	for range 5 {
+		l.Charge("a")
+	}
+	for i, want := range []bool{false, false, false, true} {
+		if got := l.Ready("a"); got != want {
+			t.Errorf("%d s after 5 charges on a burst of 2 at 1/s: Ready %v; want %v", i, got, want)
+		}
+		now = now.Add(time.Second)
+	}
+	if !l.Ready("b") {
+		t.Errorf("another key is limited by the first one's charges")
+	}
+}
+
+func TestSource(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"192.0.2.7", "192.0.2.7/32"},
+		{"::ffff:192.0.2.7", "192.0.2.7/32"},
+		{"2001:db8:1:2:ffff::3", "2001:db8:1:2::/64"},
+	} {
+		if got := Source(netip.MustParseAddr(tc.addr)).String(); got != tc.want {
+			t.Errorf("Source(%s) = %s; want %s", tc.addr, got, tc.want)
+		}
+	}
 }

@@ -199,9 +199,13 @@ func serve(args []string) error {
 	c.register(fs)
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
 	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address of the web page (/), the dataset API (/api/v1), /metrics and /healthz")
-	apiRate := fs.Float64("api-rate", 10, "dataset API requests per second per client address (IPv6: per /64)")
-	apiBurst := fs.Int("api-burst", 40, "burst of dataset API requests per client address")
-	trustProxy := fs.Bool("trust-proxy", false, "take the client address from X-Forwarded-For (only behind a reverse proxy you run)")
+	httpRate := fs.Float64("http-rate", 10, "HTTP requests per second per client address (IPv6: per /64), on every route")
+	httpBurst := fs.Int("http-burst", 40, "burst of HTTP requests per client address")
+	trustProxy := fs.Bool("trust-proxy", false, "take the client address from X-Forwarded-For (only behind a reverse proxy you run); turns --http-max-conns-per-addr off")
+	httpConns := fs.Int("http-max-conns", 1024, "HTTP connections open at once; at most a quarter of the open-file limit")
+	httpConnsPerAddr := fs.Int("http-max-conns-per-addr", 64, "HTTP connections open at once from one client address (IPv6: per /64); 0: no cap")
+	grpcConns := fs.Int("grpc-max-conns", 0, "gRPC connections open at once; 0: the open-file limit less the HTTP connections and a reserve of 256")
+	grpcConnsPerAddr := fs.Int("grpc-max-conns-per-addr", 4096, "gRPC connections open at once from one address (IPv6: per /64), as behind a carrier-grade NAT; 0: no cap")
 	tlsCert := fs.String("tls-cert", "", "server certificate (PEM); empty: a local CA under --data-dir/tls signs one")
 	tlsKey := fs.String("tls-key", "", "server key (PEM), with --tls-cert")
 	fs.Var(&tlsHosts, "tls-hosts", "names and addresses the local CA's certificate covers (default localhost,127.0.0.1,::1)")
@@ -276,15 +280,23 @@ func serve(args []string) error {
 		c.log.Warn("no --asn file: results are stored without an ASN")
 	}
 	srv := &api.Server{Auth: as, Store: st, Limit: limit, Log: c.log, Metrics: api.NewMetrics(reg),
-		Converter: &ingest.Converter{Keys: &api.KeyCache{Lookup: as.RefMTAKey, TTL: time.Minute}, ASN: snapshots,
-			Limits: ingest.DefaultLimits, Now: time.Now},
-		Schedule: sched.current, Spread: &api.Spreader{}}
+		Converter: &ingest.Converter{ASN: snapshots, Limits: ingest.DefaultLimits, Now: time.Now},
+		Keys:      &api.KeyCache{Lookup: as.RefMTAKeys, TTL: time.Minute},
+		Schedule:  sched.current, Spread: &api.Spreader{}}
 	srv.Register(grpcSrv)
 	ds, err := rollups.open(st)
 	if err != nil {
 		return err
 	}
-	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds})
+	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds, Log: c.log})
+	maxHTTP, maxGRPC, err := connCaps(*httpConns, *grpcConns, c.log)
+	if err != nil {
+		return err
+	}
+	if *trustProxy {
+		// Every connection comes from the proxy: it must cap them per client.
+		*httpConnsPerAddr = 0
+	}
 	rm := api.NewRefreshMetrics(reg)
 	go ds.Run(ctx, *refreshEvery, c.log, func(st dataset.RefreshStats, err error) {
 		switch {
@@ -312,33 +324,25 @@ func serve(args []string) error {
 	})
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := listenCapped(*listen, maxGRPC, *grpcConnsPerAddr)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/api/", httpapi.New(ds, httpapi.Options{Rate: *apiRate, Burst: *apiBurst, TrustProxy: *trustProxy, Logger: c.log}))
-	mux.Handle("/", web.New(ds, web.Options{Logger: c.log, SoftwareVersion: version}))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if err := st.Pool.Ping(r.Context()); err != nil {
-			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	hln, err := net.Listen("tcp", *httpListen)
+	hln, err := listenCapped(*httpListen, maxHTTP, *httpConnsPerAddr)
 	if err != nil {
 		ln.Close()
 		return fmt.Errorf("--http-listen: %w", err)
 	}
-	httpSrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	limiter := httpapi.NewLimiter(httpapi.LimitOptions{Rate: *httpRate, Burst: *httpBurst, TrustProxy: *trustProxy})
+	registerLimits(reg, map[string]*ratelimit.Listener{"grpc": ln, "http": hln}, limiter)
+	httpSrv := httpapi.NewServer(httpHandler(ds, st.Pool.Ping, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), limiter, c.log))
 
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); grpcSrv.Serve(ln) }()
 	go func() { defer wg.Done(); httpSrv.Serve(hln) }()
 	c.log.Info("collector ready", "grpc", ln.Addr().String(), "web", "http://"+hln.Addr().String()+"/",
+		"grpc_max_conns", maxGRPC, "http_max_conns", maxHTTP,
 		"ca", caFile, "schedule", sched.current().GetVersion(), "refmtas", len(sched.current().GetReferenceMtas()), "version", version)
 
 	hup := make(chan os.Signal, 1)
@@ -373,6 +377,88 @@ func serve(args []string) error {
 	httpSrv.Close()
 	wg.Wait()
 	return nil
+}
+
+// descriptorReserve is what the listeners leave of the open-file limit
+// for the database pool, the ASN files and the rest.
+const descriptorReserve = 256
+
+// connCaps divides the process's open-file limit between the listeners, so
+// that neither can starve the other: HTTP clients get httpMax connections,
+// at most a quarter of the limit; gRPC agents grpcMax, by default all the
+// rest but descriptorReserve. (Issue 10: 20,000 idle HTTP connections took
+// the descriptors agents needed to upload.)
+func connCaps(httpMax, grpcMax int, log *slog.Logger) (int, int, error) {
+	files, err := ratelimit.FileLimit()
+	if err != nil {
+		log.Warn("cannot read the open-file limit; the listeners' caps are the flags'", "err", err)
+		return httpMax, grpcMax, nil
+	}
+	return splitFiles(files, httpMax, grpcMax, log)
+}
+
+func splitFiles(files, httpMax, grpcMax int, log *slog.Logger) (int, int, error) {
+	if httpMax <= 0 || httpMax > files/4 {
+		log.Warn("HTTP connections capped at a quarter of the open-file limit", "asked", httpMax, "cap", files/4, "open_files", files)
+		httpMax = files / 4
+	}
+	if grpcMax <= 0 {
+		grpcMax = files - httpMax - descriptorReserve
+	}
+	if grpcMax <= 0 || httpMax <= 0 {
+		return 0, 0, fmt.Errorf("an open-file limit of %d leaves no descriptors for connections: raise it (ulimit -n, LimitNOFILE=)", files)
+	}
+	if httpMax+grpcMax+descriptorReserve > files {
+		log.Warn("--http-max-conns and --grpc-max-conns together exceed the open-file limit: one listener can starve the other",
+			"open_files", files, "http", httpMax, "grpc", grpcMax)
+	}
+	return httpMax, grpcMax, nil
+}
+
+// listenCapped listens on addr with a cap on connections in all and per address.
+func listenCapped(addr string, max, perAddr int) (*ratelimit.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return ratelimit.NewListener(ln, max, perAddr), nil
+}
+
+// httpHandler is what the HTTP listener serves: the web page, the dataset
+// API, /metrics and /healthz, every route behind the per-client limit.
+func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/api/", httpapi.New(q, httpapi.Options{Logger: log}))
+	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version}))
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := ping(r.Context()); err != nil {
+			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	return limit.Wrap(mux)
+}
+
+// registerLimits exports what the listeners' caps and the HTTP rate limit
+// refused.
+func registerLimits(reg *prometheus.Registry, listeners map[string]*ratelimit.Listener, limit *httpapi.Limiter) {
+	for name, ln := range listeners {
+		labels := prometheus.Labels{"listener": name}
+		reg.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "op25b_listener_connections", ConstLabels: labels,
+				Help: "Connections open on a listener."}, func() float64 { return float64(ln.Stats().Open) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "op25b_listener_refused_total", ConstLabels: prometheus.Labels{"listener": name, "cap": "all"},
+				Help: "Connections closed at accept because a listener's cap (all: in all, address: per client address) was reached."},
+				func() float64 { return float64(ln.Stats().RefusedAll) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "op25b_listener_refused_total", ConstLabels: prometheus.Labels{"listener": name, "cap": "address"},
+				Help: "Connections closed at accept because a listener's cap (all: in all, address: per client address) was reached."},
+				func() float64 { return float64(ln.Stats().RefusedSource) }),
+		)
+	}
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "op25b_http_rate_limited_total",
+		Help: "HTTP requests refused with 429: their client was over --http-rate."}, func() float64 { return float64(limit.Refused()) }))
 }
 
 // followASN registers every table the source loads as a snapshot and puts

@@ -56,7 +56,7 @@ func TestExportStdoutQuiet(t *testing.T) {
 func TestExportBroken(t *testing.T) {
 	for _, tc := range []struct{ format, wantErr string }{
 		{"csv", "op25b export: export broken off: unexpected EOF (6 rows, "},
-		{"parquet", "op25b export: collector said 500 INTERNAL: internal error\n"},
+		{"parquet", "op25b export: collector said 500 INTERNAL: the dataset query failed (error id "},
 	} {
 		s := datasetclienttest.Start(t)
 		s.ExportRows, s.BreakAfter = 10, 6

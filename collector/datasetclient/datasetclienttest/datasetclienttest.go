@@ -51,7 +51,7 @@ type Server struct {
 // Start starts a fake on 127.0.0.1 and stops it when the test ends.
 func Start(t testing.TB) *Server {
 	s := &Server{PageSize: 3, ExportRows: 5, Chunk: 1}
-	api := httpapi.New(querier{s}, httpapi.Options{Now: func() time.Time { return Now }, Rate: 1e6, Burst: 1e6})
+	api := httpapi.New(querier{s}, httpapi.Options{Now: func() time.Time { return Now }})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, r.URL.RequestURI())

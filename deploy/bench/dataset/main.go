@@ -206,7 +206,7 @@ func run(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: httpapi.New(ds, httpapi.Options{Now: clock, Rate: 1e9, Burst: 1 << 30,
+	srv := &http.Server{Handler: httpapi.New(ds, httpapi.Options{Now: clock,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})}
 	go srv.Serve(ln)
 	defer srv.Close()
