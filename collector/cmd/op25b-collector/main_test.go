@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store"
@@ -90,5 +91,24 @@ func TestSummaryFlagsRefMTA(t *testing.T) {
 	}
 	if n := strings.Count(got, "FLAGGED"); n != 1 {
 		t.Errorf("summary flags %d lines; want 1:\n%s", n, got)
+	}
+}
+
+func TestTestOnlyClock(t *testing.T) {
+	t.Setenv(testOnlyClockVariable, "")
+	if now, err := testOnlyClock(); now != nil || err != nil {
+		t.Errorf("testOnlyClock() with %s unset = a clock, %v; want nil, nil", testOnlyClockVariable, err)
+	}
+	t.Setenv(testOnlyClockVariable, "-90m")
+	now, err := testOnlyClock()
+	if err != nil || now == nil {
+		t.Fatalf("testOnlyClock() with -90m = %v; want a clock", err)
+	}
+	if d := time.Until(now()); d > -89*time.Minute || d < -91*time.Minute {
+		t.Errorf("the clock shifted by -90m reads %v from now", d)
+	}
+	t.Setenv(testOnlyClockVariable, "tomorrow")
+	if _, err := testOnlyClock(); err == nil || !strings.Contains(err.Error(), testOnlyClockVariable) {
+		t.Errorf("testOnlyClock() with a bad value: %v; want an error naming the variable", err)
 	}
 }
