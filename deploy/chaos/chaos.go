@@ -209,8 +209,11 @@ type Report struct {
 }
 
 func age(p float64) string {
-	if p < 0 {
+	switch {
+	case p < 0:
 		return "unknown"
+	case p >= 100:
+		return fmt.Sprintf("%.0f", p)
 	}
 	return fmt.Sprintf("%.1f", p)
 }

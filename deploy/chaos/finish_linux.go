@@ -83,14 +83,7 @@ func (r *rig) finish(ctx context.Context, rep *Report, runs []*phaseRun) error {
 	rep.Total = total
 	rep.Notes = append(rep.Notes, fmt.Sprintf("All phases: reported lost is the collector's figure per agent at the end (%s), summed; the phases' figures are its increases during each.", source))
 
-	// A clean stop of the collector must stop the PostgreSQL it runs,
-	// whichever collector process started it (issue 10, point 8).
-	r.coll.stop(30 * time.Second)
-	if _, _, alive := r.db.postmaster(); alive {
-		rep.Notes = append(rep.Notes, "After the collector's clean SIGTERM at the end, its embedded PostgreSQL was still running (orphaned; issue 10, point 8).")
-	} else {
-		rep.Notes = append(rep.Notes, "After the collector's clean SIGTERM at the end, its embedded PostgreSQL had stopped with it.")
-	}
+	rep.Notes = append(rep.Notes, r.orphanCheck(ctx))
 	version, _ := exec.Command(filepath.Join(r.cfg.BinDir, collectorBin), "version").Output()
 	rep.Setup = fmt.Sprintf("%d agents (%d on an ordinary disk; agent-tmpfs with its spool on a tmpfs of its own; agent-router with "+
 		"`--spool-max-bytes 1048576`, as docs/volunteer.md advises for routers), each in a network namespace, AS and /24 of its own, "+
@@ -128,4 +121,25 @@ func (r *rig) lostByAgent(logs []AgentLog, stored map[RoundKey]Stored, pending m
 		}
 	}
 	return out
+}
+
+// orphanCheck kills the collector with SIGKILL, lets its supervisor start
+// it again (it finds its PostgreSQL running and attaches), then stops it
+// cleanly: the PostgreSQL it runs must stop with it, whichever collector
+// process started it (issue 10, point 8). It says what happened.
+func (r *rig) orphanCheck(ctx context.Context) string {
+	from := fileSize(r.logPath("collector"))
+	_, starts := r.coll.since()
+	r.coll.kill()
+	if err := r.coll.waitStarted(ctx, starts); err != nil {
+		return "The check for an orphaned PostgreSQL could not run: " + err.Error()
+	}
+	if err := r.waitCollector(ctx, from); err != nil {
+		return "The check for an orphaned PostgreSQL could not run: " + err.Error()
+	}
+	r.coll.stop(30 * time.Second)
+	if _, _, alive := r.db.postmaster(); alive {
+		return "At the end, the collector was killed (SIGKILL), started again, then stopped cleanly (SIGTERM): its embedded PostgreSQL was still running (orphaned; issue 10, point 8)."
+	}
+	return "At the end, the collector was killed (SIGKILL), started again, then stopped cleanly (SIGTERM): its embedded PostgreSQL stopped with it."
 }

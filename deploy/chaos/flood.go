@@ -57,25 +57,26 @@ func (r *IdleReport) Add(b IdleReport) {
 
 // Idle opens n connections to the HTTP server at target, concurrency at a
 // time; on each it sends one keep-alive request for path and reads the
-// answer, then leaves it idle. ready is called with the report once every
-// connection was tried; Idle then holds them for hold (or until ctx ends),
-// and returns the report as it stands when it lets them go.
-func Idle(ctx context.Context, target, path string, n, concurrency int, hold time.Duration, ready func(IdleReport)) IdleReport {
+// answer, then leaves it idle. ready, if not nil, is called with the report
+// once every connection was tried; Idle then holds them for hold (or until
+// ctx ends), calls held, if not nil, with the report as it stands, closes
+// them once held returns, and returns that report.
+func Idle(ctx context.Context, target, path string, n, concurrency int, hold time.Duration, ready, held func(IdleReport)) IdleReport {
 	rep := IdleReport{Target: target, Wanted: n, Errors: map[string]int{}}
 	var (
-		mu                   sync.Mutex
-		open, closed, served atomic.Int64
-		wg                   sync.WaitGroup
-		conns                []net.Conn
-		opened               int
-		sem                  = make(chan struct{}, max(concurrency, 1))
-		holdCtx, release     = context.WithCancel(ctx)
-		watchers             sync.WaitGroup
-		req                  = "GET " + path + " HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: op25b-chaos\r\n\r\n"
-		dialer               = net.Dialer{Timeout: 10 * time.Second}
-		fail                 = func(what string, err error) { mu.Lock(); rep.Errors[what+": "+ErrorClass(err)]++; mu.Unlock() }
+		mu           sync.Mutex
+		open, closed int // under mu
+		served       atomic.Int64
+		wg           sync.WaitGroup
+		conns        []net.Conn
+		opened       int
+		sem          = make(chan struct{}, max(concurrency, 1))
+		closing      atomic.Bool // we close them: the server did not
+		watchers     sync.WaitGroup
+		req          = "GET " + path + " HTTP/1.1\r\nHost: " + target + "\r\nUser-Agent: op25b-chaos\r\n\r\n"
+		dialer       = net.Dialer{Timeout: 10 * time.Second}
+		fail         = func(what string, err error) { mu.Lock(); rep.Errors[what+": "+ErrorClass(err)]++; mu.Unlock() }
 	)
-	defer release()
 	for i := 0; i < n && ctx.Err() == nil; i++ {
 		sem <- struct{}{}
 		wg.Add(1)
@@ -90,8 +91,8 @@ func Idle(ctx context.Context, target, path string, n, concurrency int, hold tim
 			mu.Lock()
 			conns = append(conns, c)
 			opened++
+			open++
 			mu.Unlock()
-			open.Add(1)
 			c.SetDeadline(time.Now().Add(10 * time.Second))
 			if _, err := io.WriteString(c, req); err != nil {
 				fail("request", err)
@@ -108,10 +109,13 @@ func Idle(ctx context.Context, target, path string, n, concurrency int, hold tim
 			go func() {
 				defer watchers.Done()
 				var b [1]byte
-				if _, err := c.Read(b[:]); err != nil && holdCtx.Err() == nil {
-					closed.Add(1)
+				_, err := c.Read(b[:])
+				mu.Lock()
+				if err != nil && !closing.Load() {
+					closed++
 				}
-				open.Add(-1)
+				open--
+				mu.Unlock()
 			}()
 		}()
 	}
@@ -124,7 +128,7 @@ func Idle(ctx context.Context, target, path string, n, concurrency int, hold tim
 		for k, v := range rep.Errors {
 			r.Errors[k] = v
 		}
-		r.Opened, r.Served, r.Open, r.ClosedByServer = opened, int(served.Load()), int(open.Load()), int(closed.Load())
+		r.Opened, r.Served, r.Open, r.ClosedByServer = opened, int(served.Load()), open, closed
 		return r
 	}
 	if ready != nil {
@@ -135,7 +139,10 @@ func Idle(ctx context.Context, target, path string, n, concurrency int, hold tim
 	case <-time.After(hold):
 	}
 	out := snapshot()
-	release()
+	if held != nil {
+		held(out)
+	}
+	closing.Store(true)
 	mu.Lock()
 	for _, c := range conns {
 		c.Close()

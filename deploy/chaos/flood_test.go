@@ -18,12 +18,16 @@ func TestIdle(t *testing.T) {
 	defer srv.Close()
 	target := strings.TrimPrefix(srv.URL, "http://")
 	var ready IdleReport
-	done := Idle(context.Background(), target, "/healthz", 40, 8, 0, func(r IdleReport) { ready = r })
+	var held IdleReport
+	done := Idle(context.Background(), target, "/healthz", 40, 8, 0, func(r IdleReport) { ready = r }, func(r IdleReport) { held = r })
 	if ready.Opened != 40 || ready.Served != 40 || ready.Open != 40 || len(ready.Errors) != 0 {
 		t.Errorf("ready: %+v; want 40 opened, answered and open", ready)
 	}
 	if done.Open != 40 || done.ClosedByServer != 0 {
 		t.Errorf("done: %+v; want 40 still open, none closed by the server", done)
+	}
+	if held.Open != 40 {
+		t.Errorf("held: %+v; want the connections still open", held)
 	}
 }
 
@@ -42,7 +46,7 @@ func TestIdleClosedByServer(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	rep := Idle(ctx, strings.TrimPrefix(srv.URL, "http://"), "/", 10, 10, time.Hour, nil)
+	rep := Idle(ctx, strings.TrimPrefix(srv.URL, "http://"), "/", 10, 10, time.Hour, nil, nil)
 	if rep.Opened != 10 || rep.Served != 10 {
 		t.Errorf("%+v; want 10 opened and answered", rep)
 	}
@@ -58,7 +62,7 @@ func TestIdleUnreachable(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	rep := Idle(context.Background(), addr, "/", 3, 3, 0, nil)
+	rep := Idle(context.Background(), addr, "/", 3, 3, 0, nil, nil)
 	if rep.Opened != 0 || rep.Errors["dial: connection refused"] != 3 {
 		t.Errorf("%+v; want 3 dials refused", rep)
 	}

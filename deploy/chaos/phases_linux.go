@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -204,7 +205,7 @@ func (r *rig) postgresKill(ctx context.Context, p *phaseRun) error {
 		}
 		r.waitFreshBatch(ctx, 300*time.Millisecond)
 		syscall.Kill(pid, syscall.SIGKILL)
-		outcomes = append(outcomes, r.recoverIngest(ctx, time.Now()))
+		outcomes = append(outcomes, r.recoverIngest(ctx, time.Now(), "the kill"))
 	}
 	p.row.Fault = fmt.Sprintf("SIGKILL of the postmaster %d times, each within 0.3 s of a stored batch", r.cfg.PGKills)
 	p.row.Ingest = strings.Join(outcomes, "; ")
@@ -225,7 +226,7 @@ func (r *rig) postgresStop(ctx context.Context, p *phaseRun) error {
 	}
 	back := time.Now()
 	p.row.Fault = fmt.Sprintf("PostgreSQL stopped (pg_ctl stop -m fast) for %s", r.cfg.PGDown)
-	p.row.Ingest = r.recoverIngest(ctx, back) + " PostgreSQL came back"
+	p.row.Ingest = r.recoverIngest(ctx, back, "PostgreSQL came back")
 	return r.settle(ctx)
 }
 
@@ -253,7 +254,7 @@ func (r *rig) diskFull(ctx context.Context, p *phaseRun) error {
 		return err
 	}
 	p.row.Fault = fmt.Sprintf("the collector's data file system (its PostgreSQL) full for %s", r.cfg.Fault)
-	p.row.Ingest = r.recoverIngest(ctx, time.Now()) + " space came back"
+	p.row.Ingest = r.recoverIngest(ctx, time.Now(), "space came back")
 	return r.settle(ctx)
 }
 
@@ -282,16 +283,22 @@ func (r *rig) fill(ctx context.Context, dir string, spare, size int64) error {
 }
 
 // underFlood runs floods in the flood namespace, one process per
-// argument list; once every one is in place, it restarts every ordinary
-// agent in turn (SIGTERM, then a new process), so that each needs a new connection to the collector
-// while the floods last, and measures ingest until they end.
+// argument list; once every one is in place, it loses every ordinary
+// agent in turn (loseAgent), so that each needs a new connection, and a
+// new descriptor, from the collector while the floods last, and measures
+// ingest until they end.
 func (r *rig) underFlood(ctx context.Context, p *phaseRun, argsets ...[]string) (ready, done []FloodLine, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var scanners []*bufio.Scanner
+	var stdins []io.Closer
 	for _, args := range argsets {
 		cmd := r.floodCmd(ctx, args...)
 		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		in, err := cmd.StdinPipe()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -299,7 +306,9 @@ func (r *rig) underFlood(ctx context.Context, p *phaseRun, argsets ...[]string) 
 			return nil, nil, err
 		}
 		defer cmd.Wait()
+		defer in.Close() // before Wait: an idle flood holds its connections until its stdin ends
 		scanners = append(scanners, bufio.NewScanner(out))
+		stdins = append(stdins, in)
 	}
 	next := func(want string) ([]FloodLine, error) {
 		var out []FloodLine
@@ -321,6 +330,11 @@ func (r *rig) underFlood(ctx context.Context, p *phaseRun, argsets ...[]string) 
 	t0 := time.Now()
 	ordinary := r.ordinaryAgents()
 	restarted := map[string]time.Time{}
+	defer func() {
+		for _, a := range ordinary {
+			run(context.Background(), "", "ip", "netns", "exec", a.ns, "nft", "delete", "table", "inet", "chaos")
+		}
+	}()
 	// Every restart within the first half of the flood: each agent then
 	// has the second half, at least, to upload again.
 	step := r.cfg.Fault / time.Duration(2*len(ordinary))
@@ -328,8 +342,7 @@ func (r *rig) underFlood(ctx context.Context, p *phaseRun, argsets ...[]string) 
 		if err := sleep(ctx, step); err != nil {
 			return nil, nil, err
 		}
-		a.proc.stop(15 * time.Second)
-		if err := a.proc.start(); err != nil {
+		if err := r.loseAgent(ctx, a); err != nil {
 			return nil, nil, err
 		}
 		restarted[a.name] = time.Now()
@@ -338,6 +351,9 @@ func (r *rig) underFlood(ctx context.Context, p *phaseRun, argsets ...[]string) 
 		return nil, nil, err
 	}
 	t1 := time.Now()
+	for _, in := range stdins {
+		in.Close()
+	}
 	got, err := r.db.receivedBetween(ctx, t0, t1)
 	if err != nil {
 		return nil, nil, err
@@ -359,12 +375,39 @@ func (r *rig) underFlood(ctx context.Context, p *phaseRun, argsets ...[]string) 
 	p.row.ClientFlood = true
 	p.row.IngestWentOn = sum(got) > 0 && reconnected == len(ordinary)
 	verb := "went on"
-	if !p.row.IngestWentOn {
+	switch {
+	case sum(got) == 0:
 		verb = "stopped"
+	case !p.row.IngestWentOn:
+		verb = "stopped for agents that reconnected"
 	}
-	p.row.Ingest = fmt.Sprintf("%s: %d results stored during the flood; %d of %d agents restarted during it uploaded again",
+	p.row.Ingest = fmt.Sprintf("%s: %d results stored during the flood; %d of %d agents that had to reconnect during it (old connection lost) uploaded again",
 		verb, sum(got), reconnected, len(ordinary))
 	return ready, done, nil
+}
+
+// loseAgentRules drop what an agent sends to the collector's gRPC port to
+// end a connection: the collector never learns that the agent's old
+// connection is gone, as when a NAT forgets it or the agent's host
+// crashes, and keeps its descriptor.
+const loseAgentRules = `table inet chaos {
+	chain out {
+		type filter hook output priority 0;
+		ip daddr ` + collectorAddr + ` tcp dport 8443 tcp flags & (fin | rst) != 0 drop
+	}
+}
+`
+
+// loseAgent kills agent a with SIGKILL without the collector learning that
+// its connection is gone (loseAgentRules, kept until the phase ends); its
+// supervisor starts it again a second later, on a new connection.
+func (r *rig) loseAgent(ctx context.Context, a *agent) error {
+	if _, err := run(ctx, loseAgentRules, "ip", "netns", "exec", a.ns, "nft", "-f", "-"); err != nil {
+		return err
+	}
+	_, starts := a.proc.since()
+	a.proc.kill()
+	return a.proc.waitStarted(ctx, starts)
 }
 
 // ordinaryAgents are the agents on an ordinary disk.
@@ -481,7 +524,7 @@ func (r *rig) midnight(ctx context.Context, p *phaseRun) error {
 	if err := sleep(ctx, midnight.Add(3*r.cfg.RefreshEvery+time.Second).Sub(r.collectorNow())); err != nil {
 		return err
 	}
-	asOf, _, err := r.db.freshness(ctx)
+	asOf, refreshed, err := r.db.freshness(ctx)
 	if err != nil {
 		return err
 	}
@@ -489,6 +532,9 @@ func (r *rig) midnight(ctx context.Context, p *phaseRun) error {
 		p.note("the rollups rolled to the new UTC day (as_of %s)", asOf.Format(time.DateOnly))
 	} else {
 		p.note("the rollups did not roll to the new UTC day: as_of %s, 3 refresh periods after midnight", asOf.Format(time.DateOnly))
+	}
+	if refreshed.Before(midnight.Add(-lead - time.Minute)) {
+		p.note("no refresh succeeded on the collector's shifted clock: refreshed_at still dates from before it")
 	}
 	// The row's age is read on the collector's clock, before the restart.
 	p.row.AgeAfter, p.aged = r.ageNow(ctx), true

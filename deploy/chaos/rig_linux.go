@@ -484,23 +484,39 @@ func (r *rig) waitIngest(ctx context.Context, since time.Time, limit time.Durati
 	return time.Time{}, false
 }
 
-// recoverIngest waits Recover for ingest to resume after a fault that
-// ended at since; when it does not, it restarts the collector, as an
-// operator would, and waits again. It says what happened.
-func (r *rig) recoverIngest(ctx context.Context, since time.Time) string {
+// agentBackoff bounds how long agents may wait between delivery attempts
+// after failed ones (their 5-minute backoff), with a margin.
+const agentBackoff = 5*time.Minute + 30*time.Second
+
+// recoverIngest waits for ingest to resume after a fault that ended at
+// since (event says how it ended) and says how it went. A collector that
+// cannot store (its PostgreSQL is gone, or it logs failed inserts) gets
+// Recover to come back by itself before the harness restarts it, as an
+// operator would. A collector that stores whatever comes may wait for the
+// agents, which back off after failed uploads.
+func (r *rig) recoverIngest(ctx context.Context, since time.Time, event string) string {
+	logFrom := fileSize(r.logPath("collector"))
+	round := func(d time.Duration) time.Duration { return d.Round(100 * time.Millisecond) }
 	if t, ok := r.waitIngest(ctx, since, r.cfg.Recover); ok {
-		return fmt.Sprintf("resumed %s after", t.Sub(since).Round(100*time.Millisecond))
+		return fmt.Sprintf("resumed %s after %s", round(t.Sub(since)), event)
 	}
-	r.progress("ingest did not resume within %s: restarting the collector", r.cfg.Recover)
+	_, _, alive := r.db.postmaster()
+	if alive && countInLog(r.logPath("collector"), logFrom, -1, "storing results failed") == 0 {
+		if t, ok := r.waitIngest(ctx, since, agentBackoff); ok {
+			return fmt.Sprintf("resumed %s after %s, by itself (the agents back off up to 5 min after failed uploads)", round(t.Sub(since)), event)
+		}
+		return fmt.Sprintf("did not resume within %s after %s", agentBackoff, event)
+	}
+	r.progress("ingest did not resume within %s after %s: restarting the collector", r.cfg.Recover, event)
 	restarted := time.Now()
 	if err := r.startCollector(ctx); err != nil {
-		return "did not resume; restarting the collector failed: " + err.Error()
+		return fmt.Sprintf("did not resume after %s; restarting the collector failed: %v", event, err)
 	}
-	if t, ok := r.waitIngest(ctx, restarted, r.cfg.Recover); ok {
-		return fmt.Sprintf("did not resume within %s; resumed %s after the harness restarted the collector",
-			r.cfg.Recover, t.Sub(restarted).Round(100*time.Millisecond))
+	if t, ok := r.waitIngest(ctx, restarted, agentBackoff); ok {
+		return fmt.Sprintf("did not resume within %s after %s; resumed %s after the harness restarted the collector",
+			r.cfg.Recover, event, round(t.Sub(restarted)))
 	}
-	return fmt.Sprintf("did not resume, even %s after the harness restarted the collector", r.cfg.Recover)
+	return fmt.Sprintf("did not resume after %s, even %s after the harness restarted the collector", event, agentBackoff)
 }
 
 // pgctl runs pg_ctl on the collector's cluster as its owner, in the core
@@ -532,6 +548,9 @@ func (r *rig) teardown() {
 	}
 	if r.coll != nil {
 		r.coll.stop(30 * time.Second)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.db.dir, "postgres.log")); r.db.dir != "" && err == nil {
+		os.WriteFile(r.logPath("postgres"), b, 0o644)
 	}
 	if pid, _, alive := r.db.postmaster(); alive {
 		if err := r.pgctl(ctx, "-m", "immediate", "-w", "stop"); err != nil {

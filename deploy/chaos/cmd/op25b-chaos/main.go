@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -146,7 +147,8 @@ func runCmd(ctx context.Context, args []string) int {
 }
 
 // floodCmd runs one flood and prints a JSON line when its load is in
-// place and one when it ends.
+// place and one when it ends; an idle flood then holds its connections
+// until its standard input ends.
 func floodCmd(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("op25b-chaos flood", flag.ContinueOnError)
 	mode := fs.String("mode", "", "idle: hold keep-alive connections; requests: send requests as fast as answered")
@@ -163,10 +165,14 @@ func floodCmd(ctx context.Context, args []string) int {
 	enc := json.NewEncoder(os.Stdout)
 	switch *mode {
 	case "idle":
-		rep := chaos.Idle(ctx, *target, "/healthz", *conns, *concurrency, *hold, func(r chaos.IdleReport) {
+		// The connections stay open after the "done" line until stdin
+		// ends: the harness measures until it has read every flood's.
+		chaos.Idle(ctx, *target, "/healthz", *conns, *concurrency, *hold, func(r chaos.IdleReport) {
 			enc.Encode(chaos.FloodLine{Event: "ready", Idle: &r})
+		}, func(r chaos.IdleReport) {
+			enc.Encode(chaos.FloodLine{Event: "done", Idle: &r})
+			io.Copy(io.Discard, os.Stdin)
 		})
-		enc.Encode(chaos.FloodLine{Event: "done", Idle: &rep})
 	case "requests":
 		if len(paths) == 0 {
 			paths = flagenv.List{"/"}
