@@ -16,7 +16,7 @@ PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
 
-COMMANDS := ./agent/cmd/op25b-agent ./refmta/cmd/op25b-refmta ./collector/cmd/op25b-collector ./collector/cmd/op25b ./deploy/testbed/cmd/op25b-testbed
+COMMANDS := ./agent/cmd/op25b-agent ./refmta/cmd/op25b-refmta ./collector/cmd/op25b-collector ./collector/cmd/op25b ./deploy/testbed/cmd/op25b-testbed ./deploy/chaos/cmd/op25b-chaos
 
 .PHONY: help
 help: ## List the targets.
@@ -38,6 +38,10 @@ testbed: build testdeps ## Run every emulated-ISP scenario (root); writes testbe
 .PHONY: validity
 validity: build testdeps ## Measure false verdicts under loss, latency, a CGNAT, a busy and a far reference MTA, 1,000 probes each (root, about half an hour); rewrites the Validity section of BENCHMARKS.md.
 	deploy/validity.sh $(OUT)
+
+.PHONY: chaos
+chaos: build testdeps ## Kill, starve and flood the real collector, PostgreSQL, reference MTAs and agents, one fault at a time (root, about 20 minutes; CHAOS_FLAGS="--pg-down 5m" changes a phase); rewrites the Chaos section of BENCHMARKS.md.
+	deploy/chaos.sh $(OUT)
 
 .PHONY: testbed-sweep
 testbed-sweep: build ## Remove namespaces and processes left by killed testbed runs (root).

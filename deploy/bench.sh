@@ -106,6 +106,8 @@ kmib() { awk -v a="$1" 'BEGIN {printf "%.1f MiB", a/1024}'; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 # The Validity section is make validity's (root, half an hour): keep it.
 validity=$([ -f BENCHMARKS.md ] && deploy/validity.sh section < BENCHMARKS.md || true)
+# So is the Chaos section, make chaos's (root, about 20 minutes).
+chaos=$([ -f BENCHMARKS.md ] && deploy/chaos.sh section < BENCHMARKS.md || true)
 
 cat > BENCHMARKS.md <<MD
 # Benchmarks
@@ -193,5 +195,6 @@ $(ds asn_table_equal), timelines: $(ds timeline_equal), after the refresh: $(ds 
 Reproduce: \`make bench\`.
 MD
 if [ -n "$validity" ]; then printf '\n%s\n' "$validity" >> BENCHMARKS.md; fi
+if [ -n "$chaos" ]; then printf '\n%s\n' "$chaos" >> BENCHMARKS.md; fi
 echo "bench: wrote BENCHMARKS.md" >&2
 cat BENCHMARKS.md

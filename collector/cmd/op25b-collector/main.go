@@ -125,7 +125,30 @@ func (r *rollupFlags) open(st *store.Store) (*dataset.Dataset, error) {
 		}
 		cfg.Windows = append(cfg.Windows, n)
 	}
-	return dataset.New(st.Pool, cfg, nil)
+	now, err := testOnlyClock()
+	if err != nil {
+		return nil, err
+	}
+	return dataset.New(st.Pool, cfg, now)
+}
+
+// testOnlyClockVariable shifts the rollups' clock by a Go duration, so
+// that the chaos run (deploy/chaos) can take a collector through a UTC
+// midnight. Test-only: never set it in production.
+const testOnlyClockVariable = "OP25B_TEST_ONLY_CLOCK_OFFSET"
+
+// testOnlyClock is the rollups' clock: nil (time.Now) unless
+// testOnlyClockVariable is set.
+func testOnlyClock() (func() time.Time, error) {
+	v := os.Getenv(testOnlyClockVariable)
+	if v == "" {
+		return nil, nil
+	}
+	off, err := time.ParseDuration(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", testOnlyClockVariable, err)
+	}
+	return func() time.Time { return time.Now().Add(off) }, nil
 }
 
 // openStore connects to the database, starting the embedded cluster when
@@ -226,6 +249,9 @@ func serve(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if v := os.Getenv(testOnlyClockVariable); v != "" {
+		c.log.Warn("test-only clock offset in force: the rollups' clock is shifted", "variable", testOnlyClockVariable, "offset", v)
+	}
 
 	sched := &scheduleSource{files: refmtas, interval: *interval, jitter: *jitter, timeout: *probeTimeout}
 	if err := sched.reload(); err != nil {

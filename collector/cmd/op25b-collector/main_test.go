@@ -158,3 +158,22 @@ func TestSummaryLosses(t *testing.T) {
 		t.Errorf("summary lacks %q:\n%s", want, out.String())
 	}
 }
+
+func TestTestOnlyClock(t *testing.T) {
+	t.Setenv(testOnlyClockVariable, "")
+	if now, err := testOnlyClock(); now != nil || err != nil {
+		t.Errorf("testOnlyClock() with %s unset = a clock, %v; want nil, nil", testOnlyClockVariable, err)
+	}
+	t.Setenv(testOnlyClockVariable, "-90m")
+	now, err := testOnlyClock()
+	if err != nil || now == nil {
+		t.Fatalf("testOnlyClock() with -90m = %v; want a clock", err)
+	}
+	if d := time.Until(now()); d > -89*time.Minute || d < -91*time.Minute {
+		t.Errorf("the clock shifted by -90m reads %v from now", d)
+	}
+	t.Setenv(testOnlyClockVariable, "tomorrow")
+	if _, err := testOnlyClock(); err == nil || !strings.Contains(err.Error(), testOnlyClockVariable) {
+		t.Errorf("testOnlyClock() with a bad value: %v; want an error naming the variable", err)
+	}
+}
