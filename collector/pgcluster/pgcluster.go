@@ -49,6 +49,9 @@ type Cluster struct {
 	// Adopted is true when Start found the server left running by an
 	// owner that died, and took it over.
 	Adopted bool
+	// settings are the -c settings the server was started with, for
+	// Restart and Supervise.
+	settings []string
 }
 
 // Options configure Start.
@@ -100,7 +103,7 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{Dir: dir, Port: o.Port, bin: bin}
+	c := &Cluster{Dir: dir, Port: o.Port, bin: bin, settings: o.Settings}
 	if os.Geteuid() == 0 {
 		if c.cred, err = unprivileged(); err != nil {
 			return nil, err
@@ -234,9 +237,57 @@ func (c *Cluster) Stop() error {
 	return nil
 }
 
-// Restart starts a stopped cluster again on the same port.
+// Restart starts a stopped cluster again on the same port, with settings
+// if given, else with those it was started with.
 func (c *Cluster) Restart(ctx context.Context, settings ...string) error {
+	if settings == nil {
+		settings = c.settings
+	}
 	return c.start(ctx, settings)
+}
+
+// Supervise restarts the server whenever it crashed, until ctx is done:
+// every period it looks for a postmaster.pid whose process is gone (the
+// postmaster was killed, or died), and starts the server again on the
+// same port; PostgreSQL's crash recovery replays what was committed. A
+// server stopped cleanly by someone else (pg_ctl stop removes
+// postmaster.pid) is left stopped: an operator may be working on it.
+// Supervise does nothing in a process that only attached to the server.
+// report is told of each restart and each failed attempt (retried at the
+// next period: a killed postmaster's last backends hold its shared memory
+// for a moment). Stop ctx before calling Stop.
+func (c *Cluster) Supervise(ctx context.Context, period time.Duration, report func(err error)) {
+	if c.attached {
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !c.crashed() {
+			continue
+		}
+		err := c.start(ctx, c.settings)
+		if ctx.Err() != nil {
+			return
+		}
+		report(err)
+	}
+}
+
+// crashed reports whether the server's postmaster.pid names a process
+// that is gone.
+func (c *Cluster) crashed() bool {
+	data := filepath.Join(c.Dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err != nil {
+		return false
+	}
+	_, ok := running(data)
+	return !ok
 }
 
 // running reports whether a live server owns data, and its port, from

@@ -2,8 +2,12 @@ package pgcluster
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,5 +142,97 @@ func TestServerOfADeadOwnerIsAdopted(t *testing.T) {
 	}
 	if _, ok := running(filepath.Join(dir, "data")); ok {
 		t.Error("the server runs after the Stop of the process that adopted it")
+	}
+}
+
+// TestSupervisorRestartsAKilledServer: the owner's supervisor starts a
+// server whose postmaster was killed (SIGKILL) again, on the same port,
+// with what was committed; a server stopped cleanly by someone else is
+// left stopped.
+func TestSupervisorRestartsAKilledServer(t *testing.T) {
+	if _, err := FindBinDir(); err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := filepath.Join(t.TempDir(), "pg")
+	c, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	psql := func(sql string) (string, error) {
+		out, err := exec.Command(filepath.Join(c.bin, "psql"), c.URL(), "-tAc", sql).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := psql("CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)"); err != nil {
+		t.Fatalf("create: %v: %s", err, out)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.SplitN(string(b), "\n", 2)[0])
+	if err != nil {
+		t.Fatalf("postmaster.pid: %v", err)
+	}
+	if c.crashed() {
+		t.Fatal("a running server counts as crashed")
+	}
+
+	superviseCtx, stopSupervising := context.WithCancel(ctx)
+	reports := make(chan error, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Supervise(superviseCtx, 20*time.Millisecond, func(err error) { reports <- err })
+	}()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Failed attempts (the killed postmaster's backends still hold its
+	// shared memory) are reported and retried; the first success ends it.
+	for attempts := 1; ; attempts++ {
+		select {
+		case err := <-reports:
+			if err != nil {
+				t.Logf("attempt %d: %v", attempts, err)
+				continue
+			}
+		case <-ctx.Done():
+			t.Fatal("the killed server was not started again")
+		}
+		break
+	}
+	stopSupervising()
+	<-done
+	if got, err := psql("SELECT n FROM kept"); err != nil || got != "42" {
+		t.Errorf("after the restart: %q, %v; want the committed row 42", got, err)
+	}
+	if port, ok := running(filepath.Join(dir, "data")); !ok || port != c.Port {
+		t.Errorf("after the restart: running %v on port %d; want port %d", ok, port, c.Port)
+	}
+
+	// A clean stop by someone else removes postmaster.pid: not a crash.
+	if out, err := c.run(ctx, "pg_ctl", "-D", filepath.Join(dir, "data"), "-m", "fast", "-w", "stop"); err != nil {
+		t.Fatalf("pg_ctl stop: %v: %s", err, out)
+	}
+	if c.crashed() {
+		t.Error("a server stopped with pg_ctl stop counts as crashed")
+	}
+	// And one that only attached never supervises.
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	attached, err := Start(ctx, dir, Options{})
+	if err != nil || !attached.attached {
+		t.Fatalf("Start next to the owner: %v, attached %v", err, attached != nil && attached.attached)
+	}
+	returned := make(chan struct{})
+	go func() { attached.Supervise(ctx, time.Millisecond, func(error) {}); close(returned) }()
+	select {
+	case <-returned:
+	case <-ctx.Done():
+		t.Error("Supervise of an attached cluster did not return")
 	}
 }

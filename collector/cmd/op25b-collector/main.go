@@ -175,7 +175,12 @@ func (c *common) openStore(ctx context.Context) (st *store.Store, stop func(), e
 		}
 		return nil, nil, err
 	}
+	stopSupervising := func() {}
+	if cluster != nil {
+		stopSupervising = c.supervise(cluster)
+	}
 	return st, func() {
+		stopSupervising()
 		st.Close()
 		if cluster != nil {
 			if err := cluster.Stop(); err != nil {
@@ -183,6 +188,29 @@ func (c *common) openStore(ctx context.Context) (st *store.Store, stop func(), e
 			}
 		}
 	}, nil
+}
+
+// superviseEvery is how often the collector looks whether its embedded
+// PostgreSQL server died.
+const superviseEvery = time.Second
+
+// supervise restarts the embedded cluster's server whenever it dies (see
+// pgcluster.Cluster.Supervise), until the returned function is called.
+func (c *common) supervise(cluster *pgcluster.Cluster) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cluster.Supervise(ctx, superviseEvery, func(err error) {
+			if err != nil {
+				c.log.Error("the embedded PostgreSQL server died and could not be started again; retrying", "err", err)
+				return
+			}
+			c.log.Warn("the embedded PostgreSQL server died (killed?) and was started again; it recovered what was committed",
+				"dir", cluster.Dir)
+		})
+	}()
+	return func() { cancel(); <-done }
 }
 
 func main() {
