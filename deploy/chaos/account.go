@@ -216,16 +216,45 @@ func windowOf(ws []Window, t time.Time) int {
 	return max(i-1, 0)
 }
 
-// ReportedDelta is what the collector recorded as lost by the agents
-// between two readings of its per-agent counts: the sum of each agent's
-// increase. A count that went down (an agent that restarted, while the
-// collector keeps only the last process's figure) adds nothing.
-func ReportedDelta(before, after map[string]int64) int64 {
-	var n int64
-	for agent, v := range after {
-		if d := v - before[agent]; d > 0 {
-			n += d
+// ReportedByPhase matches the losses the agents reported with the losses
+// counted per phase. lost[i] is what each agent (by id) lost, not
+// acknowledged, from the rounds begun in phase i; seen[i] is the
+// collector's per-agent figure read at the end of phase i, and final at
+// the end of the run. An agent's figure is a running total that only
+// grows, so it covers its losses in order: its first n losses are
+// reported once it reads n. An agent reports when it next reaches the
+// collector, which may be after the phase (its collector was down).
+//
+// It returns, per phase, how many of the phase's losses the final figures
+// cover, and the first phase at whose end the figures covered all of
+// them: i itself when they arrived during the phase, a later phase, or
+// len(seen) when only the final reading did, or -1 when it does not.
+func ReportedByPhase(lost []map[string]int, seen []map[string]int64, final map[string]int64) (reported []int64, by []int) {
+	reported, by = make([]int64, len(lost)), make([]int, len(lost))
+	upTo := map[string]int64{} // each agent's losses up to and including phase i
+	for i, phase := range lost {
+		covered := func(figures map[string]int64) bool {
+			for agent, n := range phase {
+				if n > 0 && figures[agent] < upTo[agent]+int64(n) {
+					return false
+				}
+			}
+			return true
+		}
+		by[i] = -1
+		for k := i; k < len(seen) && by[i] < 0; k++ {
+			if covered(seen[k]) {
+				by[i] = k
+			}
+		}
+		if by[i] < 0 && covered(final) {
+			by[i] = len(seen)
+		}
+		for agent, n := range phase {
+			before := upTo[agent]
+			upTo[agent] += int64(n)
+			reported[i] += max(min(upTo[agent], final[agent])-before, 0)
 		}
 	}
-	return n
+	return reported, by
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,10 +129,27 @@ func TestWindowOf(t *testing.T) {
 	}
 }
 
-func TestReportedDelta(t *testing.T) {
-	before := map[string]int64{"a": 5, "b": 10, "c": 1}
-	after := map[string]int64{"a": 8, "b": 0, "c": 1, "d": 4} // b restarted: its count went back to 0
-	if got := ReportedDelta(before, after); got != 3+4 {
-		t.Errorf("ReportedDelta = %d; want 7", got)
+func TestReportedByPhase(t *testing.T) {
+	lost := []map[string]int{
+		{},               // nothing lost
+		{"a": 3, "b": 2}, // reported during the phase
+		{"a": 4},         // reported only after the next phase (the collector was down)
+		{"b": 5},         // 4 of 5 ever reported
+		{"a": 1},         // reported only by the final reading
+	}
+	seen := []map[string]int64{
+		{},
+		{"a": 3, "b": 2},
+		{"a": 3, "b": 2},
+		{"a": 7, "b": 6},
+		{"a": 7, "b": 6},
+	}
+	final := map[string]int64{"a": 8, "b": 6}
+	reported, by := ReportedByPhase(lost, seen, final)
+	if want := []int64{0, 5, 4, 4, 1}; !slices.Equal(reported, want) {
+		t.Errorf("reported = %v; want %v", reported, want)
+	}
+	if want := []int{0, 1, 3, -1, 5}; !slices.Equal(by, want) {
+		t.Errorf("by = %v; want %v", by, want)
 	}
 }

@@ -153,8 +153,8 @@ type Row struct {
 	Phase string
 	Fault string // what was done, with its figures
 	Tally
-	// Reported is what the collector recorded as lost by the agents
-	// during the phase (ReportedDelta).
+	// Reported is how many of the phase's losses (not acknowledged) the
+	// collector had on record at the end of the run (ReportedByPhase).
 	Reported int64
 	// ClientFlood marks a fault that clients cause: ingest must go on.
 	ClientFlood bool
@@ -258,8 +258,9 @@ func (r *Report) Markdown() string {
 	b.WriteString("Per phase: the results of the rounds the agents began in it (their logs), after a final drain:\n")
 	b.WriteString("stored (distinct result ids in PostgreSQL), duplicated (rows beyond the first of an id), lost\n")
 	b.WriteString("(neither stored nor still spooled) and, of those, acknowledged (durably spooled, then deleted by the\n")
-	fmt.Fprintf(&b, "agent on the collector's word); reported lost: what the collector recorded as lost by the agents (%s)\n", r.ReportedSource)
-	b.WriteString("during the phase; ingest: results stored while the fault lasted; the rollups' age: now minus\n")
+	b.WriteString("agent on the collector's word); reported lost: how many of those losses the collector had on record from\n")
+	fmt.Fprintf(&b, "the agents (%s) at the end (the notes say when); ingest: results stored while the fault lasted;\n", r.ReportedSource)
+	b.WriteString("the rollups' age: now minus\n")
 	b.WriteString("`agg_state.refreshed_at`, on the collector's clock, in refresh periods.\n\n")
 	b.WriteString(r.Table())
 	b.WriteString("\n")

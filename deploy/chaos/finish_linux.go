@@ -44,11 +44,17 @@ func (r *rig) finish(ctx context.Context, rep *Report, runs []*phaseRun) error {
 		windows = append(windows, w)
 	}
 	tallies := Account(logs, stored, pending, windows)
-	lostBy := r.lostByAgent(logs, stored, pending, windows)
+	lostBy, unacked := r.lostByAgent(logs, stored, pending, windows)
+	var seen []map[string]int64
+	for _, p := range runs {
+		seen = append(seen, p.reported)
+	}
+	reported, reportedBy := ReportedByPhase(unacked, seen, final)
 	total := Row{Phase: "all phases", AgeAfter: -1, AgeWorst: -1, IngestWentOn: true}
 	for i, p := range runs {
 		row := p.row
 		row.Tally = tallies[i]
+		row.Reported = reported[i]
 		if by := lostBy[i]; len(by) > 0 {
 			var parts []string
 			for name, n := range by {
@@ -56,6 +62,14 @@ func (r *rig) finish(ctx context.Context, rep *Report, runs []*phaseRun) error {
 			}
 			sort.Strings(parts)
 			row.Notes = append(row.Notes, "lost, by agent: "+strings.Join(parts, ", "))
+			switch k := reportedBy[i]; {
+			case k == i:
+				row.Notes = append(row.Notes, "the collector had every loss on record by the phase's end")
+			case k > i && k < len(runs):
+				row.Notes = append(row.Notes, fmt.Sprintf("the collector had every loss on record by the end of phase %s (an agent reports its losses when it next reaches the collector)", runs[k].row.Phase))
+			case k == len(runs):
+				row.Notes = append(row.Notes, "the collector had every loss on record only at the end of the run")
+			}
 		}
 		if n, err := r.db.openAttributedElsewhere(ctx, p.start, p.end); err == nil && n > 0 {
 			row.Notes = append(row.Notes, fmt.Sprintf("%d OPEN results attributed from a connection, not from a signed statement of the reference MTA", n))
@@ -81,7 +95,7 @@ func (r *rig) finish(ctx context.Context, rep *Report, runs []*phaseRun) error {
 		total.Ingest = "stopped under a client-side flood"
 	}
 	rep.Total = total
-	rep.Notes = append(rep.Notes, "All phases: reported lost is the collector's figure per agent at the end (spool_loss), summed; the phases' figures are its increases during each.")
+	rep.Notes = append(rep.Notes, "All phases: reported lost is the collector's figure per agent at the end (spool_loss), summed.")
 
 	rep.Notes = append(rep.Notes, r.orphanCheck(ctx))
 	version, _ := exec.Command(filepath.Join(r.cfg.BinDir, collectorBin), "version").Output()
@@ -96,10 +110,11 @@ func (r *rig) finish(ctx context.Context, rep *Report, runs []*phaseRun) error {
 
 // lostByAgent tallies each agent alone: for each window, how many results
 // each agent lost (by name).
-func (r *rig) lostByAgent(logs []AgentLog, stored map[RoundKey]Stored, pending map[RoundKey]int, windows []Window) []map[string]int {
+func (r *rig) lostByAgent(logs []AgentLog, stored map[RoundKey]Stored, pending map[RoundKey]int, windows []Window) (byName, unackedByID []map[string]int) {
 	out := make([]map[string]int, len(windows))
+	unackedByID = make([]map[string]int, len(windows))
 	for i := range out {
-		out[i] = map[string]int{}
+		out[i], unackedByID[i] = map[string]int{}, map[string]int{}
 	}
 	for k, l := range logs {
 		mine := func(id RoundKey) bool { return id.Agent == l.ID }
@@ -118,9 +133,12 @@ func (r *rig) lostByAgent(logs []AgentLog, stored map[RoundKey]Stored, pending m
 			if t.Lost > 0 {
 				out[i][r.agents[k].name] = t.Lost
 			}
+			if n := t.Lost - t.LostAcked; n > 0 {
+				unackedByID[i][l.ID] = n
+			}
 		}
 	}
-	return out
+	return out, unackedByID
 }
 
 // orphanCheck kills the collector with SIGKILL, lets its supervisor start

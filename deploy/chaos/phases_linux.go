@@ -24,6 +24,8 @@ type phaseRun struct {
 	// aged: the phase read the rollups' age itself (on a clock it then
 	// set back).
 	aged bool
+	// reported is the collector's per-agent loss figures at its end.
+	reported map[string]int64
 }
 
 func (p *phaseRun) note(format string, args ...any) {
@@ -63,9 +65,8 @@ func (r *rig) phases(ctx context.Context) ([]*phaseRun, error) {
 			p.row.AgeAfter = r.ageNow(ctx)
 		}
 		p.row.AgeWorst = max(r.worstAge(p.start, p.end), p.row.AgeAfter)
-		after := r.reportedNow(ctx, before)
-		p.row.Reported = ReportedDelta(before, after)
-		before = after
+		p.reported = r.reportedNow(ctx, before)
+		before = p.reported
 		r.collectorLogNotes(p)
 		r.progress("phase %s done: rollups %s refresh periods old; %s", name, age(p.row.AgeAfter), p.row.Ingest)
 		runs = append(runs, p)
