@@ -293,13 +293,20 @@ func spoolStats(st spool.Stats) *op25bv1.SpoolStats {
 func (d *Daemon) deliver(work context.Context, roundsDone <-chan struct{}, die func(error)) {
 	b := collectorclient.Backoff{Min: time.Second, Max: d.RetryMax}
 	for work.Err() == nil {
-		err := d.stream(work, roundsDone)
+		delivered, err := d.stream(work, roundsDone)
 		if err == nil || work.Err() != nil {
 			return
 		}
 		if collectorclient.Permanent(err) {
 			die(fmt.Errorf("the collector refused this agent: %w", err))
 			return
+		}
+		if delivered {
+			// The collector took results on this stream: it is back, so
+			// a new fault starts from the shortest wait, not from where
+			// the last outage left the backoff (minutes, while a small
+			// spool fills).
+			b.Reset()
 		}
 		d.Log.Warn("delivery interrupted; results stay spooled", "err", err, "pending", d.Spool.Len())
 		select {
@@ -314,24 +321,24 @@ func (d *Daemon) deliver(work context.Context, roundsDone <-chan struct{}, die f
 }
 
 // stream runs one upload stream. It returns nil once the rounds are done
-// and the spool is empty.
-func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error {
+// and the spool is empty, and whether the collector answered a batch.
+func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) (delivered bool, err error) {
 	if d.Spool.Len() == 0 {
 		select {
 		case <-d.spooled:
 		case <-roundsDone:
 			if d.Spool.Len() == 0 {
-				return nil
+				return false, nil
 			}
 		case <-work.Done():
-			return work.Err()
+			return false, work.Err()
 		}
 	}
 	sctx, cancel := context.WithCancel(work)
 	defer cancel()
 	stream, err := op25bv1.NewAgentServiceClient(d.Conn).UploadResults(sctx, d.Identity.CallOption())
 	if err != nil {
-		return err
+		return false, err
 	}
 	var batch uint64
 	for {
@@ -343,11 +350,11 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error 
 			case <-roundsDone:
 				if d.Spool.Len() == 0 {
 					stream.CloseSend()
-					return nil
+					return delivered, nil
 				}
 				continue
 			case <-work.Done():
-				return work.Err()
+				return delivered, work.Err()
 			case <-time.After(time.Second):
 				continue
 			}
@@ -356,19 +363,20 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) error 
 		req := &op25bv1.UploadResultsRequest{BatchId: batch, Results: results, Spool: spoolStats(d.Spool.Stats())}
 		if err := stream.Send(req); err != nil {
 			_, rerr := stream.Recv()
-			return errors.Join(err, rerr)
+			return delivered, errors.Join(err, rerr)
 		}
 		resp, err := stream.Recv()
 		if err != nil {
-			return err
+			return delivered, err
 		}
+		delivered = true
 		done := append([]string(nil), resp.GetAckedResultIds()...)
 		for _, rej := range resp.GetRejections() {
 			d.Log.Warn("the collector rejected a result", "id", rej.GetResultId(), "reason", rej.GetReason())
 			done = append(done, rej.GetResultId())
 		}
 		if err := d.Spool.Ack(done...); err != nil {
-			return fmt.Errorf("spool ack: %w", err)
+			return delivered, fmt.Errorf("spool ack: %w", err)
 		}
 	}
 }

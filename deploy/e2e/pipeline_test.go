@@ -180,7 +180,7 @@ func TestCollectorKilledMidStream(t *testing.T) {
 // TestPostgresDownFor60s: the agent goes on measuring and keeps every
 // result spooled through 60 s of its own time with PostgreSQL stopped,
 // retrying all along, and delivers each result exactly once after
-// PostgreSQL is back. The agent's clock between delivery attempts runs 20
+// PostgreSQL is back; in the next outage it retries at once again. The agent's clock between delivery attempts runs 20
 // times faster than the wall clock, so the test takes seconds.
 func TestPostgresDownFor60s(t *testing.T) {
 	cluster := storetest.Cluster(t)
@@ -217,13 +217,29 @@ func TestPostgresDownFor60s(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the spool delivered after the outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
+
+	// A second outage starts from the shortest wait again: the delivery
+	// after the first one reset the backoff, which had reached RetryMax.
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	_, retriesBefore = clock.Waited()
+	produce(t, sp, d.Identity.ID, 10)
+	waitFor(t, "a failed delivery in the second outage", time.Minute, func() bool { _, n := clock.Waited(); return n > retriesBefore })
+	if first := clock.Wait(retriesBefore); first >= time.Second {
+		t.Errorf("first wait of the second outage: %v; want under the backoff's 1 s minimum (reset by the delivery before)", first)
+	}
+	if err := cluster.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the spool delivered after the second outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)
 	}
 	rows, distinct := stored(t, c.Store)
-	if rows != 3000 || distinct != 3000 {
-		t.Errorf("stored %d rows, %d distinct; want 3000 exactly once", rows, distinct)
+	if rows != 3010 || distinct != 3010 {
+		t.Errorf("stored %d rows, %d distinct; want 3010 exactly once", rows, distinct)
 	}
 }
 
@@ -233,13 +249,13 @@ type fastClock struct {
 	speedup int
 	mu      sync.Mutex
 	waited  time.Duration
-	waits   int
+	waits   []time.Duration
 }
 
 func (c *fastClock) After(d time.Duration) <-chan time.Time {
 	c.mu.Lock()
 	c.waited += d
-	c.waits++
+	c.waits = append(c.waits, d)
 	c.mu.Unlock()
 	return time.After(d / time.Duration(c.speedup))
 }
@@ -248,7 +264,14 @@ func (c *fastClock) After(d time.Duration) <-chan time.Time {
 func (c *fastClock) Waited() (time.Duration, int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.waited, c.waits
+	return c.waited, len(c.waits)
+}
+
+// Wait returns the i-th wait asked for.
+func (c *fastClock) Wait(i int) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.waits[i]
 }
 
 func withBearer(ctx context.Context, cred string) context.Context {
