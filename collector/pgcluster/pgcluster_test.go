@@ -14,13 +14,20 @@ import (
 	"github.com/op25b/observatory/internal/testenv"
 )
 
-func TestStartStopRestart(t *testing.T) {
+// prepare skips without server binaries and returns a context bounding
+// the test and a directory for a cluster.
+func prepare(t *testing.T) (context.Context, string) {
+	t.Helper()
 	if _, err := FindBinDir(); err != nil {
 		testenv.Unavailable(t, err.Error())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := filepath.Join(t.TempDir(), "pg")
+	t.Cleanup(cancel)
+	return ctx, filepath.Join(t.TempDir(), "pg")
+}
+
+func TestStartStopRestart(t *testing.T) {
+	ctx, dir := prepare(t)
 	c, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
 	if err != nil {
 		t.Fatal(err)
@@ -64,12 +71,7 @@ func TestStartStopRestart(t *testing.T) {
 }
 
 func TestConcurrentStartsShareOneCluster(t *testing.T) {
-	if _, err := FindBinDir(); err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := filepath.Join(t.TempDir(), "pg")
+	ctx, dir := prepare(t)
 	type res struct {
 		c   *Cluster
 		err error
@@ -110,12 +112,7 @@ func TestConcurrentStartsShareOneCluster(t *testing.T) {
 // lives, a Start only attaches. TestKilledCollectorsClusterIsStoppedByTheNext
 // (collector/cmd/op25b-collector) does it with a real SIGKILL.
 func TestServerOfADeadOwnerIsAdopted(t *testing.T) {
-	if _, err := FindBinDir(); err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := filepath.Join(t.TempDir(), "pg")
+	ctx, dir := prepare(t)
 	first, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
 	if err != nil {
 		t.Fatal(err)
@@ -150,12 +147,7 @@ func TestServerOfADeadOwnerIsAdopted(t *testing.T) {
 // with what was committed; a server stopped cleanly by someone else is
 // left stopped.
 func TestSupervisorRestartsAKilledServer(t *testing.T) {
-	if _, err := FindBinDir(); err != nil {
-		testenv.Unavailable(t, err.Error())
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	dir := filepath.Join(t.TempDir(), "pg")
+	ctx, dir := prepare(t)
 	c, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
 	if err != nil {
 		t.Fatal(err)
