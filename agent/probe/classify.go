@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 )
 
 // Failure classes, as docs/methodology.md names them. They are stored and
@@ -69,22 +68,16 @@ const (
 	PhaseDone              = "done"               // the dialog completed
 )
 
-// errnoFailure maps one errno to its failure class; the table is per
-// platform (classify_linux.go, classify_other.go) because what an errno
-// means after connect(2) is.
-type errnoFailure struct {
-	err     error
-	failure string
-}
-
 // classifyDial returns the failure class of a dial error: errno first, as
 // the most precise evidence, then timeouts. The class never carries an
 // address.
 func classifyDial(err error) string {
-	for _, e := range dialErrnos {
-		if errors.Is(err, e.err) {
-			return e.failure
-		}
+	return errnos.classifyDial(err)
+}
+
+func (p platformErrnos) classifyDial(err error) string {
+	if f := p.dialFailure(err); f != "" {
+		return f
 	}
 	if isTimeout(err) {
 		return FailureTimeout
@@ -97,10 +90,14 @@ func classifyDial(err error) string {
 // else, which is the peer breaking the protocol (SMTP or TLS) in a way our
 // reference MTA never does.
 func classifyDialog(err error) string {
+	return errnos.classifyDialog(err)
+}
+
+func (p platformErrnos) classifyDialog(err error) string {
 	switch {
-	case isTimeout(err):
+	case isTimeout(err) || p.isStalled(err):
 		return FailureDeadline
-	case lostConnection(err):
+	case p.lostConnection(err):
 		return FailureConnectionLost
 	}
 	return FailureProtocolError
@@ -109,14 +106,13 @@ func classifyDialog(err error) string {
 // lostConnection reports whether err is the connection closing or being
 // reset under the dialog: a path may do that to any connection, so it is
 // no evidence of who answered.
-func lostConnection(err error) bool {
-	for _, e := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed,
-		syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE} {
+func (p platformErrnos) lostConnection(err error) bool {
+	for _, e := range []error{io.EOF, io.ErrUnexpectedEOF, net.ErrClosed} {
 		if errors.Is(err, e) {
 			return true
 		}
 	}
-	return false
+	return p.isLost(err)
 }
 
 func isTimeout(err error) bool {

@@ -9,7 +9,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"syscall"
 	"testing"
 )
 
@@ -24,15 +23,15 @@ func TestClassifyDial(t *testing.T) {
 		err  error
 		want string
 	}{
-		{dialErr(syscall.ECONNREFUSED), FailureConnectionRefused},
-		{dialErr(syscall.ECONNRESET), FailureConnectionReset},
-		{dialErr(syscall.EHOSTUNREACH), FailureHostUnreachable},
-		{dialErr(syscall.ENETUNREACH), FailureNetworkUnreachable},
-		{dialErr(syscall.ETIMEDOUT), FailureTimeout},
+		{dialErr(eRefused), FailureConnectionRefused},
+		{dialErr(eReset), FailureConnectionReset},
+		{dialErr(eHostUnreachable), FailureHostUnreachable},
+		{dialErr(eNetUnreachable), FailureNetworkUnreachable},
+		{dialErr(eTimedOut), FailureTimeout},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: os.ErrDeadlineExceeded}, FailureTimeout},
 		{fmt.Errorf("dial: %w", context.DeadlineExceeded), FailureTimeout},
 		{&net.OpError{Op: "dial", Net: "tcp", Err: timeoutError{}}, FailureTimeout},
-		{dialErr(syscall.EADDRNOTAVAIL), FailureDialError},
+		{dialErr(eUnmapped), FailureDialError},
 		{errors.New("something else"), FailureDialError},
 	} {
 		if got := classifyDial(tc.err); got != tc.want {
@@ -49,8 +48,8 @@ func TestClassifyDialog(t *testing.T) {
 		{fmt.Errorf("banner: %w", &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}), FailureDeadline},
 		{fmt.Errorf("banner: %w", io.EOF), FailureConnectionLost},
 		{fmt.Errorf("TLS handshake: %w", io.ErrUnexpectedEOF), FailureConnectionLost},
-		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, FailureConnectionLost},
-		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, FailureConnectionLost},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", eReset)}, FailureConnectionLost},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errnos.lost[len(errnos.lost)-1])}, FailureConnectionLost},
 		{fmt.Errorf("banner: %w", errors.New("malformed reply")), FailureProtocolError},
 		{fmt.Errorf("TLS handshake: %w", tls.AlertError(40)), FailureProtocolError},
 		{errInjected, FailureProtocolError},
@@ -64,7 +63,7 @@ func TestClassifyDialog(t *testing.T) {
 func TestDescribeLeavesOutAddresses(t *testing.T) {
 	err := fmt.Errorf("banner: %w", &net.OpError{Op: "read", Net: "tcp",
 		Source: &net.TCPAddr{IP: net.IPv4(198, 51, 100, 7), Port: 40000},
-		Addr:   &net.TCPAddr{IP: net.IPv4(192, 0, 2, 25), Port: 25}, Err: syscall.ECONNRESET})
+		Addr:   &net.TCPAddr{IP: net.IPv4(192, 0, 2, 25), Port: 25}, Err: eReset})
 	got := describe(err)
 	if strings.Contains(got, "198.51.100.7") || strings.Contains(got, "192.0.2.25") || !strings.Contains(got, "banner: ") {
 		t.Errorf("describe(%q) = %q; want the error without addresses", err, got)

@@ -50,7 +50,7 @@ func implicitOpened() *observation {
 
 var (
 	errStall = fmt.Errorf("read: %w", os.ErrDeadlineExceeded)
-	errReset = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	errReset = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", eReset)}
 )
 
 func refusedHello() *hello {
@@ -86,16 +86,16 @@ func TestDecide(t *testing.T) {
 		{"open behind a NAT", opened(), Control{Reached: true, ObservedSource: netip.MustParseAddr("::ffff:198.51.100.7"), ServedPorts: []uint16{25}}, verdict.Open, ""},
 
 		// Dial failures.
-		{"refused", &observation{dialErr: dialErr(syscall.ECONNREFUSED)}, reached, verdict.BlockedReset, FailureConnectionRefused},
-		{"reset", &observation{dialErr: dialErr(syscall.ECONNRESET)}, reached, verdict.BlockedReset, FailureConnectionReset},
-		{"host unreachable", &observation{dialErr: dialErr(syscall.EHOSTUNREACH)}, reached, verdict.BlockedUnreachable, FailureHostUnreachable},
-		{"network unreachable", &observation{dialErr: dialErr(syscall.ENETUNREACH)}, reached, verdict.BlockedUnreachable, FailureNetworkUnreachable},
+		{"refused", &observation{dialErr: dialErr(eRefused)}, reached, verdict.BlockedReset, FailureConnectionRefused},
+		{"reset", &observation{dialErr: dialErr(eReset)}, reached, verdict.BlockedReset, FailureConnectionReset},
+		{"host unreachable", &observation{dialErr: dialErr(eHostUnreachable)}, reached, verdict.BlockedUnreachable, FailureHostUnreachable},
+		{"network unreachable", &observation{dialErr: dialErr(eNetUnreachable)}, reached, verdict.BlockedUnreachable, FailureNetworkUnreachable},
 		{"timeout", &observation{dialErr: timeout}, reached, verdict.BlockedTimeout, FailureTimeout},
-		{"refused, control down", &observation{dialErr: dialErr(syscall.ECONNREFUSED)}, down, verdict.Inconclusive, FailureConnectionRefused},
+		{"refused, control down", &observation{dialErr: dialErr(eRefused)}, down, verdict.Inconclusive, FailureConnectionRefused},
 		{"timeout, control down", &observation{dialErr: timeout}, down, verdict.Inconclusive, FailureTimeout},
-		{"refused, port not served", &observation{dialErr: dialErr(syscall.ECONNREFUSED)},
+		{"refused, port not served", &observation{dialErr: dialErr(eRefused)},
 			Control{Reached: true, ObservedSource: agentAddr, ServedPorts: []uint16{587}}, verdict.Inconclusive, FailurePortNotServed},
-		{"other dial error", &observation{dialErr: dialErr(syscall.EADDRNOTAVAIL)}, reached, verdict.Inconclusive, FailureDialError},
+		{"other dial error", &observation{dialErr: dialErr(eUnmapped)}, reached, verdict.Inconclusive, FailureDialError},
 
 		// Our own refusal, signed: never a third party's.
 		{"refused by the reference MTA", edit(func(o *observation) { o.first, o.tls, o.second = refusedHello(), nil, nil }), reached, verdict.Inconclusive, FailureRefMTABusy},
@@ -277,7 +277,7 @@ func TestControlFailure(t *testing.T) {
 		want string
 	}{
 		{"reached", ok(), ""},
-		{"refused", &observation{dialErr: dialErr(syscall.ECONNREFUSED)}, FailureConnectionRefused},
+		{"refused", &observation{dialErr: dialErr(eRefused)}, FailureConnectionRefused},
 		{"TLS failed", &observation{err: errors.New("TLS handshake: tls: first record does not look like a TLS handshake")}, FailureProtocolError},
 		{"stalled", &observation{err: os.ErrDeadlineExceeded}, FailureDeadline},
 		{"lost", &observation{err: io.EOF}, FailureConnectionLost},
