@@ -65,8 +65,12 @@ dashboard: ## Build the Grafana plugin (front end, then the backend for linux am
 	@echo "dashboard: $(OUT)/$(PLUGIN_ID)-$(VERSION).zip has plugin.json, module.js and the linux amd64 and arm64 backends"
 
 .PHONY: test
-test: tools testdeps checkgenerate lint compose-check dashboard-frontend-test dashboard-backend-test dashboard ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
+test: tools testdeps checkgenerate lint crosscheck compose-check dashboard-frontend-test dashboard-backend-test dashboard ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
 	OP25B_ARTIFACTS=$${OP25B_ARTIFACTS:-$(OUT)/artifacts} CGO_ENABLED=1 $(GO) test -race -count=1 ./...
+
+.PHONY: crosscheck
+crosscheck: ## Vet and compile the agent's packages and their tests for windows, darwin and freebsd (amd64 and arm64).
+	GO=$(GO) deploy/crosscheck.sh
 
 .PHONY: bench
 bench: build ## Run the benchmarks and rewrite BENCHMARKS.md.

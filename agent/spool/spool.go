@@ -77,6 +77,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 )
@@ -524,6 +525,12 @@ func (s *Spool) path(seq uint64, ext string) string {
 
 // syncDir makes file creations and deletions in dir durable.
 func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		// A directory cannot be flushed there (FlushFileBuffers wants a
+		// handle opened for writing, which a directory never is); NTFS
+		// journals the entries of a created, renamed or deleted file.
+		return nil
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

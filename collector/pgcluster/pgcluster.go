@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package pgcluster runs a private PostgreSQL cluster from the locally
 // installed server binaries: the collector's embedded default when no
 // DATABASE_URL is given, and the real database of integration tests.
