@@ -104,7 +104,7 @@ func BuildPrograms(root, dir string) (*Programs, error) {
 func (p *Programs) Path(program string) string { return filepath.Join(p.Dir, program) }
 
 // ProgramName returns which of our programs path names, by its base name
-// (a release file such as op25b-agent_v1.0.0_linux_mipsle is op25b-agent),
+// (a release file such as op25b-agent_v1.0.0_linux_mipsle or op25b-agent_v1.0.0_windows_amd64.exe is op25b-agent),
 // or "". OpenWrt's /etc/init.d/op25b-agent is not the program.
 func ProgramName(path string) string {
 	if strings.HasPrefix(path, "/etc/init.d/") {
@@ -120,7 +120,7 @@ func ProgramName(path string) string {
 	return ""
 }
 
-var releaseName = regexp.MustCompile(`^op25b-agent_[^_/\s]+_linux_[a-z0-9]+$`)
+var releaseName = regexp.MustCompile(`^op25b-agent_[^_/\s]+_(linux|windows|darwin|freebsd)_[a-z0-9]+(\.exe)?$`)
 
 // flagLine matches a flag in the listing of Go's flag.PrintDefaults: the
 // name, then the value's type unless the flag is a bool.

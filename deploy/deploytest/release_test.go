@@ -12,11 +12,11 @@ import (
 
 // releaseMention is a release file name as the guides write it, with any
 // version (VERSION, v1.2.3).
-var releaseMention = regexp.MustCompile(`op25b-agent_[A-Za-z0-9.+-]+_linux_([a-z0-9]+)`)
+var releaseMention = regexp.MustCompile(`op25b-agent_[A-Za-z0-9.+-]+_((?:linux|windows|darwin|freebsd)_[a-z0-9]+)(?:\.exe)?`)
 
 // TestReleaseNames checks that the files `make release` makes are the ones
-// the volunteer guide names: the same four architectures, the same file
-// name pattern, and SHA256SUMS, in out/release.
+// the volunteer guide names: the same platforms, the same file name
+// pattern (.exe on Windows), and SHA256SUMS, in out/release.
 func TestReleaseNames(t *testing.T) {
 	script := filepath.Join(root, "deploy", "release.sh")
 	out, err := exec.Command("bash", script, "--list", "v9.8.7").Output()
@@ -30,13 +30,15 @@ func TestReleaseNames(t *testing.T) {
 			continue
 		}
 		m := releaseMention.FindStringSubmatch(n)
-		if m == nil || !strings.HasPrefix(n, "op25b-agent_v9.8.7_linux_") || ProgramName(n) != "op25b-agent" {
-			t.Errorf("release.sh makes %s: want op25b-agent_VERSION_linux_ARCH", n)
+		if m == nil || m[0] != n || !strings.HasPrefix(n, "op25b-agent_v9.8.7_") || ProgramName(n) != "op25b-agent" ||
+			strings.HasPrefix(m[1], "windows_") != strings.HasSuffix(n, ".exe") {
+			t.Errorf("release.sh makes %s: want op25b-agent_VERSION_OS_ARCH, with .exe for Windows", n)
 			continue
 		}
 		arches = append(arches, m[1])
 	}
-	if want := []string{"amd64", "arm64", "armv7", "mipsle"}; !slices.Equal(arches, want) {
+	if want := []string{"linux_amd64", "linux_arm64", "linux_armv7", "linux_mipsle", "windows_amd64", "windows_arm64",
+		"darwin_amd64", "darwin_arm64", "freebsd_amd64"}; !slices.Equal(arches, want) {
 		t.Errorf("release.sh makes %v; the issue wants %v", arches, want)
 	}
 	if !slices.Contains(names, "SHA256SUMS") {
@@ -54,8 +56,8 @@ func TestReleaseNames(t *testing.T) {
 		}
 	}
 	for _, a := range arches {
-		if !strings.Contains(volunteer, "op25b-agent_VERSION_linux_"+a) {
-			t.Errorf("docs/volunteer.md does not name op25b-agent_VERSION_linux_%s", a)
+		if !strings.Contains(volunteer, "op25b-agent_VERSION_"+a) {
+			t.Errorf("docs/volunteer.md does not name op25b-agent_VERSION_%s", a)
 		}
 	}
 	if !strings.Contains(volunteer, "out/release/") || !strings.Contains(volunteer, "SHA256SUMS") {
