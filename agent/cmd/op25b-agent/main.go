@@ -52,6 +52,9 @@ identity document, or KEY@ADDR[,ADDR...].
 `
 
 func main() {
+	if code, ok := runAsService(os.Args[1:]); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -23,7 +23,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	collector := fs.String("collector", "", "collector gRPC address, host:port (required)")
 	ca := fs.String("collector-ca", "", "CA certificate that signs the collector's (its local CA's ca.pem); empty: system roots")
 	enroll := fs.String("enroll", "", "enrollment token; needed once, the credential is then kept in --state-dir")
-	state := fs.String("state-dir", "/var/lib/op25b-agent", "directory for the key, the credential (0600) and the spool")
+	state := fs.String("state-dir", defaultStateDir(), "directory for the key, the credential (0600) and the spool")
 	label := fs.String("label", "", "free text the operator sees for this agent (never an address)")
 	spoolMax := fs.Int64("spool-max-bytes", 64<<20, "bound of the on-disk spool, in bytes (docs/volunteer.md: sizes that work); when full, new results are dropped, counted and reported")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
