@@ -27,6 +27,7 @@ import (
 	"github.com/op25b/observatory/agent/probe"
 	"github.com/op25b/observatory/agent/refmtaspec"
 	"github.com/op25b/observatory/agent/report"
+	"github.com/op25b/observatory/internal/advice"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/uuidv7"
 )
@@ -105,6 +106,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		format      string
 		quiet       bool
 		logLevel    string
+		langFlag    string
 	)
 	fs := flag.NewFlagSet("op25b-agent check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -120,6 +122,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&attempts, "attempts", probe.DefaultAttempts, "most attempts per port: a verdict other than OPEN needs two that agree (1: no confirmation)")
 	fs.StringVar(&familyFlag, "family", "any", "address family to probe: any, 4 or 6")
 	fs.StringVar(&format, "format", "table", "output: table or json (protojson of op25b.v1.ProbeReport)")
+	fs.StringVar(&langFlag, "lang", "", "language of the advice after the table: en or ja (default: from LC_ALL, LC_MESSAGES or LANG)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -175,6 +178,10 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if attempts < 1 || attempts > 10 {
 		return usageError(stderr, fmt.Sprintf("--attempts %d: want 1 to 10", attempts))
 	}
+	lang, err := advice.Lang(langFlag, os.Getenv)
+	if err != nil {
+		return usageError(stderr, "--lang: "+err.Error())
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return usageError(stderr, fmt.Sprintf("--log-level %q: want debug, info, warn or error", logLevel))
@@ -211,15 +218,26 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return failure(stderr, err)
 	}
 	round.Finished, round.Results = time.Now(), results
-	if format == "json" {
-		err = report.WriteJSON(stdout, round)
-	} else {
-		err = report.WriteTable(stdout, round)
-	}
-	if err != nil {
+	if err := writeRound(stdout, round, format, lang); err != nil {
 		return failure(stderr, err)
 	}
 	return exitOK
+}
+
+// writeRound writes a round's report: protojson, or the table followed by
+// the advice in lang.
+func writeRound(w io.Writer, round report.Round, format, lang string) error {
+	if format == "json" {
+		return report.WriteJSON(w, round)
+	}
+	if err := report.WriteTable(w, round); err != nil {
+		return err
+	}
+	var rs []advice.Result
+	for _, r := range round.Results {
+		rs = append(rs, advice.Result{Port: r.Port, Verdict: r.Verdict})
+	}
+	return advice.Write(w, rs, lang)
 }
 
 func parsePorts(s string) ([]uint16, error) {

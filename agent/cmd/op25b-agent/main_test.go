@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/op25b/observatory/agent/probe"
+	"github.com/op25b/observatory/agent/report"
+	"github.com/op25b/observatory/internal/advice"
 	"github.com/op25b/observatory/internal/proof"
+	"github.com/op25b/observatory/internal/verdict"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 	"github.com/op25b/observatory/refmta/refmtatest"
 	"github.com/op25b/observatory/refmta/smtpd"
@@ -85,6 +90,7 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"check"}, exitUsage, "--refmta is required"},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--family", "5"}, exitUsage, `--family "5"`},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--format", "xml"}, exitUsage, `--format "xml"`},
+		{[]string{"check", "--refmta", "x@192.0.2.1", "--lang", "fr"}, exitUsage, `--lang: language "fr": want en or ja`},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--ports", "25,smtp"}, exitUsage, `--ports: "smtp" is not a port`},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--timeout", "soon"}, exitUsage, "invalid value"},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--control-port", "70000"}, exitUsage, "out of range"},
@@ -119,5 +125,30 @@ func TestInterrupted(t *testing.T) {
 	code := run(ctx, append([]string{"check"}, refmtaArgs(t)...), &out, &errOut)
 	if code != exitFailed || !strings.Contains(errOut.String(), "interrupted") || out.Len() != 0 {
 		t.Errorf("check after SIGINT = %d, stdout %q, stderr %q; want %d, no report", code, out.String(), errOut.String(), exitFailed)
+	}
+}
+
+// TestAdviceAfterTheTable: the table is followed by the advice in the
+// language asked for; JSON stays protojson alone.
+func TestAdviceAfterTheTable(t *testing.T) {
+	round := report.Round{ID: "0190e0a4-7c2e-7000-8000-000000000001", AgentVersion: "test", Started: time.Now(), Finished: time.Now(),
+		Results: []probe.Result{{Port: 25, Verdict: verdict.BlockedTimeout, Failure: probe.FailureTimeout}, {Port: 587, Verdict: verdict.Open}}}
+	for _, lang := range advice.Languages {
+		var b bytes.Buffer
+		if err := writeRound(&b, round, "table", lang); err != nil {
+			t.Fatal(err)
+		}
+		head, _ := advice.Text(advice.OP25B, lang)
+		if out := b.String(); !strings.HasPrefix(out, "REFMTA") || !strings.Contains(out, head) {
+			t.Errorf("table in %s:\n%s\nwant the table, then %q", lang, out, head)
+		}
+	}
+	var b bytes.Buffer
+	if err := writeRound(&b, round, "json", "en"); err != nil {
+		t.Fatal(err)
+	}
+	var rep op25bv1.ProbeReport
+	if err := protojson.Unmarshal(b.Bytes(), &rep); err != nil || len(rep.GetResults()) != 2 {
+		t.Errorf("json: %v, %d results; want protojson alone with 2 results", err, len(rep.GetResults()))
 	}
 }
