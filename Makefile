@@ -116,10 +116,10 @@ $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: testdeps
-testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page, zip, systemd-analyze) when root and missing.
+testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page, zip, systemd-analyze, minisign) when root and missing.
 	@need=""; command -v nft >/dev/null || need="$$need nftables"; command -v ip >/dev/null || need="$$need iproute2"; \
 	command -v gcc >/dev/null || need="$$need gcc libc6-dev"; command -v chromium >/dev/null || need="$$need chromium"; command -v zip >/dev/null || need="$$need zip unzip"; \
-	command -v systemd-analyze >/dev/null || need="$$need systemd"; \
+	command -v systemd-analyze >/dev/null || need="$$need systemd"; command -v minisign >/dev/null || need="$$need minisign"; \
 	fc-list :lang=ja 2>/dev/null | grep -q . || need="$$need fonts-ipafont-gothic"; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

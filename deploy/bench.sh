@@ -30,7 +30,7 @@ CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$work/hello" "$work/hello.
 hello_size=$(stat -c %s "$work/hello")
 
 echo "bench: make release (the agent for every platform)" >&2
-deploy/release.sh bench "$work/release" >&2
+RELEASE_KEY="$work/release.key" deploy/release.sh bench "$work/release" >&2
 # release_row LABEL GOOS GOARCH EXTRA-ENV NOTE: the row of one release
 # binary, next to hello-world built the same way for its platform.
 release_row() {

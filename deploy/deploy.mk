@@ -7,7 +7,7 @@
 RELEASE_DIR ?= $(OUT)/release
 
 .PHONY: release
-release: ## Cross-compile op25b-agent for linux (amd64, arm64, armv7, mipsle), windows (amd64, arm64), darwin (amd64, arm64) and freebsd (amd64) into out/release, with SHA256SUMS.
+release: ## Cross-compile op25b-agent for linux (amd64, arm64, armv7, mipsle), windows (amd64, arm64), darwin (amd64, arm64) and freebsd (amd64) into out/release, with SHA256SUMS and its minisign signature (RELEASE_KEY: the signing key).
 	GO=$(GO) deploy/release.sh $(VERSION) $(RELEASE_DIR)
 
 .PHONY: compose-check

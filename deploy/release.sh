@@ -17,7 +17,12 @@
 #   darwin_amd64     macOS on Intel Macs
 #   darwin_arm64     macOS on Apple silicon
 #   freebsd_amd64    FreeBSD, pfSense and OPNsense on x86-64
-# and SHA256SUMS (sha256sum -c SHA256SUMS checks them).
+# and SHA256SUMS (sha256sum -c SHA256SUMS checks them), its minisign
+# signature SHA256SUMS.minisig and the public key op25b-release.pub
+# (minisign -Vm SHA256SUMS -p op25b-release.pub checks it). The signing key
+# is $RELEASE_KEY, by default ~/.config/op25b/release.key (outside out/,
+# which make clean removes), made on first use (deploy/releasesign): keep
+# it, and publish its public key.
 set -euo pipefail
 
 # label GOOS GOARCH extra-environment
@@ -63,6 +68,8 @@ if $list; then
 		name "$label"
 	done
 	echo SHA256SUMS
+	echo SHA256SUMS.minisig
+	echo op25b-release.pub
 	exit 0
 fi
 
@@ -70,7 +77,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${2:-$root/out/release}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
-rm -f "$dir"/op25b-agent_* "$dir/SHA256SUMS"
+rm -f "$dir"/op25b-agent_* "$dir/SHA256SUMS" "$dir/SHA256SUMS.minisig" "$dir/op25b-release.pub"
 
 cd "$root"
 for p in "${platforms[@]}"; do
@@ -84,6 +91,9 @@ done
 cd "$dir"
 sha256sum op25b-agent_"$version"_* >SHA256SUMS
 sha256sum --quiet -c SHA256SUMS
+cd "$root"
+"${GO:-go}" run ./deploy/releasesign --key "${RELEASE_KEY:-${XDG_CONFIG_HOME:-$HOME/.config}/op25b/release.key}" --version "$version" "$dir"
+cd "$dir"
 echo
 echo "$dir:"
 for p in "${platforms[@]}"; do
@@ -93,3 +103,5 @@ for p in "${platforms[@]}"; do
 	awk -v f="$f" -v b="$bytes" 'BEGIN { printf "  %-46s %10d bytes  %5.1f MiB\n", f, b, b / 1048576 }'
 done
 echo "  SHA256SUMS"
+echo "  SHA256SUMS.minisig (check: minisign -Vm SHA256SUMS -p op25b-release.pub)"
+echo "  op25b-release.pub"

@@ -26,7 +26,7 @@ func TestReleaseNames(t *testing.T) {
 	var arches []string
 	names := strings.Fields(string(out))
 	for _, n := range names {
-		if n == "SHA256SUMS" {
+		if n == "SHA256SUMS" || n == "SHA256SUMS.minisig" || n == "op25b-release.pub" {
 			continue
 		}
 		m := releaseMention.FindStringSubmatch(n)
@@ -41,8 +41,10 @@ func TestReleaseNames(t *testing.T) {
 		"darwin_amd64", "darwin_arm64", "freebsd_amd64"}; !slices.Equal(arches, want) {
 		t.Errorf("release.sh makes %v; the issue wants %v", arches, want)
 	}
-	if !slices.Contains(names, "SHA256SUMS") {
-		t.Errorf("release.sh makes no SHA256SUMS")
+	for _, n := range []string{"SHA256SUMS", "SHA256SUMS.minisig", "op25b-release.pub"} {
+		if !slices.Contains(names, n) {
+			t.Errorf("release.sh makes no %s", n)
+		}
 	}
 
 	volunteer := readGuide(t, "docs/volunteer.md")
@@ -60,8 +62,9 @@ func TestReleaseNames(t *testing.T) {
 			t.Errorf("docs/volunteer.md does not name op25b-agent_VERSION_%s", a)
 		}
 	}
-	if !strings.Contains(volunteer, "out/release/") || !strings.Contains(volunteer, "SHA256SUMS") {
-		t.Errorf("docs/volunteer.md does not say the files are in out/release/ with SHA256SUMS")
+	if !strings.Contains(volunteer, "out/release/") || !strings.Contains(volunteer, "SHA256SUMS") ||
+		!strings.Contains(volunteer, "minisign -Vm SHA256SUMS -p op25b-release.pub") {
+		t.Errorf("docs/volunteer.md does not say the files are in out/release/ with SHA256SUMS and how to check its signature")
 	}
 	mk, err := os.ReadFile(filepath.Join(root, "deploy", "deploy.mk"))
 	if err != nil {
