@@ -50,6 +50,10 @@ type Options struct {
 	Logger *slog.Logger
 	// SoftwareVersion is shown in the footer.
 	SoftwareVersion string
+	// Downloads is the release directory (make release's out/release):
+	// served under /download/ and offered on the check page. Empty: the
+	// page tells how to build the agent.
+	Downloads string
 }
 
 // contentSecurityPolicy allows nothing but our own files: no inline script
@@ -66,6 +70,7 @@ type server struct {
 	now     func() time.Time
 	log     *slog.Logger
 	version string
+	dl      string
 	pages   map[string]map[string]*template.Template // language, page
 	static  *staticFiles
 }
@@ -73,7 +78,7 @@ type server struct {
 // New returns the web page's handler, to be served at the root of the
 // collector's HTTP listener: "/", "/asn/{asn}", "/check" and "/static/".
 func New(q Querier, opts Options) http.Handler {
-	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, static: loadStatic()}
+	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, dl: opts.Downloads, static: loadStatic()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -86,6 +91,9 @@ func New(q Querier, opts Options) http.Handler {
 	mux.HandleFunc("GET /{$}", s.overview)
 	mux.HandleFunc("GET /asn/{asn}", s.asn)
 	mux.HandleFunc("GET /check", s.check)
+	if s.dl != "" {
+		mux.Handle("GET /download/", serveDownloads(s.dl))
+	}
 	mux.HandleFunc("GET /static/{file}", s.static.serve)
 	mux.HandleFunc("GET /favicon.ico", s.static.favicon)
 	mux.HandleFunc("/", s.notFound)
@@ -264,7 +272,19 @@ func (s *server) check(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("web: info for the check page", "err", err)
 		info = nil
 	}
-	p := s.base(w, r, "check", info)
+	p := checkPage{base: s.base(w, r, "check", info)}
 	p.Title = translator(p.Lang)("check.title")
+	if s.dl != "" {
+		if p.Downloads, err = readDownloads(s.dl, r.UserAgent()); err != nil {
+			s.log.Error("web: the release directory", "dir", s.dl, "err", err)
+		}
+	}
 	s.render(w, r, http.StatusOK, p.Lang, "check", &p)
+}
+
+// checkPage is the check page's data: the release files, when the
+// collector serves them.
+type checkPage struct {
+	base
+	Downloads *downloads
 }

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -460,6 +462,72 @@ func TestRefMTANotice(t *testing.T) {
 		}
 		if !strings.Contains(r.body, `<td class="num" data-v="59">59</td>`) {
 			t.Errorf("%s overview: refmta-osaka's 59 charged results not shown", lang)
+		}
+	}
+}
+
+// TestCheckPageDownloads: with a release directory, the check page offers
+// the file for the visitor's system first, lists every file, says how to
+// check the signature, and /download/ serves the release's files and no
+// others.
+func TestCheckPageDownloads(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"op25b-agent_v1_linux_amd64", "op25b-agent_v1_linux_arm64", "op25b-agent_v1_windows_amd64.exe",
+		"op25b-agent_v1_windows_arm64.exe", "op25b-agent_v1_darwin_arm64", "op25b-agent_v1_darwin_amd64",
+		"SHA256SUMS", "SHA256SUMS.minisig", "op25b-release.pub", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte("content of "+n), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := New(newFake(), Options{Now: func() time.Time { return fakeNow }, Logger: slog.New(slog.DiscardHandler), Downloads: dir})
+	page := func(ua string) string {
+		req := httptest.NewRequest("GET", "/check", nil)
+		req.Header.Set("User-Agent", ua)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			t.Fatalf("/check: status %d", rec.Code)
+		}
+		return rec.Body.String()
+	}
+	yours := func(body string) string {
+		_, after, _ := strings.Cut(body, `class="yours"`)
+		before, _, _ := strings.Cut(after, "</p>")
+		return before
+	}
+	for ua, want := range map[string]string{
+		"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36":           "op25b-agent_v1_windows_amd64.exe",
+		"Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 Version/18.1 Safari/605.1.15": "op25b-agent_v1_darwin_arm64",
+		"Mozilla/5.0 (X11; Linux aarch64; rv:133.0) Gecko/20100101 Firefox/133.0":                           "op25b-agent_v1_linux_arm64",
+		"Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0":                            "op25b-agent_v1_linux_amd64",
+	} {
+		body := page(ua)
+		first := yours(body)
+		if i := strings.Index(first, "/download/"); i < 0 || !strings.HasPrefix(first[i:], "/download/"+want+`"`) {
+			t.Errorf("%s: offered first %q; want %s", ua, first, want)
+		}
+		if strings.Contains(body, "go install") || !strings.Contains(body, "minisign -Vm SHA256SUMS -p op25b-release.pub") ||
+			strings.Count(body, `<tr><td><a href="/download/`) != 6 {
+			t.Errorf("%s: the page lacks the list of 6 files or the minisign command, or still says go install", ua)
+		}
+	}
+	if body := page("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)"); strings.Contains(body, `class="yours"`) {
+		t.Error("a phone was offered an agent")
+	}
+	for path, status := range map[string]int{
+		"/download/op25b-agent_v1_windows_amd64.exe": http.StatusOK,
+		"/download/SHA256SUMS.minisig":               http.StatusOK,
+		"/download/notes.txt":                        http.StatusNotFound,
+		"/download/":                                 http.StatusNotFound,
+		"/download/../web_test.go":                   http.StatusNotFound, // the mux redirects it out of /download/
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		if (rec.Code == http.StatusOK) != (status == http.StatusOK) {
+			t.Errorf("GET %s: %d; want %d", path, rec.Code, status)
+		}
+		if (status == http.StatusOK) != strings.HasPrefix(rec.Body.String(), "content of ") {
+			t.Errorf("GET %s: %q", path, rec.Body.String())
 		}
 	}
 }

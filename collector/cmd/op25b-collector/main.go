@@ -250,6 +250,7 @@ func serve(args []string) error {
 	c.register(fs)
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
 	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address of the web page (/), the dataset API (/api/v1), /metrics and /healthz")
+	downloadDir := fs.String("download-dir", "", "directory of the agent's release files (make release's out/release): served under /download/ and offered on the check page; empty: the page tells how to build the agent")
 	httpRate := fs.Float64("http-rate", 10, "HTTP requests per second per client address (IPv6: per /64), on every route")
 	httpBurst := fs.Int("http-burst", 40, "burst of HTTP requests per client address")
 	trustProxy := fs.Bool("trust-proxy", false, "take the client address from X-Forwarded-For (only behind a reverse proxy you run); turns --http-max-conns-per-addr off")
@@ -389,7 +390,7 @@ func serve(args []string) error {
 	}
 	limiter := httpapi.NewLimiter(httpapi.LimitOptions{Rate: *httpRate, Burst: *httpBurst, TrustProxy: *trustProxy})
 	registerLimits(reg, map[string]*ratelimit.Listener{"grpc": ln, "http": hln}, limiter)
-	httpSrv := httpapi.NewServer(httpHandler(ds, st.Pool.Ping, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), limiter, c.log))
+	httpSrv := httpapi.NewServer(httpHandler(ds, st.Pool.Ping, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), limiter, *downloadDir, c.log))
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -480,10 +481,10 @@ func listenCapped(addr string, max, perAddr int) (*ratelimit.Listener, error) {
 
 // httpHandler is what the HTTP listener serves: the web page, the dataset
 // API, /metrics and /healthz, every route behind the per-client limit.
-func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, log *slog.Logger) http.Handler {
+func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, downloads string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/api/", httpapi.New(q, httpapi.Options{Logger: log}))
-	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version}))
+	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version, Downloads: downloads}))
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ping(r.Context()); err != nil {

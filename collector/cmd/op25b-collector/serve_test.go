@@ -48,7 +48,7 @@ func TestEveryRouteIsRateLimited(t *testing.T) {
 	now := time.Unix(0, 0)
 	limit := httpapi.NewLimiter(httpapi.LimitOptions{Rate: rate, Burst: burst, Now: func() time.Time { return now }})
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "# metrics") })
-	h := httpHandler(emptyDataset{}, func(context.Context) error { return nil }, metrics, limit, slog.New(slog.DiscardHandler))
+	h := httpHandler(emptyDataset{}, func(context.Context) error { return nil }, metrics, limit, "", slog.New(slog.DiscardHandler))
 	for i, path := range []string{"/", "/asn/64500", "/check", "/healthz", "/static/app.css", "/favicon.ico", "/api/v1/info", "/api/v1/asns", "/metrics", "/nope"} {
 		client := fmt.Sprintf("192.0.2.%d:40000", i+1)
 		served, limited := 0, 0
