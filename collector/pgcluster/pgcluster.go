@@ -33,9 +33,6 @@ import (
 	"time"
 )
 
-// Database is the database the cluster creates for the collector.
-const Database = "op25b"
-
 // Cluster is a running private PostgreSQL cluster.
 type Cluster struct {
 	Dir  string
@@ -54,18 +51,6 @@ type Cluster struct {
 	// settings are the -c settings the server was started with, for
 	// Restart and Supervise.
 	settings []string
-}
-
-// Options configure Start.
-type Options struct {
-	// BinDir holds initdb, pg_ctl and postgres; empty means $PG_BINDIR, the
-	// newest /usr/lib/postgresql/*/bin, or $PATH.
-	BinDir string
-	// Port to listen on; 0 picks a free one.
-	Port int
-	// Settings are extra postgres -c settings, such as "fsync=off" for
-	// throwaway test clusters.
-	Settings []string
 }
 
 // FindBinDir locates the PostgreSQL server binaries.
@@ -214,11 +199,6 @@ func (c *Cluster) own() error {
 		return fmt.Errorf("pgcluster: lock %s: %w", f.Name(), err)
 	}
 	return nil
-}
-
-// URL is the connection string of the collector's database.
-func (c *Cluster) URL() string {
-	return fmt.Sprintf("postgres://op25b@127.0.0.1:%d/%s?sslmode=disable", c.Port, Database)
 }
 
 // Stop stops the server (fast shutdown: sessions are disconnected,

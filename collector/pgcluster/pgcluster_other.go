@@ -5,12 +5,8 @@ package pgcluster
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 )
-
-// Database is the database the cluster creates for the collector.
-const Database = "op25b"
 
 // errUnsupported: the embedded cluster needs Unix (file locks, process
 // credentials, a Unix socket directory). The agent, which runs everywhere,
@@ -24,23 +20,11 @@ type Cluster struct {
 	Adopted bool
 }
 
-// Options configure Start.
-type Options struct {
-	BinDir   string
-	Port     int
-	Settings []string
-}
-
 // FindBinDir fails on this platform.
 func FindBinDir() (string, error) { return "", errUnsupported }
 
 // Start fails on this platform.
 func Start(context.Context, string, Options) (*Cluster, error) { return nil, errUnsupported }
-
-// URL is the connection string of the collector's database.
-func (c *Cluster) URL() string {
-	return fmt.Sprintf("postgres://op25b@127.0.0.1:%d/%s?sslmode=disable", c.Port, Database)
-}
 
 // Stop does nothing on this platform.
 func (c *Cluster) Stop() error { return nil }
