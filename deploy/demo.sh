@@ -9,7 +9,8 @@
 #     is at http://127.0.0.1:9090/, until Ctrl-C (or DEMO_SECONDS seconds). As root the agents run
 #     inside the emulated ISPs of the testbed, each ISP its own ASN,
 #     after the testbed has checked every scenario's verdicts; otherwise
-#     three agents run on loopback.
+#     three agents run on loopback. A volunteer's one-off `op25b-agent
+#     check --submit` round is contributed too, and its page linked.
 set -euo pipefail
 out=${1:?usage: demo.sh OUT_DIR}
 work=$(mktemp -d -t op25b-demo.XXXXXX)
@@ -76,6 +77,10 @@ for n in 1 2 3; do
   pids+=($!)
 done
 echo "3 agents enrolled and measuring every 30 s; the summary follows every 20 s. Ctrl-C stops everything."
+echo
+echo "A volunteer's one-off contribution, without enrolling:"
+echo "\$ op25b-agent check --submit http://127.0.0.1:9090"
+"$out/op25b-agent" check --submit http://127.0.0.1:9090 --timeout 5s || true
 end=$(( $(date +%s) + ${DEMO_SECONDS:-999999999} ))
 while [ "$(date +%s)" -lt "$end" ]; do
   sleep 20

@@ -19,7 +19,7 @@ import (
 )
 
 // SchemaVersion is the version of the published schema in docs/dataset.md.
-const SchemaVersion = "1.1"
+const SchemaVersion = "1.2"
 
 // Licence is the SPDX identifier of the dataset's licence.
 const Licence = "CC-BY-4.0"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/op25b/observatory/proto/op25b/v1"
@@ -37,40 +38,64 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 	if err != nil {
 		return err
 	}
-	rows, err := d.pool.Query(ctx, `SELECT r.result_id::text, r.measured_at, coalesce(r.asn, 0), coalesce(n.country, ''),
-			coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id, r.refmta_charged
-		FROM results r LEFT JOIN as_names n ON n.asn = r.asn
+	rows, err := d.pool.Query(ctx, publicResultSQL+`
 		WHERE r.measured_at >= $1 AND r.measured_at < $2 AND ($3::bigint = 0 OR r.asn = $3) AND ($4 = 0 OR r.family = $4)
 			AND ($5 = '' OR n.country = $5)
 		ORDER BY r.result_id`, start, end, int64(req.GetAsn()), family, cc)
 	if err != nil {
 		return fmt.Errorf("dataset: export: %w", err)
 	}
-	defer rows.Close()
 	batch := make([]*pb.PublicResult, 0, exportBatch)
+	err = scanPublicResults(rows, func(p *pb.PublicResult, _ string) error {
+		batch = append(batch, p)
+		if len(batch) < exportBatch {
+			return nil
+		}
+		err := emit(batch)
+		batch = make([]*pb.PublicResult, 0, exportBatch)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return emit(batch)
+	}
+	return nil
+}
+
+// publicResultSQL selects the public columns of results r (with the AS
+// name and country of n) that scanPublicResults reads; a WHERE clause
+// follows.
+const publicResultSQL = `SELECT r.result_id::text, r.measured_at, coalesce(r.asn, 0), coalesce(n.country, ''), coalesce(n.name, ''),
+		coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id, r.refmta_charged,
+		coalesce(r.submission_id::text, '')
+	FROM results r LEFT JOIN as_names n ON n.asn = r.asn`
+
+// scanPublicResults calls each with every row of publicResultSQL and its
+// AS name, and closes rows. An error from each stops the scan and is
+// returned as it is.
+func scanPublicResults(rows pgx.Rows, each func(p *pb.PublicResult, asName string) error) error {
+	defer rows.Close()
 	for rows.Next() {
 		var p pb.PublicResult
 		var at time.Time
 		var asn int64
 		var fam, verdict int16
 		var port int32
-		if err := rows.Scan(&p.ResultId, &at, &asn, &p.Country, &p.Prefix, &fam, &port, &verdict, &p.Failure, &p.RefmtaId, &p.AgentId, &p.RefmtaCharged); err != nil {
-			return fmt.Errorf("dataset: export: %w", err)
+		var name string
+		if err := rows.Scan(&p.ResultId, &at, &asn, &p.Country, &name, &p.Prefix, &fam, &port, &verdict, &p.Failure, &p.RefmtaId,
+			&p.AgentId, &p.RefmtaCharged, &p.SubmissionId); err != nil {
+			return fmt.Errorf("dataset: public results: %w", err)
 		}
 		p.MeasuredAt, p.Asn, p.Family, p.Port, p.Verdict = timestamppb.New(at), uint32(asn), familyPB(fam), uint32(port), pb.Verdict(verdict)
-		batch = append(batch, &p)
-		if len(batch) == exportBatch {
-			if err := emit(batch); err != nil {
-				return err
-			}
-			batch = make([]*pb.PublicResult, 0, exportBatch)
+		p.OneOff = p.SubmissionId != ""
+		if err := each(&p, name); err != nil {
+			return err
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("dataset: export: %w", err)
-	}
-	if len(batch) > 0 {
-		return emit(batch)
+		return fmt.Errorf("dataset: public results: %w", err)
 	}
 	return nil
 }

@@ -35,10 +35,14 @@ type exportRow struct {
 	// RefMTACharged: charged to the reference MTA's side, left out of the
 	// network's shares.
 	RefMTACharged bool `json:"refmta_charged" parquet:"refmta_charged"`
+	// OneOff: contributed once with `op25b-agent check --submit`, as
+	// SubmissionID; counted at most once per prefix in the shares.
+	OneOff       bool   `json:"one_off" parquet:"one_off"`
+	SubmissionID string `json:"submission_id" parquet:"submission_id"`
 }
 
 // columns are the CSV header, in the order of exportRow.
-var columns = []string{"result_id", "measured_at", "asn", "country", "prefix", "family", "port", "verdict", "failure", "refmta_id", "agent_id", "refmta_charged"}
+var columns = []string{"result_id", "measured_at", "asn", "country", "prefix", "family", "port", "verdict", "failure", "refmta_id", "agent_id", "refmta_charged", "one_off", "submission_id"}
 
 func rowOf(r *pb.PublicResult) exportRow {
 	return exportRow{
@@ -55,6 +59,8 @@ func rowOf(r *pb.PublicResult) exportRow {
 		RefmtaID:      r.GetRefmtaId(),
 		AgentID:       r.GetAgentId(),
 		RefMTACharged: r.GetRefmtaCharged(),
+		OneOff:        r.GetOneOff(),
+		SubmissionID:  r.GetSubmissionId(),
 	}
 }
 
@@ -63,6 +69,7 @@ func (r exportRow) record() []string {
 		r.ResultID, r.MeasuredAt.Format(time.RFC3339Nano), strconv.FormatUint(uint64(r.ASN), 10),
 		r.Country, r.Prefix, r.Family, strconv.FormatUint(uint64(r.Port), 10),
 		r.Verdict, r.Failure, r.RefmtaID, r.AgentID, strconv.FormatBool(r.RefMTACharged),
+		strconv.FormatBool(r.OneOff), r.SubmissionID,
 	}
 }
 

@@ -27,11 +27,11 @@ const exportMarch = "/api/v1/export?start=2026-03-01&end=2026-03-08"
 
 // wantRecords is exportResults as the CSV export must write them.
 var wantRecords = [][]string{
-	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c01", "2026-03-01T00:14:03.512345Z", "64500", "JP", "192.0.2.0/24", "ipv4", "25", "BLOCKED_TIMEOUT", "timeout", refmta, agentA, "true"},
-	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c02", "2026-03-01T00:14:03.6Z", "64500", "JP", "192.0.2.0/24", "ipv4", "587", "OPEN", "", refmta, agentA, "false"},
-	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c03", "2026-03-01T00:14:04Z", "64500", "JP", "2001:db8:4a00::/48", "ipv6", "25", "OPEN", "", refmta, agentB, "false"},
-	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c04", "2026-03-02T09:30:00.000001Z", "64501", "JP", "198.51.100.0/24", "ipv4", "25", "INTERCEPTED", "proof_missing", refmta, agentC, "false"},
-	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c05", "2026-03-07T23:59:59.999999Z", "64501", "JP", "198.51.100.0/24", "ipv4", "465", "INCONCLUSIVE", `control_unreachable, "quoted"`, refmta, agentC, "false"},
+	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c01", "2026-03-01T00:14:03.512345Z", "64500", "JP", "192.0.2.0/24", "ipv4", "25", "BLOCKED_TIMEOUT", "timeout", refmta, agentA, "true", "false", ""},
+	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c02", "2026-03-01T00:14:03.6Z", "64500", "JP", "192.0.2.0/24", "ipv4", "587", "OPEN", "", refmta, agentA, "false", "false", ""},
+	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c03", "2026-03-01T00:14:04Z", "64500", "JP", "2001:db8:4a00::/48", "ipv6", "25", "OPEN", "", refmta, "", "false", "true", submission},
+	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c04", "2026-03-02T09:30:00.000001Z", "64501", "JP", "198.51.100.0/24", "ipv4", "25", "INTERCEPTED", "proof_missing", refmta, agentC, "false", "false", ""},
+	{"019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c05", "2026-03-07T23:59:59.999999Z", "64501", "JP", "198.51.100.0/24", "ipv4", "465", "INCONCLUSIVE", `control_unreachable, "quoted"`, refmta, agentC, "false", "false", ""},
 }
 
 // wantRows is wantRecords as typed rows.
@@ -44,7 +44,7 @@ func wantRows(t *testing.T) []exportRow {
 		if err != nil || err2 != nil || err3 != nil {
 			t.Fatalf("bad fixture %q", r)
 		}
-		rows = append(rows, exportRow{r[0], at, uint32(asn), r[3], r[4], r[5], uint32(port), r[7], r[8], r[9], r[10], r[11] == "true"})
+		rows = append(rows, exportRow{r[0], at, uint32(asn), r[3], r[4], r[5], uint32(port), r[7], r[8], r[9], r[10], r[11] == "true", r[12] == "true", r[13]})
 	}
 	return rows
 }

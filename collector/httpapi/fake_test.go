@@ -35,9 +35,10 @@ const (
 
 const (
 	agentA = "agent-3f9c1a2b4d5e6f70"
-	agentB = "agent-8e21d0c4b7a95f13"
-	agentC = "agent-c05d7e9a1b2f3468"
-	refmta = "refmta-51a7c3e9d2b40f86"
+	// submission is the one-off contribution the fake knows.
+	submission = "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c90"
+	agentC     = "agent-c05d7e9a1b2f3468"
+	refmta     = "refmta-51a7c3e9d2b40f86"
 )
 
 func ts(s string) *timestamppb.Timestamp {
@@ -119,7 +120,7 @@ var (
 var exportResults = []*pb.PublicResult{
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c01", MeasuredAt: ts("2026-03-01T00:14:03.512345Z"), Asn: 64500, Country: "JP", Prefix: "192.0.2.0/24", Family: v4, Port: 25, Verdict: timeout, Failure: "timeout", RefmtaId: refmta, AgentId: agentA, RefmtaCharged: true},
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c02", MeasuredAt: ts("2026-03-01T00:14:03.6Z"), Asn: 64500, Country: "JP", Prefix: "192.0.2.0/24", Family: v4, Port: 587, Verdict: open, RefmtaId: refmta, AgentId: agentA},
-	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c03", MeasuredAt: ts("2026-03-01T00:14:04Z"), Asn: 64500, Country: "JP", Prefix: "2001:db8:4a00::/48", Family: v6, Port: 25, Verdict: open, RefmtaId: refmta, AgentId: agentB},
+	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c03", MeasuredAt: ts("2026-03-01T00:14:04Z"), Asn: 64500, Country: "JP", Prefix: "2001:db8:4a00::/48", Family: v6, Port: 25, Verdict: open, RefmtaId: refmta, OneOff: true, SubmissionId: submission},
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c04", MeasuredAt: ts("2026-03-02T09:30:00.000001Z"), Asn: 64501, Country: "JP", Prefix: "198.51.100.0/24", Family: v4, Port: 25, Verdict: intercept, Failure: "proof_missing", RefmtaId: refmta, AgentId: agentC},
 	{ResultId: "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c05", MeasuredAt: ts("2026-03-07T23:59:59.999999Z"), Asn: 64501, Country: "JP", Prefix: "198.51.100.0/24", Family: v4, Port: 465, Verdict: undecided, Failure: "control_unreachable, \"quoted\"", RefmtaId: refmta, AgentId: agentC},
 }
@@ -155,6 +156,14 @@ func (f *fake) request() proto.Message {
 
 func notFound(asn uint32) error {
 	return fmt.Errorf("%w: AS%d has no published results", dataset.ErrNotFound, asn)
+}
+
+func (f *fake) GetSubmission(_ context.Context, id string) (*pb.Submission, error) {
+	if id != submission {
+		return nil, fmt.Errorf("%w: no submission %s", dataset.ErrNotFound, id)
+	}
+	return &pb.Submission{SubmissionId: id, AgentVersion: "test", Results: exportResults[2:3],
+		Networks: []*pb.SubmissionNetwork{{Family: v6, Prefix: "2001:db8:4a00::/48", Asn: 64500, Country: "JP"}}}, nil
 }
 
 func (f *fake) GetInfo(_ context.Context, req *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {

@@ -102,17 +102,5 @@ func (l *Limiter) Wrap(h http.Handler) http.Handler {
 // client is the rate limiter's key for r: its IPv4 address or IPv6 /64,
 // since one IPv6 host can pick any address in its /64.
 func (l *Limiter) client(r *http.Request) netip.Prefix {
-	var addr netip.Addr
-	if l.proxy {
-		if v := r.Header.Values("X-Forwarded-For"); len(v) > 0 {
-			list := strings.Split(v[len(v)-1], ",")
-			addr, _ = netip.ParseAddr(strings.TrimSpace(list[len(list)-1]))
-		}
-	}
-	if !addr.IsValid() {
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			addr = ap.Addr()
-		}
-	}
-	return ratelimit.Source(addr)
+	return ratelimit.Source(ClientAddr(r, l.proxy))
 }

@@ -1,9 +1,11 @@
 // Package httpapi is the public HTTP dataset API of the collector, under
 // /api/v1: the per-ASN adoption of OP25B, peer benchmarks, policy changes,
 // country rollups and the export of raw public results as CSV, NDJSON or
-// Parquet. It is read-only, open to any origin (CORS) and documented by
-// the OpenAPI document it serves at /api/v1/openapi.json; docs/dataset.md
-// is the researchers' guide. It also makes the front of the collector's
+// Parquet. It is open to any origin (CORS) and documented by the OpenAPI
+// document it serves at /api/v1/openapi.json; docs/dataset.md is the
+// researchers' guide. It only reads, but for one-off contributions
+// (submit.go): POST /api/v1/submissions takes the round of an `op25b-agent
+// check --submit`. It also makes the front of the collector's
 // HTTP listener (front.go): the server's timeouts and the rate limit per
 // client that every route, the web page's too, is served behind.
 //
@@ -45,6 +47,8 @@ type Querier interface {
 	// ExportResults calls emit with batches of results in (measured_at,
 	// result_id) order; an error from emit stops the export and is returned.
 	ExportResults(ctx context.Context, req *pb.ExportResultsRequest, emit func([]*pb.PublicResult) error) error
+	// GetSubmission returns a one-off contribution by its id.
+	GetSubmission(ctx context.Context, id string) (*pb.Submission, error)
 }
 
 // Options tune the API. The zero value of a field means its default.
@@ -56,22 +60,28 @@ type Options struct {
 	MaxConcurrentExports int
 	// Logger receives server-side failures (discarded when nil).
 	Logger *slog.Logger
+	// Submissions takes one-off contributions; nil: the collector takes
+	// none, and /api/v1/schedule and POST /api/v1/submissions answer 404.
+	Submissions Submitter
+	// TrustProxy takes a submitter's address from the last
+	// X-Forwarded-For entry (LimitOptions.TrustProxy).
+	TrustProxy bool
 }
 
 const (
-	prefix = "/api/v1"
-	// allowedMethods is every method the API answers; all of them read.
-	allowedMethods = "GET, HEAD, OPTIONS"
-	cacheControl   = "public, max-age=60"
-	jsonType       = "application/json; charset=utf-8"
+	prefix       = "/api/v1"
+	cacheControl = "public, max-age=60"
+	jsonType     = "application/json; charset=utf-8"
 )
 
 type server struct {
-	q       Querier
-	now     func() time.Time
-	exports chan struct{}
-	log     *slog.Logger
-	mux     *http.ServeMux
+	q          Querier
+	sub        Submitter
+	trustProxy bool
+	now        func() time.Time
+	exports    chan struct{}
+	log        *slog.Logger
+	mux        *http.ServeMux
 }
 
 // New returns the handler of the dataset API. Mount it at "/api/" (or at
@@ -87,11 +97,16 @@ func New(q Querier, opts Options) http.Handler {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &server{
-		q:       q,
-		now:     opts.Now,
-		exports: make(chan struct{}, opts.MaxConcurrentExports),
-		log:     opts.Logger,
-		mux:     http.NewServeMux(),
+		q:          q,
+		sub:        opts.Submissions,
+		trustProxy: opts.TrustProxy,
+		now:        opts.Now,
+		exports:    make(chan struct{}, opts.MaxConcurrentExports),
+		log:        opts.Logger,
+		mux:        http.NewServeMux(),
+	}
+	if s.sub == nil {
+		s.sub = noSubmissions{}
 	}
 	for _, rt := range s.routes() {
 		s.mux.Handle(rt.pattern, s.handle(rt))
@@ -119,6 +134,9 @@ func (s *server) routes() []route {
 		{"GET " + prefix + "/countries", []string{"family", "window"}, answerJSON(s.listCountries)},
 		{"GET " + prefix + "/export", []string{"start", "end", "asn", "country", "family", "format"}, s.export},
 		{"GET " + prefix + "/openapi.json", nil, serveOpenAPI},
+		{"GET " + prefix + "/schedule", nil, answerJSON(s.schedule)},
+		{"POST " + prefix + "/submissions", nil, s.postSubmission},
+		{"GET " + prefix + "/submissions/{id}", nil, answerJSON(s.getSubmission)},
 	}
 }
 
@@ -138,20 +156,37 @@ func setAPIHeaders(h http.Header) {
 // fallback answers what no route matched: CORS preflights of the routes,
 // 405 for other methods on them, 404 for anything else.
 func (s *server) fallback(w http.ResponseWriter, r *http.Request) {
-	if _, p := s.mux.Handler(&http.Request{Method: http.MethodGet, URL: r.URL, Host: r.Host}); p == "/" {
+	allow := s.methods(r)
+	if allow == "" {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", fmt.Sprintf("no such path %s; see %s/openapi.json", dataset.Quote(r.URL.Path), prefix))
 		return
 	}
 	if r.Method == http.MethodOptions {
 		h := w.Header()
-		h.Set("Access-Control-Allow-Methods", allowedMethods)
+		h.Set("Access-Control-Allow-Methods", allow)
 		h.Set("Access-Control-Allow-Headers", "Accept, Content-Type")
 		h.Set("Access-Control-Max-Age", "86400")
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	w.Header().Set("Allow", allowedMethods)
-	writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", fmt.Sprintf("method %s: the API is read-only", r.Method))
+	w.Header().Set("Allow", allow)
+	writeError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", fmt.Sprintf("method %s: this path takes %s", r.Method, allow))
+}
+
+// methods returns the methods r's path is served with, OPTIONS included,
+// or "" when no route serves it.
+func (s *server) methods(r *http.Request) string {
+	served := func(method string) bool {
+		_, p := s.mux.Handler(&http.Request{Method: method, URL: r.URL, Host: r.Host})
+		return p != "/"
+	}
+	switch {
+	case served(http.MethodGet):
+		return "GET, HEAD, OPTIONS"
+	case served(http.MethodPost):
+		return "POST, OPTIONS"
+	}
+	return ""
 }
 
 // handle checks the query parameters of r against rt and serves it.
@@ -169,6 +204,9 @@ func (s *server) handle(rt route) http.Handler {
 
 // fail answers r with the error err, which nothing was written before.
 func (s *server) fail(w http.ResponseWriter, r *http.Request, pattern string, err error) {
+	if submitFailure(w, err) {
+		return
+	}
 	switch {
 	case errors.Is(err, dataset.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())

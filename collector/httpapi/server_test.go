@@ -234,7 +234,7 @@ func TestErrors(t *testing.T) {
 		{"GET", "/", 404, "NOT_FOUND", "openapi.json"},
 		{"PUT", "/api/v1/nope", 404, "NOT_FOUND", "no such path"},
 		{"GET", "/api/v1/asns?country=ZZ", 500, "INTERNAL", "error id"},
-		{"POST", "/api/v1/asns", 405, "METHOD_NOT_ALLOWED", "read-only"},
+		{"POST", "/api/v1/asns", 405, "METHOD_NOT_ALLOWED", "this path takes GET, HEAD, OPTIONS"},
 		{"PUT", "/api/v1/asns/64500", 405, "METHOD_NOT_ALLOWED", "PUT"},
 		{"DELETE", "/api/v1/export", 405, "METHOD_NOT_ALLOWED", "DELETE"},
 		{"PATCH", "/api/v1/openapi.json", 405, "METHOD_NOT_ALLOWED", "PATCH"},

@@ -152,6 +152,9 @@ type Result struct {
 	// address), which the comparison across reference MTAs needs.
 	RefMTAASN    uint32
 	RefMTAPrefix netip.Prefix
+	// SubmissionID is the one-off contribution the result came with
+	// (UUIDv7), empty for an enrolled agent's.
+	SubmissionID string
 }
 
 // EgressSource says how the collector learnt a result's egress address.
@@ -215,7 +218,7 @@ func (s *Store) ensurePartitions(ctx context.Context, table string, times []time
 
 var resultColumns = []string{"result_id", "measured_at", "agent_id", "refmta_id", "port", "family", "verdict",
 	"failure", "detail", "nonce", "round_id", "schedule_version", "agent_version", "egress", "egress_source",
-	"prefix", "asn", "asn_snapshot_id", "evidence", "public_evidence", "refmta_asn", "refmta_prefix"}
+	"prefix", "asn", "asn_snapshot_id", "evidence", "public_evidence", "refmta_asn", "refmta_prefix", "submission_id"}
 
 // insertColumns are those copied from the staging table into results:
 // what the agent sent and ingest decided, and the marker set in between.
@@ -238,51 +241,58 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 		return 0, err
 	}
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		// A staging table per transaction: COPY is the fastest way in, and
-		// only INSERT ... ON CONFLICT can skip what is already stored.
-		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
-			return fmt.Errorf("staging table: %w", err)
-		}
-		rows := make([][]any, len(rs))
-		for i, r := range rs {
-			rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
-				r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
-				int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence,
-				r.PublicEvidence, asnOrNil(r.RefMTAASN), prefixOrNil(r.RefMTAPrefix)}
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
-			return fmt.Errorf("copy: %w", err)
-		}
-		if spansNetworks(rs) {
-			// Only the rows this transaction stores are compared, as
-			// rebuild compares the rows stored together: those of a
-			// replayed batch keep the marks they got.
-			if _, err := tx.Exec(ctx, `DELETE FROM results_staging s USING results r
-				WHERE r.result_id = s.result_id AND r.measured_at = s.measured_at`); err != nil {
-				return fmt.Errorf("compare reference MTAs: %w", err)
-			}
-			// A fresh temporary table has no statistics; without them the
-			// planner nests loops that take seconds on a batch of hundreds.
-			if _, err := tx.Exec(ctx, "ANALYZE results_staging"); err != nil {
-				return fmt.Errorf("compare reference MTAs: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `UPDATE results_staging s SET refmta_charged = true FROM (`+chargedSQL("results_staging")+`) ch
-				WHERE s.result_id = ch.result_id AND s.measured_at = ch.measured_at`); err != nil {
-				return fmt.Errorf("compare reference MTAs: %w", err)
-			}
-		}
-		// The rows actually inserted (not those of a replayed batch) are
-		// added to the rollups' tallies in the same statement.
-		err := tx.QueryRow(ctx, "WITH ins AS (INSERT INTO results ("+insertColumns+") SELECT "+insertColumns+
-			" FROM results_staging ON CONFLICT DO NOTHING RETURNING "+tallyColumns+"), "+tallySQL("ins")+
-			" SELECT count(*) FROM ins").Scan(&inserted)
-		if err != nil {
-			return fmt.Errorf("insert: %w", err)
-		}
-		return nil
+		inserted, err = insertResults(ctx, tx, rs)
+		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: insert results: %w", err)
+	}
+	return inserted, nil
+}
+
+// insertResults stores rs in tx, whose partitions exist, skipping those
+// already stored, and adds them to the tallies.
+func insertResults(ctx context.Context, tx pgx.Tx, rs []Result) (inserted int64, err error) {
+	// A staging table per transaction: COPY is the fastest way in, and
+	// only INSERT ... ON CONFLICT can skip what is already stored.
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
+		return 0, fmt.Errorf("staging table: %w", err)
+	}
+	rows := make([][]any, len(rs))
+	for i, r := range rs {
+		rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
+			r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
+			int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence,
+			r.PublicEvidence, asnOrNil(r.RefMTAASN), prefixOrNil(r.RefMTAPrefix), textOrNil(r.SubmissionID)}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
+		return 0, fmt.Errorf("copy: %w", err)
+	}
+	if spansNetworks(rs) {
+		// Only the rows this transaction stores are compared, as
+		// rebuild compares the rows stored together: those of a
+		// replayed batch keep the marks they got.
+		if _, err := tx.Exec(ctx, `DELETE FROM results_staging s USING results r
+			WHERE r.result_id = s.result_id AND r.measured_at = s.measured_at`); err != nil {
+			return 0, fmt.Errorf("compare reference MTAs: %w", err)
+		}
+		// A fresh temporary table has no statistics; without them the
+		// planner nests loops that take seconds on a batch of hundreds.
+		if _, err := tx.Exec(ctx, "ANALYZE results_staging"); err != nil {
+			return 0, fmt.Errorf("compare reference MTAs: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE results_staging s SET refmta_charged = true FROM (`+chargedSQL("results_staging")+`) ch
+			WHERE s.result_id = ch.result_id AND s.measured_at = ch.measured_at`); err != nil {
+			return 0, fmt.Errorf("compare reference MTAs: %w", err)
+		}
+	}
+	// The rows actually inserted (not those of a replayed batch) are
+	// added to the rollups' tallies in the same statement.
+	err = tx.QueryRow(ctx, "WITH ins AS (INSERT INTO results ("+insertColumns+") SELECT "+insertColumns+
+		" FROM results_staging ON CONFLICT DO NOTHING RETURNING "+tallyColumns+"), "+tallySQL("ins")+
+		" SELECT count(*) FROM ins").Scan(&inserted)
+	if err != nil {
+		return 0, fmt.Errorf("insert: %w", err)
 	}
 	return inserted, nil
 }
@@ -326,6 +336,13 @@ func asnOrNil(a uint32) any {
 		return nil
 	}
 	return int64(a)
+}
+
+func textOrNil(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func snapshotOrNil(id int64) any {

@@ -8,7 +8,12 @@ import (
 )
 
 // tallyColumns are the columns of results that the rollups read.
-const tallyColumns = "asn, family, port, measured_at, agent_id, prefix, verdict, public_evidence, refmta_id, refmta_charged"
+const tallyColumns = "asn, family, port, measured_at, agent_id, prefix, verdict, public_evidence, refmta_id, refmta_charged, submission_id"
+
+// tallyAgent is the agent a result counts for in agg_agent_day: its own,
+// or for a one-off contribution the prefix's one-off agent, so that one-off
+// results weigh at most one agent per prefix however often they come.
+const tallyAgent = "CASE WHEN submission_id IS NULL THEN agent_id ELSE 'one-off ' || prefix::text END"
 
 // tallySQL returns the data-modifying CTEs that add the results in source
 // (a relation with tallyColumns) to agg_agent_day, agg_evidence and
@@ -17,12 +22,13 @@ const tallyColumns = "asn, family, port, measured_at, agent_id, prefix, verdict,
 // so that both count the same way. Unattributed results (no ASN or prefix)
 // are not published and not counted per ASN; results charged to a
 // reference MTA's side are counted per ASN only in n_charged, and per
-// reference MTA like the others.
+// reference MTA like the others. One-off results count as the one-off
+// agent of their prefix (tallyAgent).
 func tallySQL(source string) string {
 	return `tally AS (
 	INSERT INTO agg_agent_day (asn, family, port, day, agent_id, prefix, n_open, n_blocked_timeout,
 		n_blocked_reset, n_blocked_unreachable, n_intercepted, n_tampered, n_inconclusive, n_charged)
-	SELECT asn, family, port, (measured_at AT TIME ZONE 'UTC')::date, agent_id, prefix,
+	SELECT asn, family, port, (measured_at AT TIME ZONE 'UTC')::date, ` + tallyAgent + `, prefix,
 		count(*) FILTER (WHERE verdict = 1 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 2 AND NOT refmta_charged),
 		count(*) FILTER (WHERE verdict = 3 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 4 AND NOT refmta_charged),
 		count(*) FILTER (WHERE verdict = 5 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 6 AND NOT refmta_charged),

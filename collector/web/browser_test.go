@@ -19,6 +19,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/internal/advice"
 	"github.com/op25b/observatory/internal/testenv"
 )
 
@@ -38,7 +39,7 @@ func TestBrowser(t *testing.T) {
 	for _, n := range fakeNets {
 		want = append(want, wantASN{ASN: n.asn, Family: dataset.FamilyName(n.family), Class: dataset.ClassName(n.class)})
 	}
-	checkPages(t, srv.URL, "fake", want)
+	checkPages(t, srv.URL, "fake", want, fakeSubmission)
 }
 
 // artifactDir is where the screenshots go: $OP25B_ARTIFACTS, else a fixed
@@ -59,8 +60,10 @@ func artifactDir(t *testing.T, name string) string {
 // and checks what a visitor sees: the seeded ASNs with their class badges on
 // the overview and their own pages, sorting and filtering, the Japanese
 // page, no horizontal overflow on a phone, and no console error, uncaught
-// exception or failed load anywhere. It saves full-page screenshots.
-func checkPages(t *testing.T, baseURL, name string, want []wantASN) {
+// exception or failed load anywhere, and the page of the one-off
+// contribution submission unless it is empty. It saves full-page
+// screenshots.
+func checkPages(t *testing.T, baseURL, name string, want []wantASN, submission string) {
 	t.Helper()
 	if len(want) == 0 {
 		t.Fatal("checkPages: no ASN to look for")
@@ -96,6 +99,9 @@ func checkPages(t *testing.T, baseURL, name string, want []wantASN) {
 	b.checkFilter(want[0])
 	b.checkASNPages(want)
 	b.checkCheckPage()
+	if submission != "" {
+		b.checkResultPage(submission)
+	}
 	b.checkJapanese()
 	b.checkPhone(want[0].ASN)
 	b.noProblems("the end")
@@ -365,6 +371,24 @@ func (b *browser) checkCheckPage() {
 	}
 	b.screenshot("check")
 	b.noProblems("/check")
+}
+
+// checkResultPage opens the page of a one-off contribution whose round
+// shows OP25B.
+func (b *browser) checkResultPage(id string) {
+	b.t.Helper()
+	b.open("/result/"+id+"?lang=en", ".advice")
+	if head := evaluate[string](b, `document.querySelector('.advice h3').textContent`); head != messagesOf(advice.OP25B) {
+		b.t.Errorf("/result: advice %q; want the OP25B advice", head)
+	}
+	b.screenshot("result")
+	b.noProblems("/result")
+}
+
+// messagesOf is a situation's English headline.
+func messagesOf(s advice.Situation) string {
+	head, _ := advice.Text(s, "en")
+	return head
 }
 
 var japanese = regexp.MustCompile(`[\p{Hiragana}\p{Katakana}\p{Han}]`)

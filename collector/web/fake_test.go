@@ -356,3 +356,33 @@ func (q *fakeQuerier) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.
 		},
 	}, nil
 }
+
+// fakeSubmission is the one-off contribution the fake knows: an OP25B
+// round from AS64501 over IPv4, and port 25 open over IPv6.
+const fakeSubmission = "019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c99"
+
+func (q *fakeQuerier) GetSubmission(ctx context.Context, id string) (*pb.Submission, error) {
+	if err := q.fail["GetSubmission"]; err != nil {
+		return nil, err
+	}
+	if id != fakeSubmission {
+		return nil, fmt.Errorf("%w: no submission %s", dataset.ErrNotFound, id)
+	}
+	at := timestamppb.New(fakeNow.Add(-time.Hour))
+	r := func(fam pb.AddressFamily, prefix string, port uint32, v pb.Verdict, failure string) *pb.PublicResult {
+		return &pb.PublicResult{ResultId: id, MeasuredAt: at, Asn: 64501, Country: "JP", Prefix: prefix, Family: fam, Port: port,
+			Verdict: v, Failure: failure, RefmtaId: "refmta-tokyo", OneOff: true, SubmissionId: id}
+	}
+	return &pb.Submission{SubmissionId: id, SubmittedAt: at, MeasuredAt: at, AgentVersion: "v0.4.0",
+		Networks: []*pb.SubmissionNetwork{
+			{Family: v4, Prefix: "192.0.2.0/24", Asn: 64501, AsName: "Hikari Mobile", Country: "JP"},
+			{Family: v6, Prefix: "2001:db8:4a00::/48", Asn: 64501, AsName: "Hikari Mobile", Country: "JP"},
+		},
+		Results: []*pb.PublicResult{
+			r(v4, "192.0.2.0/24", 25, pb.Verdict_VERDICT_BLOCKED_TIMEOUT, "timeout"),
+			r(v4, "192.0.2.0/24", 587, pb.Verdict_VERDICT_OPEN, ""),
+			r(v4, "192.0.2.0/24", 465, pb.Verdict_VERDICT_OPEN, ""),
+			r(v6, "2001:db8:4a00::/48", 25, pb.Verdict_VERDICT_BLOCKED_TIMEOUT, "timeout"),
+		},
+	}, nil
+}

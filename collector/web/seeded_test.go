@@ -23,5 +23,5 @@ func TestBrowserSeeded(t *testing.T) {
 			want = append(want, wantASN{ASN: a.ASN, Family: fam, Class: class})
 		}
 	}
-	checkPages(t, srv.URL, "seeded", want)
+	checkPages(t, srv.URL, "seeded", want, "")
 }

@@ -40,6 +40,7 @@ type Querier interface {
 	GetPeers(ctx context.Context, req *pb.GetPeersRequest) (*pb.GetPeersResponse, error)
 	ListCountries(ctx context.Context, req *pb.ListCountriesRequest) (*pb.ListCountriesResponse, error)
 	GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.GetInfoResponse, error)
+	GetSubmission(ctx context.Context, id string) (*pb.Submission, error)
 }
 
 // Options configure the pages. The zero value works.
@@ -54,6 +55,10 @@ type Options struct {
 	// served under /download/ and offered on the check page. Empty: the
 	// page tells how to build the agent.
 	Downloads string
+	// PublicURL is the collector's web address as volunteers reach it
+	// (https://observatory.example), which the check page tells them to
+	// submit to. Empty: the address of each request.
+	PublicURL string
 }
 
 // contentSecurityPolicy allows nothing but our own files: no inline script
@@ -71,14 +76,16 @@ type server struct {
 	log     *slog.Logger
 	version string
 	dl      string
+	public  string
 	pages   map[string]map[string]*template.Template // language, page
 	static  *staticFiles
 }
 
 // New returns the web page's handler, to be served at the root of the
-// collector's HTTP listener: "/", "/asn/{asn}", "/check" and "/static/".
+// collector's HTTP listener: "/", "/asn/{asn}", "/check", "/result/{id}"
+// (a one-off contribution) and "/static/".
 func New(q Querier, opts Options) http.Handler {
-	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, dl: opts.Downloads, static: loadStatic()}
+	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, dl: opts.Downloads, public: strings.TrimSuffix(opts.PublicURL, "/"), static: loadStatic()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -91,6 +98,7 @@ func New(q Querier, opts Options) http.Handler {
 	mux.HandleFunc("GET /{$}", s.overview)
 	mux.HandleFunc("GET /asn/{asn}", s.asn)
 	mux.HandleFunc("GET /check", s.check)
+	mux.HandleFunc("GET /result/{id}", s.result)
 	if s.dl != "" {
 		mux.Handle("GET /download/", serveDownloads(s.dl))
 	}
@@ -272,7 +280,14 @@ func (s *server) check(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("web: info for the check page", "err", err)
 		info = nil
 	}
-	p := checkPage{base: s.base(w, r, "check", info)}
+	p := checkPage{base: s.base(w, r, "check", info), Base: s.public}
+	if p.Base == "" {
+		scheme := "http://"
+		if r.TLS != nil {
+			scheme = "https://"
+		}
+		p.Base = scheme + r.Host
+	}
 	p.Title = translator(p.Lang)("check.title")
 	if s.dl != "" {
 		if p.Downloads, err = readDownloads(s.dl, r.UserAgent()); err != nil {
@@ -287,4 +302,6 @@ func (s *server) check(w http.ResponseWriter, r *http.Request) {
 type checkPage struct {
 	base
 	Downloads *downloads
+	// Base is the collector's web address, for check --submit.
+	Base string
 }

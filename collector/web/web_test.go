@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/internal/advice"
 )
 
 func newTestHandler(q Querier, log io.Writer) http.Handler {
@@ -214,6 +216,7 @@ func TestCheckPage(t *testing.T) {
 		t.Fatalf("status %d", r.status)
 	}
 	for _, want := range []string{
+		"op25b-agent check --submit http://example.com",
 		"op25b-agent check --refmta https://REFMTA-HOST/identity.json",
 		"go install github.com/op25b/observatory/agent/cmd/op25b-agent@latest",
 		"It writes only EHLO, STARTTLS and QUIT",
@@ -404,7 +407,7 @@ func TestLanguage(t *testing.T) {
 // looks for untranslated keys and formatting mistakes.
 func TestEveryPageInBothLanguages(t *testing.T) {
 	h := newTestHandler(newFake(), nil)
-	paths := []string{"/", "/?country=US&class=MIXED", "/check", "/nowhere", "/asn/AS64999", "/?window=bad"}
+	paths := []string{"/", "/?country=US&class=MIXED", "/check", "/nowhere", "/asn/AS64999", "/?window=bad", "/result/" + fakeSubmission}
 	for _, n := range fakeNets {
 		paths = append(paths, fmt.Sprintf("/asn/AS%d", n.asn))
 	}
@@ -528,6 +531,41 @@ func TestCheckPageDownloads(t *testing.T) {
 		}
 		if (status == http.StatusOK) != strings.HasPrefix(rec.Body.String(), "content of ") {
 			t.Errorf("GET %s: %q", path, rec.Body.String())
+		}
+	}
+}
+
+// TestResultPage: a one-off contribution's page says what the round means
+// for mail in the advice texts the agent prints, in the visitor's
+// language, with the round's networks (prefix and ASN, linked) and its
+// results.
+func TestResultPage(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	for _, lang := range advice.Languages {
+		r := get(t, h, "/result/"+fakeSubmission+"?lang="+lang)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: status %d", lang, r.status)
+		}
+		head, body := advice.Text(advice.OP25B, lang)
+		for _, want := range []string{
+			template.HTMLEscapeString(head), template.HTMLEscapeString(body), "192.0.2.0/24", "2001:db8:4a00::/48",
+			`<a href="/asn/AS64501?lang=` + lang + `">AS64501</a> Hikari Mobile`, "<code>refmta-tokyo</code>",
+			`<span class="verdict">BLOCKED_TIMEOUT</span>`, "/api/v1/submissions/" + fakeSubmission,
+		} {
+			if !strings.Contains(r.body, want) {
+				t.Errorf("%s: the result page lacks %q", lang, want)
+			}
+		}
+		if open, _ := advice.Text(advice.Open25, lang); strings.Contains(r.body, template.HTMLEscapeString(open)) {
+			t.Errorf("%s: the result page says port 25 is open; IPv4 and IPv6 both blocked it", lang)
+		}
+	}
+	for path, status := range map[string]int{
+		"/result/019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c98": http.StatusNotFound,
+		"/result/nope": http.StatusNotFound,
+	} {
+		if r := get(t, h, path); r.status != status {
+			t.Errorf("GET %s: %d; want %d", path, r.status, status)
 		}
 	}
 }

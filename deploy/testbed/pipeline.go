@@ -26,9 +26,14 @@ const CLIBin = "op25b"
 // reference MTA's namespace: every ISP but the offline one reaches it.
 const collectorPort = "8443"
 
-// collectorHTTP is the collector's web page and dataset API, on the loopback
-// of its namespace.
-const collectorHTTP = "127.0.0.1:9090"
+// collectorHTTPPort is the port of the collector's web page, dataset API
+// and one-off submissions, on the reference MTA's address: the ISPs'
+// volunteers reach it there, the host through a forward.
+const collectorHTTPPort = "9090"
+
+// oneOffISP is the ISP a volunteer submits one `op25b-agent check --submit`
+// round from, beside the daemons.
+const oneOffISP = "drop25"
 
 // Pipeline configures the pipeline mode: after the checks, the network
 // runs for real until ctx is done (or Hold passes): a collector with its
@@ -116,6 +121,7 @@ func runPipeline(ctx context.Context, cfg Config, b *bed) error {
 	if err != nil {
 		return fmt.Errorf("testbed: the web page's address on the host: %w", err)
 	}
+	collectorHTTP := net.JoinHostPort(MTAv4.String(), collectorHTTPPort)
 	go forward(ctx, web, topo.mta, collectorHTTP, log)
 	webURL := "http://" + web.Addr().String()
 	asnFile := filepath.Join(b.stateDir, "testbed.ip2asn")
@@ -229,6 +235,11 @@ func runPipeline(ctx context.Context, cfg Config, b *bed) error {
 	}
 	fmt.Fprintf(p.Summary, "web page and dataset API: %s/ and %s/api/v1/asns (forwarded into namespace %s)\n", webURL, webURL, topo.mta)
 	fmt.Fprintln(p.Summary, "rounds every 30 s (the offline ISP's agent keeps its results spooled); Ctrl-C stops everything")
+	for _, s := range topo.sites {
+		if s.scenario.Name == oneOffISP {
+			oneOff(ctx, p.Summary, b, s, "http://"+collectorHTTP, webURL)
+		}
+	}
 	cli := filepath.Join(b.binDir, CLIBin)
 	if _, err := os.Stat(cli); err != nil {
 		cli = ""
@@ -263,4 +274,21 @@ func runPipeline(ctx context.Context, cfg Config, b *bed) error {
 		}
 		fmt.Fprintf(p.Summary, "$ op25b asns --collector %s   (policy classes, refreshed every 10 s)\n%s", webURL, table)
 	}
+}
+
+// oneOff runs one `op25b-agent check --submit` from site s, as a volunteer
+// there would, against the collector's web address base (webURL on the
+// host), and prints what the volunteer sees.
+func oneOff(ctx context.Context, w io.Writer, b *bed, s site, base, webURL string) {
+	fmt.Fprintf(w, "\none-off contribution from ISP-%s, without enrolling:\n$ op25b-agent check --submit %s\n", strings.ToUpper(s.scenario.Name), base)
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(cctx, "ip", "netns", "exec", s.hosts[0], filepath.Join(b.binDir, AgentBin),
+		"check", "--submit", base, "--lang", "en", "--timeout", "3s").CombinedOutput()
+	w.Write(out)
+	if err != nil {
+		fmt.Fprintf(w, "check --submit failed: %v\n", err)
+		return
+	}
+	fmt.Fprintf(w, "(on this host the page is under %s/result/)\n", webURL)
 }

@@ -3,6 +3,7 @@
 // and address family, whether the line it runs on lets it through.
 //
 //	op25b-agent check --refmta SPEC [flags]   run one round and print a report
+//	op25b-agent check --submit URL [flags]    the same against a collector's reference MTAs, and contribute it
 //	op25b-agent run --collector ADDR [flags]  the daemon: enroll, follow the schedule, spool, deliver
 //	op25b-agent version                       print the version
 //
@@ -24,12 +25,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/op25b/observatory/agent/contribute"
 	"github.com/op25b/observatory/agent/probe"
 	"github.com/op25b/observatory/agent/refmtaspec"
 	"github.com/op25b/observatory/agent/report"
 	"github.com/op25b/observatory/internal/advice"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/uuidv7"
+	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
@@ -43,13 +46,16 @@ const (
 )
 
 const usage = `usage:
+  op25b-agent check --submit https://COLLECTOR [flags]
   op25b-agent check --refmta SPEC [--refmta SPEC...] [flags]
   op25b-agent run --collector HOST:PORT [--enroll TOKEN] [flags]
   op25b-agent version
 
 check runs one round of probes and prints what this line does with
-outbound SMTP. SPEC is the path or http(s) URL of a reference MTA's
-identity document, or KEY@ADDR[,ADDR...].
+outbound SMTP. With --submit it probes the collector's reference MTAs and
+contributes the round to its dataset, without enrolling, and prints the
+link to the round's page. SPEC is the path or http(s) URL of a reference
+MTA's identity document, or KEY@ADDR[,ADDR...].
 `
 
 func main() {
@@ -107,6 +113,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		quiet       bool
 		logLevel    string
 		langFlag    string
+		submitURL   string
 	)
 	fs := flag.NewFlagSet("op25b-agent check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -114,7 +121,8 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(fs.Output(), usage+"\nflags (each also from OP25B_<FLAG>, e.g. OP25B_CONTROL_PORT):\n")
 		fs.PrintDefaults()
 	}
-	fs.Var(&specs, "refmta", "reference MTA to probe: identity file, http(s) URL of one, or KEY@ADDR[,ADDR...] (repeatable; required)")
+	fs.Var(&specs, "refmta", "reference MTA to probe: identity file, http(s) URL of one, or KEY@ADDR[,ADDR...] (repeatable; required without --submit)")
+	fs.StringVar(&submitURL, "submit", "", "contribute the round to the collector at this web address (https://observatory.example), probing its reference MTAs unless --refmta is given, and print the link to the round's page")
 	fs.StringVar(&portsFlag, "ports", "25,587,465", "SMTP ports to probe (given explicitly, replaces the identity's ports); 465 is spoken with implicit TLS")
 	fs.UintVar(&controlPort, "control-port", refmtaspec.DefaultControlPort, "control port (given explicitly, replaces the identity's)")
 	fs.DurationVar(&timeout, "timeout", probe.DefaultTimeout, "time each connection attempt is given, and the least each probe attempt is given")
@@ -140,8 +148,16 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return usageError(stderr, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
-	if len(specs) == 0 {
-		return usageError(stderr, "--refmta is required")
+	var collector *contribute.Collector
+	if submitURL != "" {
+		c, err := contribute.Parse(submitURL)
+		if err != nil {
+			return usageError(stderr, err.Error())
+		}
+		collector = c
+	}
+	if len(specs) == 0 && collector == nil {
+		return usageError(stderr, "--refmta or --submit is required")
 	}
 	var opts refmtaspec.Options
 	if given["ports"] {
@@ -188,6 +204,9 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	if collector != nil && collector.Insecure() {
+		fmt.Fprintf(stderr, "op25b-agent: warning: %s is plain http: the reference MTAs' keys and your round could be changed on the way; use https\n", collector)
+	}
 	var targets []probe.Target
 	for _, spec := range specs {
 		id, err := refmtaspec.Resolve(ctx, spec)
@@ -195,6 +214,18 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return failure(stderr, err)
 		}
 		targets = append(targets, id.Targets(opts)...)
+	}
+	if len(specs) == 0 {
+		sch, err := collector.Schedule(ctx)
+		if err != nil {
+			return failure(stderr, err)
+		}
+		if targets, err = scheduleTargets(sch, opts); err != nil {
+			return failure(stderr, err)
+		}
+		if !given["timeout"] && sch.GetProbeTimeout().AsDuration() > 0 {
+			timeout = min(sch.GetProbeTimeout().AsDuration(), maxTimeout)
+		}
 	}
 	if len(targets) == 0 {
 		return failure(stderr, fmt.Errorf("no reference MTA has an address of family %s", opts.Family))
@@ -221,7 +252,77 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err := writeRound(stdout, round, format, lang); err != nil {
 		return failure(stderr, err)
 	}
+	if collector == nil {
+		return exitOK
+	}
+	resp, err := collector.Submit(ctx, report.ProbeReport(round))
+	if err != nil {
+		return failure(stderr, fmt.Errorf("the round was not submitted to %s: %w", collector, err))
+	}
+	// The table's reader reads on; the JSON's stdout stays one document.
+	w := stdout
+	if format == "json" {
+		w = stderr
+	}
+	writeSubmitted(w, collector, resp, lang)
 	return exitOK
+}
+
+// scheduleTargets returns the probe targets of a collector's schedule: its
+// reference MTAs on its ports, unless opts names others.
+func scheduleTargets(sch *op25bv1.Schedule, opts refmtaspec.Options) ([]probe.Target, error) {
+	if opts.Ports == nil {
+		for _, p := range sch.GetPorts() {
+			opts.Ports = append(opts.Ports, uint16(p))
+		}
+	}
+	var targets []probe.Target
+	for _, m := range sch.GetReferenceMtas() {
+		id, err := refmtaspec.FromProto(m)
+		if err != nil {
+			return nil, fmt.Errorf("the collector lists an unusable reference MTA %q: %w", m.GetId(), err)
+		}
+		targets = append(targets, id.Targets(opts)...)
+	}
+	if len(targets) == 0 {
+		return nil, fmt.Errorf("no reference MTA of the collector has an address of family %s", opts.Family)
+	}
+	return targets, nil
+}
+
+// writeSubmitted says where the round went and where its page is.
+func writeSubmitted(w io.Writer, c *contribute.Collector, resp *op25bv1.SubmitRoundResponse, lang string) {
+	sub := resp.GetSubmission()
+	var nets []string
+	for _, n := range sub.GetNetworks() {
+		s := n.GetPrefix()
+		if n.GetAsn() != 0 {
+			s += fmt.Sprintf(" AS%d", n.GetAsn())
+			if n.GetAsName() != "" {
+				s += " " + n.GetAsName()
+			}
+			if n.GetCountry() != "" {
+				s += " (" + n.GetCountry() + ")"
+			}
+		}
+		if s != "" {
+			nets = append(nets, s)
+		}
+	}
+	where := strings.Join(nets, ", ")
+	if lang == "ja" {
+		fmt.Fprintf(w, "\n%s に %d 件の結果を提供しました", c, len(sub.GetResults()))
+		if where != "" {
+			fmt.Fprintf(w, "(測定元: %s)", where)
+		}
+		fmt.Fprintf(w, "。\n結果ページ(共有できます): %s\n", c.ShareURL(resp))
+		return
+	}
+	fmt.Fprintf(w, "\nSubmitted %d results to %s", len(sub.GetResults()), c)
+	if where != "" {
+		fmt.Fprintf(w, ", measured from %s", where)
+	}
+	fmt.Fprintf(w, ".\nShare this result: %s\n", c.ShareURL(resp))
 }
 
 // writeRound writes a round's report: protojson, or the table followed by

@@ -87,7 +87,10 @@ func TestExitStatus(t *testing.T) {
 	}{
 		{nil, exitUsage, "usage:"},
 		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
-		{[]string{"check"}, exitUsage, "--refmta is required"},
+		{[]string{"check"}, exitUsage, "--refmta or --submit is required"},
+		{[]string{"check", "--submit", "observatory.example"}, exitUsage, "want the collector's web address, such as https://observatory.example"},
+		{[]string{"check", "--submit", "ftp://observatory.example"}, exitUsage, "want the collector's web address"},
+		{[]string{"check", "--submit", "http://127.0.0.1:1"}, exitFailed, "fetching the reference MTAs from http://127.0.0.1:1"},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--family", "5"}, exitUsage, `--family "5"`},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--format", "xml"}, exitUsage, `--format "xml"`},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--lang", "fr"}, exitUsage, `--lang: language "fr": want en or ja`},

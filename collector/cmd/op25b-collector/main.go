@@ -50,6 +50,7 @@ import (
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/pgcluster"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/submit"
 	"github.com/op25b/observatory/collector/web"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/ratelimit"
@@ -251,6 +252,11 @@ func serve(args []string) error {
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
 	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address of the web page (/), the dataset API (/api/v1), /metrics and /healthz")
 	downloadDir := fs.String("download-dir", "", "directory of the agent's release files (make release's out/release): served under /download/ and offered on the check page; empty: the page tells how to build the agent")
+	publicURL := fs.String("public-url", "", "the web address volunteers reach this collector at (https://observatory.example), which the check page tells them to submit to; empty: the address of each request")
+	submitRate := fs.Float64("submit-rate", 6, "one-off contributions (op25b-agent check --submit) per hour from one address (IPv6: per /64); 0: take none")
+	submitBurst := fs.Int("submit-burst", 3, "burst of one-off contributions from one address")
+	submitPrefixRate := fs.Float64("submit-prefix-rate", 30, "one-off contributions per hour from one /24 or /48")
+	submitPrefixBurst := fs.Int("submit-prefix-burst", 10, "burst of one-off contributions from one /24 or /48")
 	httpRate := fs.Float64("http-rate", 10, "HTTP requests per second per client address (IPv6: per /64), on every route")
 	httpBurst := fs.Int("http-burst", 40, "burst of HTTP requests per client address")
 	trustProxy := fs.Bool("trust-proxy", false, "take the client address from X-Forwarded-For (only behind a reverse proxy you run); turns --http-max-conns-per-addr off")
@@ -390,7 +396,12 @@ func serve(args []string) error {
 	}
 	limiter := httpapi.NewLimiter(httpapi.LimitOptions{Rate: *httpRate, Burst: *httpBurst, TrustProxy: *trustProxy})
 	registerLimits(reg, map[string]*ratelimit.Listener{"grpc": ln, "http": hln}, limiter)
-	httpSrv := httpapi.NewServer(httpHandler(ds, st.Pool.Ping, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), limiter, *downloadDir, c.log))
+	webOpts := webOptions{downloads: *downloadDir, publicURL: *publicURL, trustProxy: *trustProxy}
+	if *submitRate > 0 {
+		webOpts.submissions = submit.New(st, snapshots, sched.current, submit.Options{PerAddress: *submitRate, AddressBurst: *submitBurst,
+			PerPrefix: *submitPrefixRate, PrefixBurst: *submitPrefixBurst, Logger: c.log})
+	}
+	httpSrv := httpapi.NewServer(httpHandler(ds, st.Pool.Ping, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), limiter, webOpts, c.log))
 
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -481,10 +492,22 @@ func listenCapped(addr string, max, perAddr int) (*ratelimit.Listener, error) {
 
 // httpHandler is what the HTTP listener serves: the web page, the dataset
 // API, /metrics and /healthz, every route behind the per-client limit.
-func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, downloads string, log *slog.Logger) http.Handler {
+// webOptions are what the HTTP listener serves besides the dataset.
+type webOptions struct {
+	downloads, publicURL string
+	// submissions takes one-off contributions; nil: none.
+	submissions *submit.Service
+	trustProxy  bool
+}
+
+func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, o webOptions, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/api/", httpapi.New(q, httpapi.Options{Logger: log}))
-	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version, Downloads: downloads}))
+	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy}
+	if o.submissions != nil {
+		api.Submissions = o.submissions
+	}
+	mux.Handle("/api/", httpapi.New(q, api))
+	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version, Downloads: o.downloads, PublicURL: o.publicURL}))
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ping(r.Context()); err != nil {

@@ -38,6 +38,9 @@ func (emptyDataset) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoRes
 func (emptyDataset) ExportResults(context.Context, *pb.ExportResultsRequest, func([]*pb.PublicResult) error) error {
 	return nil
 }
+func (emptyDataset) GetSubmission(_ context.Context, id string) (*pb.Submission, error) {
+	return nil, fmt.Errorf("%w: %s", dataset.ErrNotFound, id)
+}
 
 // TestEveryRouteIsRateLimited is issue 10's point 4: the web page and
 // /healthz had no rate limit (6,063 requests in 10 s from one address,
@@ -48,8 +51,10 @@ func TestEveryRouteIsRateLimited(t *testing.T) {
 	now := time.Unix(0, 0)
 	limit := httpapi.NewLimiter(httpapi.LimitOptions{Rate: rate, Burst: burst, Now: func() time.Time { return now }})
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "# metrics") })
-	h := httpHandler(emptyDataset{}, func(context.Context) error { return nil }, metrics, limit, "", slog.New(slog.DiscardHandler))
-	for i, path := range []string{"/", "/asn/64500", "/check", "/healthz", "/static/app.css", "/favicon.ico", "/api/v1/info", "/api/v1/asns", "/metrics", "/nope"} {
+	h := httpHandler(emptyDataset{}, func(context.Context) error { return nil }, metrics, limit, webOptions{}, slog.New(slog.DiscardHandler))
+	paths := []string{"/", "/asn/64500", "/check", "/result/019cc3a2-5b10-7e4a-9c2d-3f1e8a6b2c99", "/api/v1/schedule", "/healthz",
+		"/static/app.css", "/favicon.ico", "/api/v1/info", "/api/v1/asns", "/metrics", "/nope"}
+	for i, path := range paths {
 		client := fmt.Sprintf("192.0.2.%d:40000", i+1)
 		served, limited := 0, 0
 		for range flood {
@@ -74,8 +79,8 @@ func TestEveryRouteIsRateLimited(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Errorf("another address during the floods: %d; want 200", w.Code)
 	}
-	if got := limit.Refused(); got != 10*(flood-burst) {
-		t.Errorf("Refused() = %d; want %d", got, 10*(flood-burst))
+	if got, want := limit.Refused(), uint64(len(paths)*(flood-burst)); got != want {
+		t.Errorf("Refused() = %d; want %d", got, want)
 	}
 }
 

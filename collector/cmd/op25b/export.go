@@ -26,7 +26,9 @@ see op25b info), one row per result: result_id, measured_at, asn, country,
 prefix (the /24 or /48, never a full address), family, port, verdict,
 failure, refmta_id, agent_id (a pseudonymous key hash), refmta_charged
 (true when the verdict differed between reference MTAs in the same round
-and was charged to the reference MTA's side, out of the network's shares).
+and was charged to the reference MTA's side, out of the network's shares),
+one_off (true for a round contributed once with op25b-agent check --submit;
+agent_id is then empty) and submission_id (that contribution's id).
 The data is licensed CC-BY-4.0.
 
 The file is written as FILE.partial and renamed to FILE when the collector

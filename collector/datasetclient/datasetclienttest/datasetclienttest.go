@@ -254,6 +254,10 @@ func (q querier) ListCountries(_ context.Context, req *pb.ListCountriesRequest) 
 
 var errBroken = errors.New("datasetclienttest: export broken off, as configured")
 
+func (q querier) GetSubmission(_ context.Context, id string) (*pb.Submission, error) {
+	return nil, fmt.Errorf("%w: no submission %s", dataset.ErrNotFound, id)
+}
+
 func (q querier) ExportResults(_ context.Context, req *pb.ExportResultsRequest, emit func([]*pb.PublicResult) error) error {
 	start, end := req.Range.Start.AsTime(), req.Range.End.AsTime()
 	if end.Sub(start) > 31*dataset.Day {
@@ -281,7 +285,7 @@ func (q querier) ExportResults(_ context.Context, req *pb.ExportResultsRequest, 
 
 // ExportHeader is the CSV header of an export, the columns of
 // docs/dataset.md.
-const ExportHeader = "result_id,measured_at,asn,country,prefix,family,port,verdict,failure,refmta_id,agent_id,refmta_charged"
+const ExportHeader = "result_id,measured_at,asn,country,prefix,family,port,verdict,failure,refmta_id,agent_id,refmta_charged,one_off,submission_id"
 
 // ExportRows returns the rows an export of [start, end) has: n results of
 // three agents of AS64500, each probing ports 25, 587 and 465 in turn,

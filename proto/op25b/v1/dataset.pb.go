@@ -1488,6 +1488,13 @@ type PublicResult struct {
 	// other reference MTAs' in the same round, so it is left out of the
 	// network's shares (docs/dataset.md).
 	RefmtaCharged bool `protobuf:"varint,12,opt,name=refmta_charged,json=refmtaCharged,proto3" json:"refmta_charged,omitempty"`
+	// Contributed once with `op25b-agent check --submit` rather than by an
+	// enrolled agent: agent_id is empty, and the shares count one-off
+	// results at most once per prefix (docs/dataset.md).
+	OneOff bool `protobuf:"varint,13,opt,name=one_off,json=oneOff,proto3" json:"one_off,omitempty"`
+	// The one-off contribution the result came with; its page is
+	// /result/{submission_id}. Empty for enrolled agents' results.
+	SubmissionId  string `protobuf:"bytes,14,opt,name=submission_id,json=submissionId,proto3" json:"submission_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1604,6 +1611,20 @@ func (x *PublicResult) GetRefmtaCharged() bool {
 		return x.RefmtaCharged
 	}
 	return false
+}
+
+func (x *PublicResult) GetOneOff() bool {
+	if x != nil {
+		return x.OneOff
+	}
+	return false
+}
+
+func (x *PublicResult) GetSubmissionId() string {
+	if x != nil {
+		return x.SubmissionId
+	}
+	return ""
 }
 
 type ExportResultsRequest struct {
@@ -2203,7 +2224,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x06family\x18\x01 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12+\n" +
 	"\x06window\x18\x02 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\"O\n" +
 	"\x15ListCountriesResponse\x126\n" +
-	"\tcountries\x18\x01 \x03(\v2\x18.op25b.v1.CountrySummaryR\tcountries\"\x97\x03\n" +
+	"\tcountries\x18\x01 \x03(\v2\x18.op25b.v1.CountrySummaryR\tcountries\"\xd5\x03\n" +
 	"\fPublicResult\x12\x1b\n" +
 	"\tresult_id\x18\x01 \x01(\tR\bresultId\x12;\n" +
 	"\vmeasured_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2218,7 +2239,9 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\trefmta_id\x18\n" +
 	" \x01(\tR\brefmtaId\x12\x19\n" +
 	"\bagent_id\x18\v \x01(\tR\aagentId\x12%\n" +
-	"\x0erefmta_charged\x18\f \x01(\bR\rrefmtaCharged\"\x9e\x01\n" +
+	"\x0erefmta_charged\x18\f \x01(\bR\rrefmtaCharged\x12\x17\n" +
+	"\aone_off\x18\r \x01(\bR\x06oneOff\x12#\n" +
+	"\rsubmission_id\x18\x0e \x01(\tR\fsubmissionId\"\x9e\x01\n" +
 	"\x14ExportResultsRequest\x12)\n" +
 	"\x05range\x18\x01 \x01(\v2\x13.op25b.v1.TimeRangeR\x05range\x12\x10\n" +
 	"\x03asn\x18\x02 \x01(\rR\x03asn\x12\x18\n" +
