@@ -88,8 +88,32 @@ type Options struct {
 	PrefixBurst int
 	// Now is the clock (time.Now).
 	Now func() time.Time
-	// Logger receives refusals (debug) and failures (error).
+	// Logger receives what is stored (info) and failures (error).
 	Logger *slog.Logger
+	// Count, when set, is told the outcome of every submission: one of
+	// Outcomes.
+	Count func(outcome string)
+}
+
+// Outcomes are what Options.Count is told.
+var Outcomes = []string{"stored", "invalid", "replayed", "rate_limited", "disabled", "unavailable"}
+
+// outcome names what err says of a submission.
+func outcome(err error) string {
+	var rate *RateError
+	switch {
+	case err == nil:
+		return "stored"
+	case errors.As(err, &rate):
+		return "rate_limited"
+	case errors.Is(err, store.ErrReplayed):
+		return "replayed"
+	case errors.Is(err, ErrDisabled):
+		return "disabled"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	return "invalid"
 }
 
 // Service takes submissions.
@@ -103,6 +127,7 @@ type Service struct {
 	pfxWait  time.Duration
 	now      func() time.Time
 	log      *slog.Logger
+	count    func(string)
 }
 
 // New returns a Service that stores into st, attributes with a (nil: no
@@ -135,7 +160,7 @@ func New(st Inserter, a ingest.Attributor, schedule func() *pb.Schedule, o Optio
 		addr:     ratelimit.New[netip.Prefix](perSecond(o.PerAddress), o.AddressBurst, o.Now),
 		prefix:   ratelimit.New[netip.Prefix](perSecond(o.PerPrefix), o.PrefixBurst, o.Now),
 		addrWait: wait(o.PerAddress), pfxWait: wait(o.PerPrefix),
-		now: o.Now, log: o.Logger,
+		now: o.Now, log: o.Logger, count: o.Count,
 	}
 }
 
@@ -151,9 +176,12 @@ func (s *Service) Schedule() *pb.Schedule {
 // Submit stores the round in req, sent from client, and returns the new
 // submission's id. Errors wrap ErrInvalid, ErrDisabled, ErrUnavailable or
 // store.ErrReplayed, or are a *RateError.
-func (s *Service) Submit(ctx context.Context, client netip.Addr, req *pb.SubmitRoundRequest) (string, error) {
+func (s *Service) Submit(ctx context.Context, client netip.Addr, req *pb.SubmitRoundRequest) (id string, err error) {
 	if s == nil {
 		return "", ErrDisabled
+	}
+	if s.count != nil {
+		defer func() { s.count(outcome(err)) }()
 	}
 	client = client.Unmap()
 	if !client.IsValid() {

@@ -171,7 +171,8 @@ func TestSubmitStoresOneOffResults(t *testing.T) {
 // TestSubmitRefusesReplays: a round is taken once, and so is each nonce: a
 // copy under new ids is refused too, and nothing of either is stored.
 func TestSubmitRefusesReplays(t *testing.T) {
-	w := newWorld(t, submit.Options{})
+	counts := map[string]int{}
+	w := newWorld(t, submit.Options{Count: func(o string) { counts[o]++ }})
 	ctx := context.Background()
 	client := netip.MustParseAddr("192.0.2.7")
 	req := w.round("192.0.2.7", op25b)
@@ -202,6 +203,9 @@ func TestSubmitRefusesReplays(t *testing.T) {
 	}
 	if n := w.count("SELECT count(*) FROM submissions"); n != 1 {
 		t.Errorf("%d submissions stored; want 1", n)
+	}
+	if counts["stored"] != 1 || counts["replayed"] != 3 || len(counts) != 2 {
+		t.Errorf("outcomes counted %v; want 1 stored, 3 replayed", counts)
 	}
 }
 

@@ -398,8 +398,15 @@ func serve(args []string) error {
 	registerLimits(reg, map[string]*ratelimit.Listener{"grpc": ln, "http": hln}, limiter)
 	webOpts := webOptions{downloads: *downloadDir, publicURL: *publicURL, trustProxy: *trustProxy}
 	if *submitRate > 0 {
+		submissions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "op25b_submissions_total",
+			Help: "One-off contributions (op25b-agent check --submit) by outcome."}, []string{"outcome"})
+		for _, o := range submit.Outcomes {
+			submissions.WithLabelValues(o)
+		}
+		reg.MustRegister(submissions)
 		webOpts.submissions = submit.New(st, snapshots, sched.current, submit.Options{PerAddress: *submitRate, AddressBurst: *submitBurst,
-			PerPrefix: *submitPrefixRate, PrefixBurst: *submitPrefixBurst, Logger: c.log})
+			PerPrefix: *submitPrefixRate, PrefixBurst: *submitPrefixBurst, Logger: c.log,
+			Count: func(o string) { submissions.WithLabelValues(o).Inc() }})
 	}
 	httpSrv := httpapi.NewServer(httpHandler(ds, st.Pool.Ping, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), limiter, webOpts, c.log))
 
