@@ -130,7 +130,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&attempts, "attempts", probe.DefaultAttempts, "most attempts per port: a verdict other than OPEN needs two that agree (1: no confirmation)")
 	fs.StringVar(&familyFlag, "family", "any", "address family to probe: any, 4 or 6")
 	fs.StringVar(&format, "format", "table", "output: table or json (protojson of op25b.v1.ProbeReport)")
-	fs.StringVar(&langFlag, "lang", "", "language of the advice after the table: en or ja (default: from LC_ALL, LC_MESSAGES or LANG)")
+	fs.StringVar(&langFlag, "lang", "", "language of the advice after the table: en or ja (default: from LC_ALL, LC_MESSAGES or LANG; on Windows, the display language)")
 	fs.BoolVar(&quiet, "quiet", false, "no progress on stderr")
 	fs.StringVar(&logLevel, "log-level", "warn", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -194,7 +194,7 @@ func check(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if attempts < 1 || attempts > 10 {
 		return usageError(stderr, fmt.Sprintf("--attempts %d: want 1 to 10", attempts))
 	}
-	lang, err := advice.Lang(langFlag, os.Getenv)
+	lang, err := advice.Lang(langFlag, localeEnv(os.Getenv, systemLanguage))
 	if err != nil {
 		return usageError(stderr, "--lang: "+err.Error())
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -153,5 +154,28 @@ func TestAdviceAfterTheTable(t *testing.T) {
 	var rep op25bv1.ProbeReport
 	if err := protojson.Unmarshal(b.Bytes(), &rep); err != nil || len(rep.GetResults()) != 2 {
 		t.Errorf("json: %v, %d results; want protojson alone with 2 results", err, len(rep.GetResults()))
+	}
+}
+
+// TestLocaleEnv: on a system that names its language (Windows), the
+// advice follows it when no locale variable is set, and a variable still
+// wins.
+func TestLocaleEnv(t *testing.T) {
+	japanese := func() string { return "ja-JP" }
+	for _, c := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "ja"},
+		{map[string]string{"LANG": "en_US.UTF-8"}, "en"},
+		{map[string]string{"LC_ALL": "C"}, "en"},
+	} {
+		got, err := advice.Lang("", localeEnv(func(k string) string { return c.env[k] }, japanese))
+		if err != nil || got != c.want {
+			t.Errorf("environment %v, display language ja-JP: %q, %v; want %q", c.env, got, err, c.want)
+		}
+	}
+	if got, _ := advice.Lang("", localeEnv(func(string) string { return "" }, systemLanguage)); runtime.GOOS != "windows" && got != "en" {
+		t.Errorf("no locale variable off Windows: %q; want en", got)
 	}
 }

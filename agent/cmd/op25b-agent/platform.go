@@ -24,3 +24,15 @@ func defaultStateDir() string {
 	}
 	return "/var/lib/op25b-agent"
 }
+
+// localeEnv is getenv, but for an unset LANG the system's language
+// (systemLanguage), so that the advice follows a Windows user's display
+// language as it follows LANG elsewhere.
+func localeEnv(getenv func(string) string, system func() string) func(string) string {
+	return func(k string) string {
+		if v := getenv(k); v != "" || k != "LANG" {
+			return v
+		}
+		return system()
+	}
+}
