@@ -15,6 +15,7 @@ BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION        := v0.8.2
+NFPM_VERSION               := v2.48.0
 
 COMMANDS := ./agent/cmd/op25b-agent ./refmta/cmd/op25b-refmta ./collector/cmd/op25b-collector ./collector/cmd/op25b ./deploy/testbed/cmd/op25b-testbed ./deploy/chaos/cmd/op25b-chaos
 
@@ -104,7 +105,7 @@ lint: tools ## gofmt, go vet, staticcheck, buf lint and buf breaking against mai
 	else echo "buf breaking: no proto on main yet, nothing to compare"; fi
 
 .PHONY: tools
-tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/staticcheck ## Install the pinned tools into ./bin.
+tools: $(BIN)/buf $(BIN)/protoc-gen-go $(BIN)/protoc-gen-go-grpc $(BIN)/staticcheck $(BIN)/nfpm ## Install the pinned tools into ./bin.
 
 $(BIN)/buf:
 	GOBIN=$(BIN) $(GO) install github.com/bufbuild/buf/cmd/buf@$(BUF_VERSION)
@@ -114,12 +115,17 @@ $(BIN)/protoc-gen-go-grpc:
 	GOBIN=$(BIN) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+# nfpm makes make release's deb, rpm, apk and ipk packages; not in go.mod,
+# so that its dependencies stay out of the agent's build.
+$(BIN)/nfpm:
+	GOBIN=$(BIN) $(GO) install github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
 
 .PHONY: testdeps
-testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page, zip, systemd-analyze, minisign) when root and missing.
+testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chromium and a Japanese font for the web page, zip, systemd-analyze, minisign, rpm and busybox for the packages) when root and missing.
 	@need=""; command -v nft >/dev/null || need="$$need nftables"; command -v ip >/dev/null || need="$$need iproute2"; \
 	command -v gcc >/dev/null || need="$$need gcc libc6-dev"; command -v chromium >/dev/null || need="$$need chromium"; command -v zip >/dev/null || need="$$need zip unzip"; \
 	command -v systemd-analyze >/dev/null || need="$$need systemd"; command -v minisign >/dev/null || need="$$need minisign"; \
+	command -v rpm >/dev/null || need="$$need rpm"; command -v busybox >/dev/null || need="$$need busybox"; \
 	fc-list :lang=ja 2>/dev/null | grep -q . || need="$$need fonts-ipafont-gothic"; \
 	if [ -z "$$need" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

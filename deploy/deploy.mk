@@ -7,8 +7,8 @@
 RELEASE_DIR ?= $(OUT)/release
 
 .PHONY: release
-release: ## Cross-compile op25b-agent for linux (amd64, arm64, armv7, mipsle), windows (amd64, arm64), darwin (amd64, arm64) and freebsd (amd64) into out/release, with SHA256SUMS and its minisign signature (RELEASE_KEY: the signing key).
-	GO=$(GO) deploy/release.sh $(VERSION) $(RELEASE_DIR)
+release: $(BIN)/nfpm ## Cross-compile op25b-agent for linux (amd64, arm64, armv7, mipsle), windows (amd64, arm64), darwin (amd64, arm64) and freebsd (amd64), package it as deb, rpm and apk (amd64, arm64, armv7) and OpenWrt ipk (mipsle, arm64, armv7), into out/release, with SHA256SUMS of all and its minisign signature (RELEASE_KEY: the signing key).
+	GO=$(GO) NFPM=$(BIN)/nfpm deploy/release.sh $(VERSION) $(RELEASE_DIR)
 
 .PHONY: compose-check
 compose-check: $(BIN)/composecheck $(BIN)/staticcheck ## Validate docker-compose.yml as `docker compose config` does (schema, interpolation, references); test the checker.

@@ -5,7 +5,9 @@
 // tools/composecheck, the compose-spec loader behind `docker compose
 // config`; its build contexts, bind mounts, commands, environment and
 // address plan), the router's nftables rules (applied in a network
-// namespace and probed), the systemd units (hardening, systemd-analyze) and
+// namespace and probed), the systemd units (hardening, systemd-analyze),
+// make release's files and its deb, rpm, apk and ipk packages (opened with
+// dpkg, rpm and tar; their init scripts run in dash and busybox sh) and
 // the guides in docs/, whose every command line that runs one of our
 // programs must use only flags the program has.
 //
