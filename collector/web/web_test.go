@@ -477,7 +477,8 @@ func TestCheckPageDownloads(t *testing.T) {
 	dir := t.TempDir()
 	for _, n := range []string{"op25b-agent_v1_linux_amd64", "op25b-agent_v1_linux_arm64", "op25b-agent_v1_windows_amd64.exe",
 		"op25b-agent_v1_windows_arm64.exe", "op25b-agent_v1_darwin_arm64", "op25b-agent_v1_darwin_amd64",
-		"SHA256SUMS", "SHA256SUMS.minisig", "op25b-release.pub", "notes.txt"} {
+		"SHA256SUMS", "SHA256SUMS.minisig", "op25b-release.pub", "notes.txt",
+		"op25b-agent_1.2.3_amd64.deb", "op25b-agent-1.2.3-1.aarch64.rpm", "op25b-agent_0.0.0~9fe10ce_x86_64.apk", "op25b-agent_1.2.3_mipsel_24kc.ipk"} {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte("content of "+n), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -510,19 +511,26 @@ func TestCheckPageDownloads(t *testing.T) {
 			t.Errorf("%s: offered first %q; want %s", ua, first, want)
 		}
 		if strings.Contains(body, "go install") || !strings.Contains(body, "minisign -Vm SHA256SUMS -p op25b-release.pub") ||
-			strings.Count(body, `<tr><td><a href="/download/`) != 6 {
-			t.Errorf("%s: the page lacks the list of 6 files or the minisign command, or still says go install", ua)
+			strings.Count(body, `<tr><td><a href="/download/`) != 10 {
+			t.Errorf("%s: the page lacks the list of 6 files and 4 packages or the minisign command, or still says go install", ua)
+		}
+		for _, want := range []string{"<td>deb · amd64</td>", "<td>rpm · aarch64</td>", "<td>apk · x86_64</td>", "<td>ipk · mipsel_24kc</td>"} {
+			if !strings.Contains(body, want) {
+				t.Errorf("%s: the packages' table lacks %q", ua, want)
+			}
 		}
 	}
 	if body := page("Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X)"); strings.Contains(body, `class="yours"`) {
 		t.Error("a phone was offered an agent")
 	}
 	for path, status := range map[string]int{
-		"/download/op25b-agent_v1_windows_amd64.exe": http.StatusOK,
-		"/download/SHA256SUMS.minisig":               http.StatusOK,
-		"/download/notes.txt":                        http.StatusNotFound,
-		"/download/":                                 http.StatusNotFound,
-		"/download/../web_test.go":                   http.StatusNotFound, // the mux redirects it out of /download/
+		"/download/op25b-agent_v1_windows_amd64.exe":  http.StatusOK,
+		"/download/SHA256SUMS.minisig":                http.StatusOK,
+		"/download/op25b-agent_1.2.3_mipsel_24kc.ipk": http.StatusOK,
+		"/download/op25b-agent-1.2.3-1.aarch64.rpm":   http.StatusOK,
+		"/download/notes.txt":                         http.StatusNotFound,
+		"/download/":                                  http.StatusNotFound,
+		"/download/../web_test.go":                    http.StatusNotFound, // the mux redirects it out of /download/
 	} {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))

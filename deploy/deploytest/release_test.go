@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/op25b/observatory/collector/web"
 	"github.com/op25b/observatory/internal/testenv"
 )
 
@@ -63,6 +64,14 @@ func TestReleaseNames(t *testing.T) {
 	script := filepath.Join(root, "deploy", "release.sh")
 	var arches, pkgs []string
 	names := releaseList(t, "v9.8.7")
+	// The collector serves a release directory by these names
+	// (--download-dir): each file must be one it serves, for a tagged
+	// release and for a commit's build alike.
+	for _, n := range append(names, releaseList(t, "9fe10ce")...) {
+		if !web.Served(n) {
+			t.Errorf("release.sh makes %s, which the collector's /download/ does not serve (collector/web/downloads.go)", n)
+		}
+	}
 	for _, n := range names {
 		if n == "SHA256SUMS" || n == "SHA256SUMS.minisig" || n == "op25b-release.pub" {
 			continue
