@@ -128,7 +128,7 @@ func submitFailure(w http.ResponseWriter, err error) bool {
 		w.Header().Set("Retry-After", strconv.Itoa(int(rate.RetryAfter/time.Second)))
 		writeError(w, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", rate.What)
 	case errors.Is(err, store.ErrReplayed):
-		writeError(w, http.StatusConflict, "ALREADY_EXISTS", "this round was submitted before: "+err.Error()+"; run the check again to submit a new round")
+		writeError(w, http.StatusConflict, "ALREADY_EXISTS", err.Error()+"; nothing was stored: run the check again to submit a new round")
 	case errors.Is(err, submit.ErrInvalid):
 		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", err.Error())
 	case errors.Is(err, submit.ErrDisabled):

@@ -55,6 +55,9 @@ type Options struct {
 	// served under /download/ and offered on the check page. Empty: the
 	// page tells how to build the agent.
 	Downloads string
+	// Submissions: the collector takes one-off contributions, and the check
+	// page tells volunteers to run check --submit.
+	Submissions bool
 	// PublicURL is the collector's web address as volunteers reach it
 	// (https://observatory.example), which the check page tells them to
 	// submit to. Empty: the address of each request.
@@ -77,6 +80,7 @@ type server struct {
 	version string
 	dl      string
 	public  string
+	submit  bool
 	pages   map[string]map[string]*template.Template // language, page
 	static  *staticFiles
 }
@@ -85,7 +89,8 @@ type server struct {
 // collector's HTTP listener: "/", "/asn/{asn}", "/check", "/result/{id}"
 // (a one-off contribution) and "/static/".
 func New(q Querier, opts Options) http.Handler {
-	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, dl: opts.Downloads, public: strings.TrimSuffix(opts.PublicURL, "/"), static: loadStatic()}
+	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, dl: opts.Downloads, public: strings.TrimSuffix(opts.PublicURL, "/"),
+		submit: opts.Submissions, static: loadStatic()}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -280,7 +285,7 @@ func (s *server) check(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("web: info for the check page", "err", err)
 		info = nil
 	}
-	p := checkPage{base: s.base(w, r, "check", info), Base: s.public}
+	p := checkPage{base: s.base(w, r, "check", info), Submit: s.submit, Base: s.public}
 	if p.Base == "" {
 		scheme := "http://"
 		if r.TLS != nil {
@@ -302,6 +307,8 @@ func (s *server) check(w http.ResponseWriter, r *http.Request) {
 type checkPage struct {
 	base
 	Downloads *downloads
-	// Base is the collector's web address, for check --submit.
-	Base string
+	// Submit: the collector takes check --submit, at Base, its web
+	// address.
+	Submit bool
+	Base   string
 }

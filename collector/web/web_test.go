@@ -210,7 +210,7 @@ func TestEvidenceInert(t *testing.T) {
 }
 
 func TestCheckPage(t *testing.T) {
-	h := newTestHandler(newFake(), nil)
+	h := New(newFake(), Options{Now: func() time.Time { return fakeNow }, Logger: slog.New(slog.DiscardHandler), Submissions: true})
 	r := get(t, h, "/check")
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d", r.status)
@@ -225,6 +225,14 @@ func TestCheckPage(t *testing.T) {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("/check lacks %q", want)
 		}
+	}
+
+	// A collector that takes no one-off contributions does not offer them.
+	if r := get(t, newTestHandler(newFake(), nil), "/check"); strings.Contains(r.body, "--submit") {
+		t.Errorf("/check offers --submit on a collector that takes no submissions")
+	}
+	if r := get(t, New(newFake(), Options{Submissions: true, PublicURL: "https://observatory.example/"}), "/check"); !strings.Contains(r.body, "op25b-agent check --submit https://observatory.example</code>") {
+		t.Errorf("/check does not tell volunteers to submit to the public URL")
 	}
 
 	// Without the query layer the page still serves its instructions.

@@ -514,7 +514,8 @@ func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics ht
 		api.Submissions = o.submissions
 	}
 	mux.Handle("/api/", httpapi.New(q, api))
-	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version, Downloads: o.downloads, PublicURL: o.publicURL}))
+	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version, Downloads: o.downloads, PublicURL: o.publicURL,
+		Submissions: o.submissions != nil}))
 	mux.Handle("GET /metrics", metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ping(r.Context()); err != nil {
