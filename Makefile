@@ -74,7 +74,7 @@ crosscheck: ## Vet and compile the agent's packages and their tests for windows,
 	GO=$(GO) deploy/crosscheck.sh
 
 .PHONY: bench
-bench: build ## Run the benchmarks and rewrite BENCHMARKS.md.
+bench: build $(BIN)/nfpm ## Run the benchmarks and rewrite BENCHMARKS.md (make release inside needs nfpm).
 	deploy/bench.sh $(OUT)
 
 .PHONY: generate
