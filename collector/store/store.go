@@ -41,6 +41,9 @@ type Store struct {
 
 	mu         sync.Mutex
 	partitions map[string]bool // partitions known to exist, by name
+	queue      []*insertCall   // InsertResults calls waiting for a commit (group.go)
+	committers int             // commitLoops running
+	maxCommit  int             // commitLoops at most: groupCommitters
 }
 
 // Open connects to url, applies pending migrations and returns the Store.
@@ -56,7 +59,7 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
-	s := &Store{Pool: pool, log: log, partitions: map[string]bool{}}
+	s := &Store{Pool: pool, log: log, partitions: map[string]bool{}, maxCommit: groupCommitters}
 	if err := s.Migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -225,10 +228,15 @@ var resultColumns = []string{"result_id", "measured_at", "agent_id", "refmta_id"
 var insertColumns = strings.Join(resultColumns, ", ") + ", refmta_charged"
 
 // InsertResults stores rs exactly once: results already stored (a replayed
-// batch) are skipped. When it returns nil every result in rs is committed,
-// and only then may the caller acknowledge them. The results of one round
-// in rs are compared across reference MTAs (chargedSQL) before they are
-// stored and counted; rounds are compared only within one call.
+// batch) are skipped, and inserted counts the others. When it returns nil
+// every result in rs is committed, and only then may the caller
+// acknowledge them. Calls made while others are being committed are
+// merged into one transaction (group.go); the results of one round are
+// compared across reference MTAs (chargedSQL) with the rows stored in the
+// same transaction. When ctx ends first, InsertResults returns its error
+// and the rows may still be committed: the caller must not acknowledge
+// them, and storing them again later is harmless; rs must then stay
+// unchanged, since the commit still reads it.
 func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64, err error) {
 	if len(rs) == 0 {
 		return 0, nil
@@ -240,32 +248,46 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 	if err := s.ensurePartitions(ctx, "results", times); err != nil {
 		return 0, err
 	}
-	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		inserted, err = insertResults(ctx, tx, rs)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("store: insert results: %w", err)
+	c := &insertCall{rs: rs, done: make(chan struct{})}
+	s.enqueue(c)
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("store: insert results: %w", ctx.Err())
 	}
-	return inserted, nil
+	if c.err != nil {
+		return 0, fmt.Errorf("store: insert results: %w", c.err)
+	}
+	return c.inserted, nil
 }
 
-// insertResults stores rs in tx, whose partitions exist, skipping those
-// already stored, and adds them to the tallies.
-func insertResults(ctx context.Context, tx pgx.Tx, rs []Result) (inserted int64, err error) {
-	// A staging table per transaction: COPY is the fastest way in, and
-	// only INSERT ... ON CONFLICT can skip what is already stored.
-	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DROP"); err != nil {
-		return 0, fmt.Errorf("staging table: %w", err)
-	}
-	rows := make([][]any, len(rs))
+// CopyRows returns rs as the rows InsertResults copies into PostgreSQL, and
+// their columns of results: what the ingest limit harness (deploy/e2e)
+// writes to measure the limit of the same rows.
+func CopyRows(rs []Result) (columns []string, rows [][]any) {
+	rows = make([][]any, len(rs))
 	for i, r := range rs {
 		rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
 			r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
 			int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence,
 			r.PublicEvidence, asnOrNil(r.RefMTAASN), prefixOrNil(r.RefMTAPrefix), textOrNil(r.SubmissionID)}
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, resultColumns, pgx.CopyFromRows(rows)); err != nil {
+	return resultColumns, rows
+}
+
+// insertResults stores rs in tx, whose partitions exist, skipping those
+// already stored, and adds them to the tallies.
+func insertResults(ctx context.Context, tx pgx.Tx, rs []Result) (inserted int64, err error) {
+	// A staging table: COPY is the fastest way in, and only INSERT ... ON
+	// CONFLICT can skip what is already stored. It is made once per
+	// connection and emptied at each commit: making and dropping one per
+	// transaction cost a fifth of the machine's CPU in catalog writes, and
+	// re-planned every statement that reads it (issue 12).
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE IF NOT EXISTS results_staging (LIKE results INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"); err != nil {
+		return 0, fmt.Errorf("staging table: %w", err)
+	}
+	columns, rows := CopyRows(rs)
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"results_staging"}, columns, pgx.CopyFromRows(rows)); err != nil {
 		return 0, fmt.Errorf("copy: %w", err)
 	}
 	if spansNetworks(rs) {
