@@ -23,7 +23,7 @@ import (
 )
 
 // SchemaVersion is the version of the published schema in docs/dataset.md.
-const SchemaVersion = "1.2"
+const SchemaVersion = "1.3"
 
 // Licence is the SPDX identifier of the dataset's licence.
 const Licence = "CC-BY-4.0"
@@ -153,7 +153,7 @@ func New(pool *pgxpool.Pool, cfg Config, now func() time.Time) (*Dataset, error)
 // the web page and the gRPC DatasetService read) go to replica, a
 // streaming replica of d's database. Refresh and Rebuild still write to
 // d's database, and GetSubmission looks there for a submission the replica
-// has not replayed yet. Replica says how far behind it is.
+// has not replayed yet. GetInfo and Replica say how far behind it is.
 func (d *Dataset) WithReplica(replica *pgxpool.Pool) *Dataset {
 	c := *d
 	c.read = replica

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/internal/shares"
@@ -577,7 +578,8 @@ func (d *Dataset) ListCountries(ctx context.Context, req *pb.ListCountriesReques
 	return &pb.ListCountriesResponse{Countries: out}, nil
 }
 
-// GetInfo describes the server and the freshness of the data.
+// GetInfo describes the server and the freshness of the data, and says
+// whether they are read from a replica, how far behind.
 func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	_, refreshed, err := d.asOf(ctx)
 	if err != nil {
@@ -596,6 +598,14 @@ func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInf
 	}
 	if resp.ReferenceMtas, resp.ReferenceMtaWindow, err = d.RefMTAs(ctx); err != nil {
 		return nil, err
+	}
+	rs, err := d.Replica(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp.ReadFromReplica = rs.Replica
+	if rs.LagKnown {
+		resp.ReplicaLag = durationpb.New(rs.Lag)
 	}
 	return resp, nil
 }

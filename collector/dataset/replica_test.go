@@ -22,7 +22,8 @@ import (
 // TestReadsFromAStandby: with WithReplica, the queries answer from a real
 // streaming standby, read by a role that may only read, while Refresh and
 // Rebuild write to the primary; a submission the standby has not replayed
-// is read from the primary; Replica says how far behind the standby is.
+// is read from the primary; Replica and GetInfo say how far behind the
+// standby is.
 func TestReadsFromAStandby(t *testing.T) {
 	ctx := context.Background()
 	primaryURL := storetest.URL(t)
@@ -67,8 +68,16 @@ func TestReadsFromAStandby(t *testing.T) {
 	if want, err := primary.GetASN(ctx, asn); err != nil || !proto.Equal(got, want) || len(got.GetChanges()) == 0 {
 		t.Errorf("GetASN(AS64506) from the standby differs from the primary's (%v), or has no policy change", err)
 	}
-	if rs, err := d.Replica(ctx); err != nil || !rs.Replica || !rs.LagKnown || rs.Lag < 0 || rs.Lag > time.Minute {
-		t.Errorf("Replica() of a caught-up standby = %+v, %v; want a replica, its lag under a minute", rs, err)
+	info, err := d.GetInfo(ctx, &pb.GetInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.GetReadFromReplica() || info.GetReplicaLag() == nil || info.GetReplicaLag().AsDuration() < 0 || info.GetReplicaLag().AsDuration() > time.Minute {
+		t.Errorf("GetInfo from a caught-up standby: read_from_replica %v, replica_lag %v; want true and under a minute",
+			info.GetReadFromReplica(), info.GetReplicaLag())
+	}
+	if info, err := primary.GetInfo(ctx, &pb.GetInfoRequest{}); err != nil || info.GetReadFromReplica() || info.ReplicaLag != nil {
+		t.Errorf("GetInfo from the primary: read_from_replica %v, replica_lag %v, %v; want false and none", info.GetReadFromReplica(), info.GetReplicaLag(), err)
 	}
 
 	// With replay paused, what the primary commits is on the primary only.
