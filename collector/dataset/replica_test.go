@@ -68,6 +68,12 @@ func TestReadsFromAStandby(t *testing.T) {
 	if want, err := primary.GetASN(ctx, asn); err != nil || !proto.Equal(got, want) || len(got.GetChanges()) == 0 {
 		t.Errorf("GetASN(AS64506) from the standby differs from the primary's (%v), or has no policy change", err)
 	}
+	// The lag reads "caught up" from the WAL receiver's row, which a role
+	// that may only read must see.
+	var receiver bool
+	if err := readPool.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_stat_wal_receiver)").Scan(&receiver); err != nil || !receiver {
+		t.Errorf("the read-only role sees a WAL receiver on the standby: %v, %v; want true", receiver, err)
+	}
 	info, err := d.GetInfo(ctx, &pb.GetInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
