@@ -18,8 +18,9 @@ type ReplicaState struct {
 	// all it received; otherwise the age of the last transaction it
 	// replayed. The primary commits a refresh every refresh period, so the
 	// age overstates the lag by at most that period, and it grows while the
-	// replica is cut off from the primary. Unknown until the replica has
-	// replayed a transaction since it started.
+	// replica is cut off from the primary (from a silent cut only once the
+	// replica's wal_receiver_timeout ends the connection). Unknown until the
+	// replica has replayed a transaction since it started.
 	Lag      time.Duration
 	LagKnown bool
 }
