@@ -146,7 +146,7 @@ func New(t testing.TB) *store.Store {
 	return s
 }
 
-// Standby returns the URL of the database at dbURL (one URL made) on a
+// Standby returns the URL of the database at dbURL (one that URL made) on a
 // streaming standby of the private cluster, made on first use and stopped
 // by Main, once the standby has replayed what the primary committed before
 // the call (CatchUp). The standby refuses writes.
