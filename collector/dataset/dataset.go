@@ -9,6 +9,10 @@
 // its (ASN, family, day) dirty; Refresh recomputes the derived tables for
 // dirty keys only. Rebuild recomputes everything from raw results and gives
 // the same state. docs/dataset.md says how the numbers are made.
+//
+// The queries may read from a streaming replica of the database
+// (WithReplica), which takes their load off the primary; refreshes always
+// write to the primary.
 package dataset
 
 import (
@@ -19,7 +23,7 @@ import (
 )
 
 // SchemaVersion is the version of the published schema in docs/dataset.md.
-const SchemaVersion = "1.2"
+const SchemaVersion = "1.3"
 
 // Licence is the SPDX identifier of the dataset's licence.
 const Licence = "CC-BY-4.0"
@@ -126,9 +130,12 @@ func (c Config) Validate() error {
 
 // Dataset is the query layer over the collector's database.
 type Dataset struct {
-	pool *pgxpool.Pool
-	cfg  Config
-	now  func() time.Time
+	// pool is the collector's database, the primary: Refresh and Rebuild
+	// write there. read answers the queries: pool, or a streaming replica
+	// of it (WithReplica).
+	pool, read *pgxpool.Pool
+	cfg        Config
+	now        func() time.Time
 }
 
 // New returns the query layer over pool. now may be nil (time.Now).
@@ -139,7 +146,18 @@ func New(pool *pgxpool.Pool, cfg Config, now func() time.Time) (*Dataset, error)
 	if now == nil {
 		now = time.Now
 	}
-	return &Dataset{pool: pool, cfg: cfg.withDefaults(), now: now}, nil
+	return &Dataset{pool: pool, read: pool, cfg: cfg.withDefaults(), now: now}, nil
+}
+
+// WithReplica returns a copy of d whose queries (everything the HTTP API,
+// the web page and the gRPC DatasetService read) go to replica, a
+// streaming replica of d's database. Refresh and Rebuild still write to
+// d's database, and GetSubmission looks there for a submission the replica
+// has not replayed yet. GetInfo and Replica say how far behind it is.
+func (d *Dataset) WithReplica(replica *pgxpool.Pool) *Dataset {
+	c := *d
+	c.read = replica
+	return &c
 }
 
 // Config returns the configuration in force, defaults filled in.

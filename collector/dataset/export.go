@@ -38,7 +38,7 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 	if err != nil {
 		return err
 	}
-	rows, err := d.pool.Query(ctx, publicResultSQL+`
+	rows, err := d.read.Query(ctx, publicResultSQL+`
 		WHERE r.measured_at >= $1 AND r.measured_at < $2 AND ($3::bigint = 0 OR r.asn = $3) AND ($4 = 0 OR r.family = $4)
 			AND ($5 = '' OR n.country = $5)
 		ORDER BY r.result_id`, start, end, int64(req.GetAsn()), family, cc)

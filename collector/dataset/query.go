@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/internal/shares"
@@ -31,7 +32,7 @@ func (s span) timeRange() *pb.TimeRange {
 // refresh).
 func (d *Dataset) asOf(ctx context.Context) (time.Time, *time.Time, error) {
 	var asOf, refreshed *time.Time
-	if err := d.pool.QueryRow(ctx, "SELECT as_of, refreshed_at FROM agg_state").Scan(&asOf, &refreshed); err != nil {
+	if err := d.read.QueryRow(ctx, "SELECT as_of, refreshed_at FROM agg_state").Scan(&asOf, &refreshed); err != nil {
 		return time.Time{}, nil, fmt.Errorf("dataset: state: %w", err)
 	}
 	if asOf == nil {
@@ -100,7 +101,7 @@ func (d *Dataset) states(ctx context.Context, sp span, f filter, limit int, port
 	if limit > 0 {
 		sql += fmt.Sprintf(" LIMIT %d", limit)
 	}
-	rows, err := d.pool.Query(ctx, sql, int16(sp.days), sp.asOf, int64(f.asn), f.family, f.country, f.class, f.after[0], int16(f.after[1]))
+	rows, err := d.read.Query(ctx, sql, int16(sp.days), sp.asOf, int64(f.asn), f.family, f.country, f.class, f.after[0], int16(f.after[1]))
 	if err != nil {
 		return nil, fmt.Errorf("dataset: states: %w", err)
 	}
@@ -127,7 +128,7 @@ func (d *Dataset) states(ctx context.Context, sp span, f filter, limit int, port
 		byKey[[2]int64{int64(s.asn), int64(s.family)}] = s.derived
 		asns = append(asns, int64(s.asn))
 	}
-	rows, err = d.pool.Query(ctx, `SELECT asn, family, port, agents, prefixes, results, charged, p_open, p_blocked_timeout,
+	rows, err = d.read.Query(ctx, `SELECT asn, family, port, agents, prefixes, results, charged, p_open, p_blocked_timeout,
 			p_blocked_reset, p_blocked_unreachable, p_intercepted, p_tampered
 		FROM agg_port WHERE window_days = $1 AND day = $2 AND asn = ANY($3) AND port <> 0`, int16(sp.days), sp.asOf, asns)
 	if err != nil {
@@ -156,7 +157,7 @@ func (d *Dataset) statesDerived(ctx context.Context, sp span, f filter, limit in
 	if f.asn != 0 {
 		k = keys{asns: []int64{int64(f.asn), int64(f.asn)}, families: []int16{4, 6}}
 	}
-	all, err := d.derive(ctx, d.pool, sp.start, sp.end, false, k)
+	all, err := d.derive(ctx, d.read, sp.start, sp.end, false, k)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +189,7 @@ func (d *Dataset) statesDerived(ctx context.Context, sp span, f filter, limit in
 
 // names returns the name and country of asns.
 func (d *Dataset) names(ctx context.Context, asns []int64) (map[uint32][2]string, error) {
-	rows, err := d.pool.Query(ctx, "SELECT asn, name, country FROM as_names WHERE asn = ANY($1)", asns)
+	rows, err := d.read.Query(ctx, "SELECT asn, name, country FROM as_names WHERE asn = ANY($1)", asns)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: names: %w", err)
 	}
@@ -367,7 +368,7 @@ func (d *Dataset) GetASN(ctx context.Context, req *pb.GetASNRequest) (*pb.GetASN
 	}
 	if len(resp.Summaries) == 0 && len(resp.Timeline) == 0 {
 		var known bool
-		if err := d.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM agg_class WHERE asn = $1)", int64(req.GetAsn())).Scan(&known); err != nil {
+		if err := d.read.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM agg_class WHERE asn = $1)", int64(req.GetAsn())).Scan(&known); err != nil {
 			return nil, fmt.Errorf("dataset: asn: %w", err)
 		}
 		if !known {
@@ -379,7 +380,7 @@ func (d *Dataset) GetASN(ctx context.Context, req *pb.GetASNRequest) (*pb.GetASN
 		return nil, err
 	}
 	resp.Changes = ch
-	rows, err := d.pool.Query(ctx, `SELECT family, port, verdict, text, first_seen, last_seen, results FROM agg_evidence
+	rows, err := d.read.Query(ctx, `SELECT family, port, verdict, text, first_seen, last_seen, results FROM agg_evidence
 		WHERE asn = $1 AND ($2 = 0 OR family = $2) ORDER BY last_seen DESC, text LIMIT 20`, int64(req.GetAsn()), family)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: evidence: %w", err)
@@ -407,7 +408,7 @@ func (d *Dataset) GetASN(ctx context.Context, req *pb.GetASNRequest) (*pb.GetASN
 
 // timeline returns the daily points of one ASN in the span's days.
 func (d *Dataset) timeline(ctx context.Context, asn uint32, family int16, sp span) ([]*pb.TimelinePoint, error) {
-	rows, err := d.pool.Query(ctx, `SELECT c.day, c.family, c.class, p.port, p.agents, p.prefixes, p.results, p.charged, p.p_open,
+	rows, err := d.read.Query(ctx, `SELECT c.day, c.family, c.class, p.port, p.agents, p.prefixes, p.results, p.charged, p.p_open,
 			p.p_blocked_timeout, p.p_blocked_reset, p.p_blocked_unreachable, p.p_intercepted, p.p_tampered
 		FROM agg_class c JOIN agg_port p USING (window_days, asn, family, day)
 		WHERE c.window_days = 0 AND c.asn = $1 AND ($2 = 0 OR c.family = $2) AND c.day >= $3 AND c.day < $4
@@ -460,7 +461,7 @@ func (d *Dataset) changes(ctx context.Context, f filter, sp *span, token string,
 	if sp != nil {
 		start, end = sp.start, sp.end
 	}
-	rows, err := d.pool.Query(ctx, `SELECT p.asn, p.family, p.day, p.from_class, p.to_class, coalesce(n.country, '')
+	rows, err := d.read.Query(ctx, `SELECT p.asn, p.family, p.day, p.from_class, p.to_class, coalesce(n.country, '')
 		FROM policy_changes p LEFT JOIN as_names n ON n.asn = p.asn
 		WHERE ($1::bigint = 0 OR p.asn = $1) AND ($2 = 0 OR p.family = $2) AND ($3 = '' OR n.country = $3)
 			AND p.day >= $4 AND p.day < $5 AND (p.day < $6 OR p.day = $6 AND (p.asn, p.family) > ($7, $8))
@@ -577,7 +578,8 @@ func (d *Dataset) ListCountries(ctx context.Context, req *pb.ListCountriesReques
 	return &pb.ListCountriesResponse{Countries: out}, nil
 }
 
-// GetInfo describes the server and the freshness of the data.
+// GetInfo describes the server and the freshness of the data, and says
+// whether they are read from a replica, how far behind.
 func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	_, refreshed, err := d.asOf(ctx)
 	if err != nil {
@@ -596,6 +598,14 @@ func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInf
 	}
 	if resp.ReferenceMtas, resp.ReferenceMtaWindow, err = d.RefMTAs(ctx); err != nil {
 		return nil, err
+	}
+	rs, err := d.Replica(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp.ReadFromReplica = rs.Replica
+	if rs.LagKnown {
+		resp.ReplicaLag = durationpb.New(rs.Lag)
 	}
 	return resp, nil
 }

@@ -48,7 +48,7 @@ func (d *Dataset) RefMTAs(ctx context.Context) ([]*pb.RefMTAStats, *pb.TimeRange
 	end := asOf.Add(Day)
 	start := end.Add(-time.Duration(d.cfg.RefMTAWindow) * Day)
 	window := &pb.TimeRange{Start: timestamppb.New(start), End: timestamppb.New(end)}
-	rows, err := d.pool.Query(ctx, refmtaSQL, start, end, int16(pb.PrincipalKind_PRINCIPAL_KIND_REFMTA), maxRefMTAPorts)
+	rows, err := d.read.Query(ctx, refmtaSQL, start, end, int16(pb.PrincipalKind_PRINCIPAL_KIND_REFMTA), maxRefMTAPorts)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dataset: reference MTAs: %w", err)
 	}

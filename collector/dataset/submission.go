@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/op25b/observatory/proto/op25b/v1"
@@ -16,23 +17,36 @@ import (
 // GetSubmission returns a one-off contribution (`op25b-agent check
 // --submit`) as everyone may see it: the prefixes and ASNs it measured
 // from, never the address, and its public results.
+//
+// One the replica does not have yet is read from the primary: a
+// submission is read back as soon as it is stored, to answer its POST, and
+// its page is opened at once, before a lagging replica has replayed it.
 func (d *Dataset) GetSubmission(ctx context.Context, id string) (*pb.Submission, error) {
 	u, err := uuid.Parse(id)
 	if err != nil || u.Version() != 7 {
 		return nil, invalid("submission id %s is not a UUIDv7", Quote(id))
 	}
+	s, err := submission(ctx, d.read, u)
+	if errors.Is(err, ErrNotFound) && d.read != d.pool {
+		s, err = submission(ctx, d.pool, u)
+	}
+	return s, err
+}
+
+// submission reads the submission u from db.
+func submission(ctx context.Context, db *pgxpool.Pool, u uuid.UUID) (*pb.Submission, error) {
 	var s pb.Submission
 	var submitted, from, to time.Time
-	err = d.pool.QueryRow(ctx, `SELECT submission_id::text, submitted_at, measured_from, measured_to, agent_version
+	err := db.QueryRow(ctx, `SELECT submission_id::text, submitted_at, measured_from, measured_to, agent_version
 		FROM submissions WHERE submission_id = $1`, u).Scan(&s.SubmissionId, &submitted, &from, &to, &s.AgentVersion)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("%w: no submission %s", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no submission %s", ErrNotFound, u)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dataset: submission: %w", err)
 	}
 	s.SubmittedAt, s.MeasuredAt = timestamppb.New(submitted), timestamppb.New(from)
-	rows, err := d.pool.Query(ctx, publicResultSQL+`
+	rows, err := db.Query(ctx, publicResultSQL+`
 		WHERE r.submission_id = $1 AND r.measured_at BETWEEN $2 AND $3
 		ORDER BY r.result_id`, u, from, to)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/dataset"
@@ -111,6 +112,7 @@ var (
 		SoftwareVersion: "v0.4.0", SchemaVersion: "1.0", Licence: "CC-BY-4.0",
 		RefreshedAt: ts("2026-03-08T11:55:00Z"), WindowDays: []uint32{7, 30, 90},
 		DefaultWindowDays: 30, MaxExportDays: 31, MaxWindowDays: 366,
+		ReadFromReplica: true, ReplicaLag: durationpb.New(1500 * time.Millisecond),
 	}
 	change64500 = &pb.PolicyChange{Asn: 64500, Family: v4, FromClass: classOpen, ToClass: classOP25B, ChangedAt: day("2026-02-20"), Country: "JP"}
 	change64501 = &pb.PolicyChange{Asn: 64501, Family: v4, FromClass: classOP25B, ToClass: classInt, ChangedAt: day("2026-02-27"), Country: "JP"}

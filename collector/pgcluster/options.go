@@ -5,7 +5,7 @@ import "fmt"
 // Database is the database the cluster creates for the collector.
 const Database = "op25b"
 
-// Options configure Start.
+// Options configure Start and Standby.
 type Options struct {
 	// BinDir holds initdb, pg_ctl and postgres; empty means $PG_BINDIR, the
 	// newest /usr/lib/postgresql/*/bin, or $PATH.

@@ -14,7 +14,8 @@
 // address and to its private socket directory. PostgreSQL refuses to run as
 // root, so when the caller is root the cluster runs as an unprivileged
 // system user ("postgres" if it exists, else "nobody") that owns the
-// directory.
+// directory. Standby copies a running cluster into a streaming replica of
+// it (pg_basebackup), for the tests of reads from a replica.
 package pgcluster
 
 import (
@@ -120,7 +121,10 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 			"--auth-local=trust", "--auth-host=reject", "-E", "UTF8", "--no-locale", "--no-instructions"); err != nil {
 			return nil, fmt.Errorf("pgcluster: initdb: %w: %s", err, out)
 		}
-		hba := "local all all trust\nhost all all 127.0.0.1/32 trust\n"
+		// Replication connections too ("all" does not cover them), so
+		// that Standby can copy the cluster with pg_basebackup.
+		hba := "local all all trust\nhost all all 127.0.0.1/32 trust\n" +
+			"local replication all trust\nhost replication all 127.0.0.1/32 trust\n"
 		if err := os.WriteFile(filepath.Join(dir, "data", "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 			return nil, fmt.Errorf("pgcluster: %w", err)
 		}
@@ -154,6 +158,51 @@ func Start(ctx context.Context, dir string, o Options) (*Cluster, error) {
 		}
 	}
 	return c, nil
+}
+
+// Standby makes dir a streaming replica of c with pg_basebackup -R
+// (unless dir already holds a cluster), starts it on its own port (o.Port,
+// 0 picks a free one) with o.Settings (nil: those c was started with), and
+// returns once it accepts read-only connections. The standby follows c over
+// a replication connection to 127.0.0.1 and answers queries on the same
+// databases, read-only; its URL names the collector's database. This
+// process owns it: Stop it with Stop, before c. c must have been
+// initialised by a Start that allows replication connections (every
+// cluster made since Standby exists).
+func (c *Cluster) Standby(ctx context.Context, dir string, o Options) (*Cluster, error) {
+	bin := o.BinDir
+	if bin == "" {
+		bin = c.bin
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Cluster{Dir: dir, Port: o.Port, bin: bin, cred: c.cred, settings: o.Settings}
+	if s.settings == nil {
+		s.settings = c.settings
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "run"), 0o700); err != nil {
+		return nil, fmt.Errorf("pgcluster: %w", err)
+	}
+	if s.cred != nil {
+		if err := chownTree(dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		// -R writes standby.signal and primary_conninfo; -X stream copies
+		// the WAL written during the copy, so the standby starts consistent.
+		if out, err := s.run(ctx, "pg_basebackup", "-h", "127.0.0.1", "-p", strconv.Itoa(c.Port), "-U", "op25b",
+			"-D", filepath.Join(dir, "data"), "-R", "-X", "stream", "-c", "fast", "-w"); err != nil {
+			return nil, fmt.Errorf("pgcluster: pg_basebackup: %w: %s", err, out)
+		}
+	}
+	// pg_ctl -w returns once a standby accepts read-only connections.
+	if err := s.start(ctx, s.settings); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (c *Cluster) start(ctx context.Context, settings []string) error {

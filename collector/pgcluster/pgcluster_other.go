@@ -26,6 +26,11 @@ func FindBinDir() (string, error) { return "", errUnsupported }
 // Start fails on this platform.
 func Start(context.Context, string, Options) (*Cluster, error) { return nil, errUnsupported }
 
+// Standby fails on this platform.
+func (c *Cluster) Standby(context.Context, string, Options) (*Cluster, error) {
+	return nil, errUnsupported
+}
+
 // Stop does nothing on this platform.
 func (c *Cluster) Stop() error { return nil }
 

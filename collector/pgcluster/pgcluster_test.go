@@ -230,3 +230,50 @@ func TestSupervisorRestartsAKilledServer(t *testing.T) {
 		t.Error("Supervise of an attached cluster did not return")
 	}
 }
+
+// TestStandbyFollowsThePrimary: a standby made with Standby has what the
+// primary committed before it was made and, after, what the primary
+// commits next; it refuses writes.
+func TestStandbyFollowsThePrimary(t *testing.T) {
+	ctx, dir := prepare(t)
+	primary, err := Start(ctx, dir, Options{Settings: []string{"fsync=off"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Stop()
+	psql := func(c *Cluster, sql string) (string, error) {
+		out, err := exec.Command(filepath.Join(c.bin, "psql"), c.URL(), "-tAc", sql).CombinedOutput()
+		return strings.TrimSpace(string(out)), err
+	}
+	if out, err := psql(primary, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)"); err != nil {
+		t.Fatalf("create: %v: %s", err, out)
+	}
+	standby, err := primary.Standby(ctx, filepath.Join(filepath.Dir(dir), "standby"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer standby.Stop()
+	if standby.Port == primary.Port || standby.Dir == primary.Dir {
+		t.Fatalf("the standby runs on port %d in %s, like the primary", standby.Port, standby.Dir)
+	}
+	if got, err := psql(standby, "SELECT pg_is_in_recovery(), (SELECT sum(n) FROM kept)"); err != nil || got != "t|1" {
+		t.Errorf("on the standby, in recovery and the rows copied = %q, %v; want t|1", got, err)
+	}
+	if out, err := psql(standby, "INSERT INTO kept VALUES (100)"); err == nil || !strings.Contains(out, "read-only") {
+		t.Errorf("a write on the standby: %q, %v; want it refused as read-only", out, err)
+	}
+	if out, err := psql(primary, "INSERT INTO kept VALUES (2)"); err != nil {
+		t.Fatalf("insert: %v: %s", err, out)
+	}
+	for {
+		got, err := psql(standby, "SELECT sum(n) FROM kept")
+		if err == nil && got == "3" {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the standby never replayed the primary's later insert (last: %q, %v)", got, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

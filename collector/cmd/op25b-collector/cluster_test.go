@@ -93,10 +93,19 @@ func (c *collector) stop(sig syscall.Signal) error {
 // embedded PostgreSQL under dataDir and returns once /healthz answers.
 func startCollector(t *testing.T, dataDir string) *collector {
 	t.Helper()
+	c, _ := startCollectorWith(t, dataDir, nil)
+	return c
+}
+
+// startCollectorWith starts this test binary as a collector under dataDir
+// with extra flags, returns once /healthz answers, and returns the
+// address of its HTTP listener. Its environment has no DATABASE_URL and
+// no OP25B_ variables: the flags say what it does.
+func startCollectorWith(t *testing.T, dataDir string, flags []string) (*collector, string) {
+	t.Helper()
 	httpAddr := freeAddr(t)
-	cmd := exec.Command(os.Args[0], "serve", "--data-dir", dataDir, "--listen", freeAddr(t),
-		"--http-listen", httpAddr, "--log-level", "warn")
-	// The embedded cluster, whatever the environment of the test says.
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--data-dir", dataDir, "--listen", freeAddr(t),
+		"--http-listen", httpAddr, "--log-level", "warn"}, flags...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DATABASE_URL=") && !strings.HasPrefix(kv, "OP25B_") {
 			cmd.Env = append(cmd.Env, kv)
@@ -116,7 +125,7 @@ func startCollector(t *testing.T, dataDir string) *collector {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return c
+				return c, httpAddr
 			}
 		}
 		select {

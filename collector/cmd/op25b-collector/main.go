@@ -12,6 +12,8 @@
 //
 // With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
 // cluster under --data-dir from the locally installed server binaries.
+// With --read-database-url, serve reads the dataset from a streaming
+// replica of the database, and writes only to the database.
 package main
 
 import (
@@ -277,6 +279,7 @@ func serve(args []string) error {
 	burst := fs.Int("burst", 60, "burst of calls and batches per principal")
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest gRPC message accepted, bytes")
 	refreshEvery := fs.Duration("refresh-every", time.Minute, "how often the published rollups take in new results")
+	readURL := fs.String("read-database-url", "", "PostgreSQL URL of a streaming replica of the database: the dataset API, the web page and the gRPC DatasetService read from it; empty: from the database")
 	var rollups rollupFlags
 	rollups.register(fs)
 	if err := c.parse(fs, args); err != nil {
@@ -348,6 +351,14 @@ func serve(args []string) error {
 	ds, err := rollups.open(st)
 	if err != nil {
 		return err
+	}
+	if *readURL != "" {
+		// Refreshes still write to the database; ds reads from the replica.
+		var closeReplica func()
+		if ds, closeReplica, err = readReplica(ctx, *readURL, ds, reg, c.log); err != nil {
+			return err
+		}
+		defer closeReplica()
 	}
 	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds, Log: c.log})
 	maxHTTP, maxGRPC, err := connCaps(*httpConns, *grpcConns, c.log)

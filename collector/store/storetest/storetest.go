@@ -6,6 +6,9 @@
 // reads, is never used, so that tests cannot write into a real collector's
 // server.
 //
+// Standby gives the same databases read-only on a streaming replica of the
+// private cluster, for tests of reads from a replica.
+//
 // A package that uses it calls Main from TestMain:
 //
 //	func TestMain(m *testing.M) { storetest.Main(m) }
@@ -40,11 +43,18 @@ var (
 	dir     string
 	initErr error
 	seq     atomic.Int64
+
+	standbyOnce sync.Once
+	standby     *pgcluster.Cluster
+	standbyErr  error
 )
 
 // Main runs the tests and stops the cluster afterwards.
 func Main(m *testing.M) {
 	code := m.Run()
+	if standby != nil {
+		standby.Stop()
+	}
 	if cluster != nil {
 		cluster.Stop()
 	}
@@ -134,4 +144,81 @@ func New(t testing.TB) *store.Store {
 	}
 	t.Cleanup(s.Close)
 	return s
+}
+
+// Standby returns the URL of the database at dbURL (one that URL made) on a
+// streaming standby of the private cluster, made on first use and stopped
+// by Main, once the standby has replayed what the primary committed before
+// the call (CatchUp). The standby refuses writes.
+func Standby(t testing.TB, dbURL string) string {
+	t.Helper()
+	primary := Cluster(t)
+	if primary == nil {
+		testenv.Unavailable(t, "a standby is made of the tests' private cluster; "+EnvURL+" names an external server instead")
+	}
+	standbyOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		standby, standbyErr = primary.Standby(ctx, filepath.Join(dir, "standby"), pgcluster.Options{})
+	})
+	if standbyErr != nil {
+		t.Fatalf("storetest: %v", standbyErr)
+	}
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
+	}
+	u.Host = fmt.Sprintf("127.0.0.1:%d", standby.Port)
+	CatchUp(t)
+	return u.String()
+}
+
+// CatchUp waits until the standby has replayed everything the primary
+// committed before the call, whatever its synchronous_commit.
+func CatchUp(t testing.TB) {
+	t.Helper()
+	if standby == nil {
+		t.Fatal("storetest: CatchUp without a standby: call Standby first")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// A WAL record after every earlier commit, flushed (synchronous commit)
+	// so that the primary sends it; its end is where replay must reach.
+	var mark string
+	err := func() error {
+		conn, err := pgx.Connect(ctx, baseURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "SET LOCAL synchronous_commit = on"); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, "SELECT pg_logical_emit_message(true, 'storetest', 'catch up')::text").Scan(&mark)
+		})
+	}()
+	if err != nil {
+		t.Fatalf("storetest: mark the primary's WAL: %v", err)
+	}
+	conn, err := pgx.Connect(ctx, standby.URL())
+	if err != nil {
+		t.Fatalf("storetest: connect to the standby: %v", err)
+	}
+	defer conn.Close(ctx)
+	for {
+		var replayed bool
+		err := conn.QueryRow(ctx, "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", mark).Scan(&replayed)
+		if err != nil {
+			t.Fatalf("storetest: the standby's replay position: %v", err)
+		}
+		if replayed {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("storetest: the standby did not replay the primary's WAL up to %s within 2 minutes", mark)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }

@@ -59,3 +59,49 @@ func TestServerFromTheTestVariableOnly(t *testing.T) {
 		t.Errorf("with %s set, the tests' server = %q; want its value", EnvURL, got)
 	}
 }
+
+// TestStandby: a test's database is on the standby, read-only, with what
+// the primary committed before Standby and, after CatchUp, what it
+// committed since.
+func TestStandby(t *testing.T) {
+	ctx := context.Background()
+	primaryURL := URL(t)
+	primary, err := pgx.Connect(ctx, primaryURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer primary.Close(ctx)
+	if _, err := primary.Exec(ctx, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	standbyURL := Standby(t, primaryURL)
+	if standbyURL == primaryURL {
+		t.Fatalf("Standby(%q) = the primary's URL", primaryURL)
+	}
+	replica, err := pgx.Connect(ctx, standbyURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close(ctx)
+	sum := func() (n int, recovery bool) {
+		t.Helper()
+		if err := replica.QueryRow(ctx, "SELECT (SELECT sum(n) FROM kept), pg_is_in_recovery()").Scan(&n, &recovery); err != nil {
+			t.Fatal(err)
+		}
+		return n, recovery
+	}
+	if n, recovery := sum(); n != 1 || !recovery {
+		t.Errorf("on the standby: sum %d, in recovery %v; want 1, true", n, recovery)
+	}
+	if _, err := replica.Exec(ctx, "INSERT INTO kept VALUES (100)"); err == nil {
+		t.Error("a write on the standby succeeded; want it refused")
+	}
+	// The tests' primary commits asynchronously (synchronous_commit=off).
+	if _, err := primary.Exec(ctx, "INSERT INTO kept VALUES (2)"); err != nil {
+		t.Fatal(err)
+	}
+	CatchUp(t)
+	if n, _ := sum(); n != 3 {
+		t.Errorf("on the standby after CatchUp: sum %d; want 3", n)
+	}
+}

@@ -9,6 +9,7 @@ package op25bv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -1796,8 +1797,19 @@ type GetInfoResponse struct {
 	// and whether its blocked share departs from the others'.
 	ReferenceMtas      []*RefMTAStats `protobuf:"bytes,9,rep,name=reference_mtas,json=referenceMtas,proto3" json:"reference_mtas,omitempty"`
 	ReferenceMtaWindow *TimeRange     `protobuf:"bytes,10,opt,name=reference_mta_window,json=referenceMtaWindow,proto3" json:"reference_mta_window,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The dataset is read from a streaming replica of the collector's
+	// database (a standby in recovery), not from the database ingest writes
+	// to. Since schema 1.3.
+	ReadFromReplica bool `protobuf:"varint,11,opt,name=read_from_replica,json=readFromReplica,proto3" json:"read_from_replica,omitempty"`
+	// How far the replica's data are behind the primary's: zero while it is
+	// connected to the primary and has replayed all it received; otherwise
+	// the age of the last transaction it replayed, which overstates the lag
+	// by at most a refresh period (the primary commits a refresh every
+	// period). Absent when reading from the primary, or when the replica has
+	// replayed no transaction since it started. Since schema 1.3.
+	ReplicaLag    *durationpb.Duration `protobuf:"bytes,12,opt,name=replica_lag,json=replicaLag,proto3" json:"replica_lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetInfoResponse) Reset() {
@@ -1896,6 +1908,20 @@ func (x *GetInfoResponse) GetReferenceMtas() []*RefMTAStats {
 func (x *GetInfoResponse) GetReferenceMtaWindow() *TimeRange {
 	if x != nil {
 		return x.ReferenceMtaWindow
+	}
+	return nil
+}
+
+func (x *GetInfoResponse) GetReadFromReplica() bool {
+	if x != nil {
+		return x.ReadFromReplica
+	}
+	return false
+}
+
+func (x *GetInfoResponse) GetReplicaLag() *durationpb.Duration {
+	if x != nil {
+		return x.ReplicaLag
 	}
 	return nil
 }
@@ -2108,7 +2134,7 @@ var File_op25b_v1_dataset_proto protoreflect.FileDescriptor
 
 const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\n" +
-	"\x16op25b/v1/dataset.proto\x12\bop25b.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14op25b/v1/probe.proto\"k\n" +
+	"\x16op25b/v1/dataset.proto\x12\bop25b.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14op25b/v1/probe.proto\"k\n" +
 	"\tTimeRange\x120\n" +
 	"\x05start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x05start\x12,\n" +
 	"\x03end\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03end\"\xa0\x01\n" +
@@ -2249,7 +2275,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x06family\x18\x04 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\"I\n" +
 	"\x15ExportResultsResponse\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.op25b.v1.PublicResultR\aresults\"\x10\n" +
-	"\x0eGetInfoRequest\"\xe2\x03\n" +
+	"\x0eGetInfoRequest\"\xca\x04\n" +
 	"\x0fGetInfoResponse\x12)\n" +
 	"\x10software_version\x18\x01 \x01(\tR\x0fsoftwareVersion\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\tR\rschemaVersion\x12\x18\n" +
@@ -2262,7 +2288,10 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x0fmax_window_days\x18\b \x01(\rR\rmaxWindowDays\x12<\n" +
 	"\x0ereference_mtas\x18\t \x03(\v2\x15.op25b.v1.RefMTAStatsR\rreferenceMtas\x12E\n" +
 	"\x14reference_mta_window\x18\n" +
-	" \x01(\v2\x13.op25b.v1.TimeRangeR\x12referenceMtaWindow\"x\n" +
+	" \x01(\v2\x13.op25b.v1.TimeRangeR\x12referenceMtaWindow\x12*\n" +
+	"\x11read_from_replica\x18\v \x01(\bR\x0freadFromReplica\x12:\n" +
+	"\vreplica_lag\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"replicaLag\"x\n" +
 	"\n" +
 	"GroupShare\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x14\n" +
@@ -2349,6 +2378,7 @@ var file_op25b_v1_dataset_proto_goTypes = []any{
 	(*timestamppb.Timestamp)(nil),     // 28: google.protobuf.Timestamp
 	(Verdict)(0),                      // 29: op25b.v1.Verdict
 	(AddressFamily)(0),                // 30: op25b.v1.AddressFamily
+	(*durationpb.Duration)(nil),       // 31: google.protobuf.Duration
 }
 var file_op25b_v1_dataset_proto_depIdxs = []int32{
 	28, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
@@ -2403,30 +2433,31 @@ var file_op25b_v1_dataset_proto_depIdxs = []int32{
 	28, // 49: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
 	26, // 50: op25b.v1.GetInfoResponse.reference_mtas:type_name -> op25b.v1.RefMTAStats
 	1,  // 51: op25b.v1.GetInfoResponse.reference_mta_window:type_name -> op25b.v1.TimeRange
-	30, // 52: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
-	25, // 53: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
-	25, // 54: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
-	25, // 55: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
-	25, // 56: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
-	5,  // 57: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
-	9,  // 58: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
-	13, // 59: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
-	15, // 60: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
-	18, // 61: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
-	21, // 62: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
-	23, // 63: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
-	6,  // 64: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
-	10, // 65: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
-	14, // 66: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
-	16, // 67: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
-	19, // 68: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
-	22, // 69: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
-	24, // 70: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
-	64, // [64:71] is the sub-list for method output_type
-	57, // [57:64] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	31, // 52: op25b.v1.GetInfoResponse.replica_lag:type_name -> google.protobuf.Duration
+	30, // 53: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
+	25, // 54: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
+	25, // 55: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
+	25, // 56: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
+	25, // 57: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
+	5,  // 58: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
+	9,  // 59: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
+	13, // 60: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
+	15, // 61: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
+	18, // 62: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
+	21, // 63: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
+	23, // 64: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
+	6,  // 65: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
+	10, // 66: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
+	14, // 67: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
+	16, // 68: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
+	19, // 69: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
+	22, // 70: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
+	24, // 71: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
+	65, // [65:72] is the sub-list for method output_type
+	58, // [58:65] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_dataset_proto_init() }
