@@ -78,9 +78,11 @@ func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 	}
 }
 
-func agent(t *testing.T, addr, caFile, token string) (*daemon.Daemon, *spool.Spool) {
+// agent enrolls an agent with token at the collectors addrs, as
+// op25b-agent run does, and returns its daemon (not running) and spool.
+func agent(t *testing.T, addrs []string, caFile, token string) (*daemon.Daemon, *spool.Spool) {
 	t.Helper()
-	conn, err := collectorclient.Dial(addr, caFile)
+	conn, err := collectorclient.Dial(addrs, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func TestCollectorKilledMidStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, sp := agent(t, addr, filepath.Join(dataDir, "tls", localca.CACert), token)
+	d, sp := agent(t, []string{addr}, filepath.Join(dataDir, "tls", localca.CACert), token)
 	const n = 20000
 	ids := produce(t, sp, d.Identity.ID, n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -189,7 +191,7 @@ func TestPostgresDownFor60s(t *testing.T) {
 	}
 	c := collectortest.Start(t, api.Options{})
 	c.SetSchedule(&op25bv1.Schedule{})
-	d, sp := agent(t, c.Addr, c.CAFile, c.Token(t, auth.Agent, 1))
+	d, sp := agent(t, []string{c.Addr}, c.CAFile, c.Token(t, auth.Agent, 1))
 	clock := &fastClock{speedup: 20}
 	d.RetryAfter = clock.After
 	produce(t, sp, d.Identity.ID, 1000)

@@ -286,7 +286,7 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 		}()
 	}
 	if o.collector != "" {
-		conn, err := collectorclient.Dial(o.collector, o.ca)
+		conn, err := collectorclient.Dial([]string{o.collector}, o.ca)
 		if err != nil {
 			return err
 		}
