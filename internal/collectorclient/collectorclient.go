@@ -42,12 +42,13 @@ const (
 )
 
 // Dial connects to the collector at addrs, each host:port. With several
-// (replicas sharing one database), calls go to the first that answers, in
-// the order given, and move on to the next when its connection breaks or
-// cannot be made: gRPC's pick_first over a static list. Each collector's
-// certificate must cover the name or address it is dialled by, as with
-// one. caFile, if set, is the CA that signs the collectors' certificates
-// (a local CA); otherwise the system roots are used.
+// (replicas sharing one database), calls go to the first in the order
+// given that answers; when its connection breaks, the next call connects
+// again to the first that answers, passing over those that are down:
+// gRPC's pick_first over a static list. Each collector's certificate must
+// cover the name or address it is dialled by, as with one. caFile, if
+// set, is the CA that signs the collectors' certificates (a local CA);
+// otherwise the system roots are used.
 func Dial(addrs []string, caFile string) (*grpc.ClientConn, error) {
 	if len(addrs) == 0 {
 		return nil, errors.New("collectorclient: no collector address")
