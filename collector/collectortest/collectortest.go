@@ -98,7 +98,7 @@ func (c *Collector) Token(t testing.TB, kind auth.Kind, uses int) string {
 // Dial connects a client the way agents do, closed when the test ends.
 func (c *Collector) Dial(t testing.TB) *grpc.ClientConn {
 	t.Helper()
-	conn, err := collectorclient.Dial(c.Addr, c.CAFile)
+	conn, err := collectorclient.Dial([]string{c.Addr}, c.CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,8 @@ type RefreshStats struct {
 // since the last refresh: the timeline days they touched, the rolling
 // windows of their keys (every key when a new UTC day began) and their
 // policy changes. When nothing changed it only records that the rollups
-// are current.
+// are current. When another replica is refreshing or rebuilding it skips
+// (RefreshStats.Skipped) rather than wait: that one takes the results in.
 func (d *Dataset) Refresh(ctx context.Context) (RefreshStats, error) {
 	began := time.Now()
 	var st RefreshStats
@@ -93,8 +94,9 @@ func (d *Dataset) Refresh(ctx context.Context) (RefreshStats, error) {
 
 // Rebuild recomputes every tally and every derived row from the raw
 // results, in one transaction: readers see the old state until it commits,
-// and ingest waits for it. The outcome equals what incremental refreshes
-// reach.
+// and ingest waits for it. It first waits for a refresh in progress on any
+// replica, whose refreshes skip until it is done. The outcome equals what
+// incremental refreshes reach.
 func (d *Dataset) Rebuild(ctx context.Context, log *slog.Logger) (RefreshStats, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -108,3 +108,124 @@ func TestQuietRefreshes(t *testing.T) {
 		t.Errorf("rebuild differs from the state the quiet and the dirty refreshes reached: %s", firstDiff(incremental, rebuilt))
 	}
 }
+
+// TestOneReplicaAtATime: the collectors sharing a database refresh and
+// rebuild the rollups one at a time. Two Datasets on their own pools stand
+// for two replicas. While the refresh lock is held, as by a replica in
+// the middle of a refresh, either one's Refresh skips without touching
+// the derived tables and a Rebuild waits; once it is released the Rebuild
+// runs and Refresh proceeds. Refreshes the two start together take each
+// dirty day in once, and reach the state a rebuild reaches.
+func TestOneReplicaAtATime(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.URL(t)
+	replica := func() (*store.Store, *dataset.Dataset) {
+		t.Helper()
+		s, err := store.Open(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		d, err := dataset.New(s.Pool, dataset.Config{}, datasettest.Clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s, d
+	}
+	sA, dA := replica()
+	sB, dB := replica()
+	w := datasettest.NewWorld()
+	w.Seed(t, sA)
+	seeded := snapshot(t, sB)
+
+	holder, err := sA.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Rollback(ctx)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", dataset.RefreshLock); err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string]*dataset.Dataset{"A": dA, "B": dB} {
+		if st, err := d.Refresh(ctx); err != nil || !st.Skipped || st.Keys != 0 || st.Days != 0 {
+			t.Errorf("replica %s's refresh while the lock is held: %+v, %v; want it skipped", name, st, err)
+		}
+	}
+	if got := snapshot(t, sB); got != seeded {
+		t.Errorf("skipped refreshes changed the derived tables: %s", firstDiff(seeded, got))
+	}
+
+	type outcome struct {
+		st  dataset.RefreshStats
+		err error
+	}
+	rebuilt := make(chan outcome, 1)
+	go func() {
+		st, err := dB.Rebuild(ctx, nil)
+		rebuilt <- outcome{st, err}
+	}()
+	// Until the rebuild waits for the lock, it must not return.
+	for waiting := 0; waiting == 0; {
+		select {
+		case o := <-rebuilt:
+			t.Fatalf("a rebuild ran while another replica held the lock: %+v, %v", o.st, o.err)
+		default:
+		}
+		if err := sB.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+			WHERE locktype = 'advisory' AND NOT granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-rebuilt; o.err != nil || o.st.Skipped || o.st.Results != int64(len(w.Results())) {
+		t.Errorf("rebuild after the lock was released: %+v, %v; want every one of the %d results counted", o.st, o.err, len(w.Results()))
+	}
+	if st, err := dA.Refresh(ctx); err != nil || st.Skipped {
+		t.Errorf("refresh after the lock was released: %+v, %v; want it run", st, err)
+	}
+
+	// Both replicas' ticks at once, after new results.
+	for round := range 3 {
+		var late []store.Result
+		for i, r := range w.Results()[:200] {
+			r.MeasuredAt = r.MeasuredAt.Add(time.Duration(round+1) * time.Minute)
+			r.ID = uuidv7.New(r.MeasuredAt.Add(time.Duration(i) * time.Microsecond))
+			late = append(late, r)
+		}
+		if _, err := sA.InsertResults(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		var dirty int
+		if err := sA.Pool.QueryRow(ctx, "SELECT count(*) FROM (SELECT DISTINCT asn, family, day FROM agg_dirty) k").Scan(&dirty); err != nil {
+			t.Fatal(err)
+		}
+		start := make(chan struct{})
+		outcomes := make(chan outcome, 2)
+		for _, d := range []*dataset.Dataset{dA, dB} {
+			go func() {
+				<-start
+				st, err := d.Refresh(ctx)
+				outcomes <- outcome{st, err}
+			}()
+		}
+		close(start)
+		first, second := <-outcomes, <-outcomes
+		if first.err != nil || second.err != nil {
+			t.Fatalf("round %d: refreshes at once: %v, %v", round, first.err, second.err)
+		}
+		if first.st.Days+second.st.Days != dirty || (first.st.Days > 0 && second.st.Days > 0) {
+			t.Errorf("round %d: refreshes at once took in %d and %d days (skipped: %v, %v); want the %d dirty days taken in once, by one of them",
+				round, first.st.Days, second.st.Days, first.st.Skipped, second.st.Skipped, dirty)
+		}
+		t.Logf("round %d: %d dirty days; skipped: %v, %v", round, dirty, first.st.Skipped, second.st.Skipped)
+	}
+	incremental := snapshot(t, sA)
+	if _, err := dB.Rebuild(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt := snapshot(t, sA); rebuilt != incremental {
+		t.Errorf("the replicas' refreshes differ from a rebuild: %s", firstDiff(incremental, rebuilt))
+	}
+}

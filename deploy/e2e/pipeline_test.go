@@ -67,6 +67,16 @@ func stored(t *testing.T, st *store.Store) (rows, distinct int) {
 	return rows, distinct
 }
 
+// missing counts the results of ids that are not stored.
+func missing(t *testing.T, st *store.Store, ids []string) int {
+	t.Helper()
+	var n int
+	if err := st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&n); err != nil {
+		t.Fatalf("counting the produced results that are not stored: %v", err)
+	}
+	return n
+}
+
 func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
@@ -78,9 +88,11 @@ func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
 	}
 }
 
-func agent(t *testing.T, addr, caFile, token string) (*daemon.Daemon, *spool.Spool) {
+// agent enrolls an agent with token at the collectors addrs, as
+// op25b-agent run does, and returns its daemon (not running) and spool.
+func agent(t *testing.T, addrs []string, caFile, token string) (*daemon.Daemon, *spool.Spool) {
 	t.Helper()
-	conn, err := collectorclient.Dial(addr, caFile)
+	conn, err := collectorclient.Dial(addrs, caFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,48 +113,47 @@ func agent(t *testing.T, addr, caFile, token string) (*daemon.Daemon, *spool.Spo
 		Batch: 100, RetryMax: 2 * time.Second, ScheduleEvery: time.Second}, sp
 }
 
-func TestCollectorKilledMidStream(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "op25b-collector")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/op25b/observatory/collector/cmd/op25b-collector").CombinedOutput(); err != nil {
-		t.Fatalf("build collector: %v\n%s", err, out)
+// startCollector starts `bin serve --listen addr` with args, waits until
+// it listens, and kills it when the test ends if it still runs.
+func startCollector(t *testing.T, bin, addr string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--listen", addr}, args...)...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, "the collector at "+addr+" to listen", 30*time.Second, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return cmd
+}
+
+func TestCollectorKilledMidStream(t *testing.T) {
+	bin := filepath.Join(buildCommands(t, "collector/cmd/op25b-collector"), "op25b-collector")
 	url := storetest.URL(t)
 	st, err := store.Open(context.Background(), url, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := freeAddr(t)
 	dataDir := t.TempDir()
 	start := func() *exec.Cmd {
-		cmd := exec.Command(bin, "serve", "--data-dir", dataDir, "--database-url", url, "--listen", addr,
+		return startCollector(t, bin, addr, "--data-dir", dataDir, "--database-url", url,
 			"--http-listen", "127.0.0.1:0", "--rate", "10000", "--burst", "10000", "--log-level", "warn")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, "the collector to listen", 30*time.Second, func() bool {
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				c.Close()
-			}
-			return err == nil
-		})
-		return cmd
 	}
 	first := start()
-	defer func() { first.Process.Kill(); first.Wait() }()
 	as := &auth.Service{Pool: st.Pool, Now: time.Now}
 	_, token, err := as.CreateToken(context.Background(), "e2e", auth.Agent, time.Now().Add(time.Hour), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, sp := agent(t, addr, filepath.Join(dataDir, "tls", localca.CACert), token)
+	d, sp := agent(t, []string{addr}, filepath.Join(dataDir, "tls", localca.CACert), token)
 	const n = 20000
 	ids := produce(t, sp, d.Identity.ID, n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -157,8 +168,7 @@ func TestCollectorKilledMidStream(t *testing.T) {
 	if r >= n {
 		t.Fatalf("all results were stored before the kill; the test proves nothing")
 	}
-	second := start()
-	defer func() { second.Process.Kill(); second.Wait() }()
+	start()
 	waitFor(t, "every result stored", 2*time.Minute, func() bool { return sp.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
@@ -168,12 +178,8 @@ func TestCollectorKilledMidStream(t *testing.T) {
 	if rows != n || distinct != n {
 		t.Errorf("stored %d rows, %d distinct; want each of the %d results exactly once", rows, distinct, n)
 	}
-	var missing int
-	if err := st.Pool.QueryRow(context.Background(), "SELECT count(*) FROM unnest($1::uuid[]) id WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.result_id = id)", ids).Scan(&missing); err != nil {
-		t.Fatalf("counting the produced results that are not stored: %v", err)
-	}
-	if missing != 0 {
-		t.Errorf("%d produced results are not stored", missing)
+	if n := missing(t, st, ids); n != 0 {
+		t.Errorf("%d produced results are not stored", n)
 	}
 }
 
@@ -189,7 +195,7 @@ func TestPostgresDownFor60s(t *testing.T) {
 	}
 	c := collectortest.Start(t, api.Options{})
 	c.SetSchedule(&op25bv1.Schedule{})
-	d, sp := agent(t, c.Addr, c.CAFile, c.Token(t, auth.Agent, 1))
+	d, sp := agent(t, []string{c.Addr}, c.CAFile, c.Token(t, auth.Agent, 1))
 	clock := &fastClock{speedup: 20}
 	d.RetryAfter = clock.After
 	produce(t, sp, d.Identity.ID, 1000)

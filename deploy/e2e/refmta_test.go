@@ -100,7 +100,7 @@ func TestFaultyRefMTAThroughIngest(t *testing.T) {
 	blocked, open := op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT, op25bv1.Verdict_VERDICT_OPEN
 	var wg sync.WaitGroup
 	for a := range 6 {
-		d, sp := agent(t, c.Addr, c.CAFile, c.Token(t, auth.Agent, 1))
+		d, sp := agent(t, []string{c.Addr}, c.CAFile, c.Token(t, auth.Agent, 1))
 		d.Batch = 4 // smaller than a round of 6 results
 		if a < 3 {  // AS64510: open; the faulty reference MTA's port 25 is not
 			spoolRounds(t, sp, d.Identity.ID, netip.AddrFrom4([4]byte{198, 51, byte(a), 7}), refs, []op25bv1.Verdict{open, blocked}, rounds)

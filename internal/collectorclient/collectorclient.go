@@ -1,9 +1,10 @@
 // Package collectorclient is how agents and reference MTAs talk to the
-// collector: a TLS gRPC connection with keepalive, enrollment that trades a
-// token for a credential kept in the state directory (0600), the credential
-// on every call, and exponential backoff with jitter between failed
-// attempts, so that thousands of clients do not retry in lockstep after an
-// outage.
+// collector: a TLS gRPC connection with keepalive, which fails over from
+// one collector to the next when given several, enrollment that trades a
+// token for a credential kept in the state directory (0600), the
+// credential on every call, and exponential backoff with jitter between
+// failed attempts, so that thousands of clients do not retry in lockstep
+// after an outage.
 package collectorclient
 
 import (
@@ -15,14 +16,19 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/resolver"
+	"google.golang.org/grpc/resolver/manual"
 	"google.golang.org/grpc/status"
 
 	"github.com/op25b/observatory/internal/keyfile"
@@ -35,10 +41,29 @@ const (
 	CredentialFile = "credential"
 )
 
-// Dial connects to the collector at addr. caFile, if set, is the CA that
-// signs the collector's certificate (its local CA); otherwise the system
-// roots are used.
-func Dial(addr, caFile string) (*grpc.ClientConn, error) {
+// Dial connects to the collector at addrs, each host:port. With several
+// (replicas sharing one database), calls go to the first in the order
+// given that answers; when its connection breaks, the next call connects
+// again to the first that answers, passing over those that are down:
+// gRPC's pick_first over a static list. Each collector's certificate must
+// cover the name or address it is dialled by, as with one. caFile, if
+// set, is the CA that signs the collectors' certificates (a local CA);
+// otherwise the system roots are used.
+func Dial(addrs []string, caFile string) (*grpc.ClientConn, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("collectorclient: no collector address")
+	}
+	endpoints := make([]resolver.Endpoint, 0, len(addrs))
+	for _, a := range addrs {
+		a, err := withPort(a)
+		if err != nil {
+			return nil, err
+		}
+		// ServerName makes TLS check each collector's certificate against
+		// the name it is dialled by (and sends it as :authority), not
+		// against one name for the whole list.
+		endpoints = append(endpoints, resolver.Endpoint{Addresses: []resolver.Address{{Addr: a, ServerName: a}}})
+	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		b, err := os.ReadFile(caFile)
@@ -51,7 +76,13 @@ func Dial(addr, caFile string) (*grpc.ClientConn, error) {
 		}
 		tc.RootCAs = pool
 	}
-	conn, err := grpc.NewClient(addr,
+	// A static resolver of its own per connection: the dialer resolves each
+	// host name when it connects, as the default resolver would.
+	r := manual.NewBuilderWithScheme("op25b-collector")
+	r.InitialState(resolver.State{Endpoints: endpoints})
+	conn, err := grpc.NewClient(r.Scheme()+":///collectors",
+		grpc.WithResolvers(r),
+		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
 		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second, PermitWithoutStream: false}),
 	)
@@ -59,6 +90,22 @@ func Dial(addr, caFile string) (*grpc.ClientConn, error) {
 		return nil, fmt.Errorf("collectorclient: %w", err)
 	}
 	return conn, nil
+}
+
+// withPort returns addr as host:port: without a port it is gRPC's default,
+// 443, as it was when the address went to gRPC's own resolver.
+func withPort(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = strings.TrimSuffix(strings.TrimPrefix(addr, "["), "]"), "443"
+		if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+			host = ""
+		}
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 || host == "" || strings.ContainsAny(host, "[]/") {
+		return "", fmt.Errorf("collectorclient: collector address %q: want host:port", addr)
+	}
+	return net.JoinHostPort(host, port), nil
 }
 
 // Identity is an enrolled principal's state.

@@ -2,10 +2,10 @@
 // SMTP (ports 25, 587 and 465) against reference MTAs and reports, per port
 // and address family, whether the line it runs on lets it through.
 //
-//	op25b-agent check --refmta SPEC [flags]   run one round and print a report
-//	op25b-agent check --submit URL [flags]    the same against a collector's reference MTAs, and contribute it
-//	op25b-agent run --collector ADDR [flags]  the daemon: enroll, follow the schedule, spool, deliver
-//	op25b-agent version                       print the version
+//	op25b-agent check --refmta SPEC [flags]             run one round and print a report
+//	op25b-agent check --submit URL [flags]              the same against a collector's reference MTAs, and contribute it
+//	op25b-agent run --collector ADDR[,ADDR...] [flags]  the daemon: enroll, follow the schedule, spool, deliver
+//	op25b-agent version                                 print the version
 //
 // Every flag can also be set from the environment: --control-port from
 // OP25B_CONTROL_PORT, and so on; a flag on the command line wins.
@@ -48,14 +48,15 @@ const (
 const usage = `usage:
   op25b-agent check --submit https://COLLECTOR [flags]
   op25b-agent check --refmta SPEC [--refmta SPEC...] [flags]
-  op25b-agent run --collector HOST:PORT [--enroll TOKEN] [flags]
+  op25b-agent run --collector HOST:PORT[,HOST:PORT...] [--enroll TOKEN] [flags]
   op25b-agent version
 
 check runs one round of probes and prints what this line does with
 outbound SMTP. With --submit it probes the collector's reference MTAs and
 contributes the round to its dataset, without enrolling, and prints the
 link to the round's page. SPEC is the path or http(s) URL of a reference
-MTA's identity document, or KEY@ADDR[,ADDR...].
+MTA's identity document, or KEY@ADDR[,ADDR...]. run takes the address of
+every collector sharing one database and fails over between them.
 `
 
 func main() {

@@ -102,6 +102,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"check", "--refmta", "x@192.0.2.1", "--attempts", "0"}, exitUsage, "--attempts 0: want 1 to 10"},
 		{[]string{"check", "--refmta", "x@192.0.2.1", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"run", "--collector", "192.0.2.1:8443", "--spool-max-bytes", "0"}, exitUsage, "--spool-max-bytes 0: want a positive number"},
+		{[]string{"run", "--collector", ","}, exitUsage, "--collector is required"},
+		{[]string{"run", "--collector", "192.0.2.1:8443,https://192.0.2.2"}, exitFailed, `https://192.0.2.2\": want host:port`}, // in a log line's quotes
 		{[]string{"check", "--refmta", key + "@192.0.2.1"}, exitFailed, "not a base64 Ed25519 public key"},
 		{[]string{"check", "--refmta", "/nonexistent/identity.json"}, exitFailed, "no such file"},
 		{[]string{"check", "--refmta", "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=@192.0.2.1", "--family", "6"}, exitFailed, "no reference MTA has an address of family IPv6"},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"path/filepath"
 
 	"github.com/op25b/observatory/agent/daemon"
@@ -20,7 +21,8 @@ import (
 func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("op25b-agent run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	collector := fs.String("collector", "", "collector gRPC address, host:port (required)")
+	var collectors flagenv.List
+	fs.Var(&collectors, "collector", "collector gRPC address, host:port (required); several collectors sharing one database: comma-separated or repeated, the agent uses one at a time and fails over")
 	ca := fs.String("collector-ca", "", "CA certificate that signs the collector's (its local CA's ca.pem); empty: system roots")
 	enroll := fs.String("enroll", "", "enrollment token; needed once, the credential is then kept in --state-dir")
 	state := fs.String("state-dir", defaultStateDir(), "directory for the key, the credential (0600) and the spool")
@@ -37,7 +39,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "op25b-agent run:", err)
 		return exitUsage
 	}
-	if *collector == "" {
+	if len(collectors) == 0 {
 		fmt.Fprintln(stderr, "op25b-agent run: --collector is required")
 		return exitUsage
 	}
@@ -55,7 +57,10 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		log.Error("op25b-agent run: " + err.Error())
 		return exitFailed
 	}
-	conn, err := collectorclient.Dial(*collector, *ca)
+	// The connection prefers the first address; a fleet given one list
+	// spreads over the collectors because each agent shuffles it.
+	rand.Shuffle(len(collectors), func(i, j int) { collectors[i], collectors[j] = collectors[j], collectors[i] })
+	conn, err := collectorclient.Dial(collectors, *ca)
 	if err != nil {
 		return fail(err)
 	}
@@ -70,7 +75,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	defer sp.Close()
 	st := sp.Stats()
-	log.Info("agent running", "id", id.ID, "collector", *collector, "spooled", st.Pending, "spool_max_bytes", *spoolMax,
+	log.Info("agent running", "id", id.ID, "collector", collectors.String(), "spooled", st.Pending, "spool_max_bytes", *spoolMax,
 		"lost_total", st.Lost.Total(), "version", version)
 	d := &daemon.Daemon{Conn: conn, Identity: id, Spool: sp, Version: version, Log: log}
 	if err := d.Run(ctx); err != nil {

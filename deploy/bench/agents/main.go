@@ -62,7 +62,7 @@ func main() {
 // agent enrolls one agent on its own connection, opens its upload stream
 // and delivers one result, leaving the stream open.
 func agent(ctx context.Context, addr, ca, token string) error {
-	conn, err := collectorclient.Dial(addr, ca)
+	conn, err := collectorclient.Dial([]string{addr}, ca)
 	if err != nil {
 		return err
 	}

@@ -55,7 +55,8 @@ type options struct {
 	idle, total       time.Duration
 	queue             int
 	logLevel          string
-	collector, ca     string
+	collectors        flagenv.List
+	ca                string
 	enroll            string
 }
 
@@ -101,7 +102,7 @@ func run(cmd string, args []string) error {
 	fs.DurationVar(&o.total, "session-timeout", smtpd.DefaultSessionTimeout, "time allowed for a whole session (keep it above the agents' 30s deadline)")
 	fs.IntVar(&o.queue, "sighting-queue", 100000, "sightings kept for upload before the oldest are dropped")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&o.collector, "collector", "", "collector gRPC address (host:port) to upload sightings to; empty: keep them queued")
+	fs.Var(&o.collectors, "collector", "collector gRPC address (host:port) to upload sightings to, or several sharing one database (comma-separated or repeated; the first that answers, then the next); empty: keep them queued")
 	fs.StringVar(&o.ca, "collector-ca", "", "CA certificate of the collector (its local CA's ca.pem); empty: system roots")
 	fs.StringVar(&o.enroll, "enroll", "", "enrollment token, needed once: the credential is then kept in --state-dir")
 	if err := fs.Parse(args); err != nil {
@@ -285,8 +286,8 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 			}
 		}()
 	}
-	if o.collector != "" {
-		conn, err := collectorclient.Dial(o.collector, o.ca)
+	if len(o.collectors) > 0 {
+		conn, err := collectorclient.Dial(o.collectors, o.ca)
 		if err != nil {
 			return err
 		}
@@ -307,7 +308,7 @@ func serve(o options, log *slog.Logger, key ed25519.PrivateKey, ports []port, do
 				log.Warn("enrolled under another id than the identity document's: the collector will not verify this reference MTA's statements",
 					"enrolled", id.ID, "document", doc.Id)
 			}
-			log.Info("uploading sightings", "collector", o.collector, "as", id.ID)
+			log.Info("uploading sightings", "collector", o.collectors.String(), "as", id.ID)
 			u := &upload.Uploader{Conn: conn, Identity: id, Queue: queue, Log: log}
 			if err := u.Run(ctx); err != nil {
 				log.Error("sighting upload stopped", "err", err)
