@@ -17,12 +17,13 @@ const maxLossCount = 1 << 40
 // and counts their growth in the metrics. A failure is only logged: the
 // agent's counts are cumulative and it reports them again within a minute.
 func (s *Server) recordLoss(ctx context.Context, agent string, sp *op25bv1.SpoolStats) {
-	l, ok := spoolLoss(sp)
-	if !ok {
-		if sp.GetLost() != nil {
-			s.Log.Warn("ignoring an agent's loss counts: spool_id is not a UUIDv7", "agent", agent)
-		}
+	l, valid := spoolLoss(sp)
+	if !valid {
+		s.Log.Warn("ignoring an agent's loss counts: spool_id is not a UUIDv7", "agent", agent)
 		return
+	}
+	if l.Total() == 0 {
+		return // nothing lost: every healthy agent's report
 	}
 	grew, err := s.Store.RecordSpoolLoss(ctx, agent, l)
 	if err != nil {
@@ -38,8 +39,9 @@ func (s *Server) recordLoss(ctx context.Context, agent string, sp *op25bv1.Spool
 
 // spoolLoss is the loss count an agent reported: its spool's durable count
 // by cause, or, from agents that predate it, its full spool's drops since
-// it started. ok is false when there is nothing to record.
-func spoolLoss(sp *op25bv1.SpoolStats) (l store.SpoolLoss, ok bool) {
+// it started. valid is false when the count names no spool (its id is not
+// a UUIDv7).
+func spoolLoss(sp *op25bv1.SpoolStats) (l store.SpoolLoss, valid bool) {
 	count := func(n uint64) int64 { return int64(min(n, maxLossCount)) }
 	if lost := sp.GetLost(); lost != nil {
 		if _, _, err := uuidv7.Parse(lost.GetSpoolId()); err != nil {
@@ -50,5 +52,5 @@ func spoolLoss(sp *op25bv1.SpoolStats) (l store.SpoolLoss, ok bool) {
 	} else {
 		l = store.SpoolLoss{Full: count(sp.GetDroppedFull())}
 	}
-	return l, l.Total() > 0
+	return l, true
 }
