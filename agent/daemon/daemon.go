@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,9 @@ type Daemon struct {
 	Spool    *spool.Spool
 	Version  string
 	Log      *slog.Logger
-	// ScheduleEvery is how often the schedule is fetched (default 1 min).
+	// ScheduleEvery is how often the schedule is fetched besides before
+	// each round (default 15 min): between rounds the agent holds no
+	// connection to the collector.
 	ScheduleEvery time.Duration
 	// Batch is the number of results per upload message (default 200); a
 	// batch goes on past it to the end of its last round, up to MaxBatch,
@@ -62,7 +65,7 @@ type Daemon struct {
 // collector refuses the agent's credential (revoked): retrying cannot help.
 func (d *Daemon) Run(ctx context.Context) error {
 	if d.ScheduleEvery == 0 {
-		d.ScheduleEvery = time.Minute
+		d.ScheduleEvery = 15 * time.Minute
 	}
 	if d.Batch <= 0 {
 		d.Batch = 200
@@ -117,25 +120,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return fatal
 }
 
-// followSchedule fetches the schedule now and every ScheduleEvery; a new
-// version is picked up by the next round without a restart.
+// followSchedule fetches the schedule now and every ScheduleEvery (and
+// rounds fetch it before they start); a new version is picked up by the
+// next round without a restart.
 func (d *Daemon) followSchedule(ctx, work context.Context, die func(error)) {
-	client := op25bv1.NewAgentServiceClient(d.Conn)
 	b := collectorclient.Backoff{Min: time.Second, Max: d.ScheduleEvery}
 	for {
-		cur := d.schedule.Load()
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := client.GetSchedule(cctx, &op25bv1.GetScheduleRequest{CurrentVersion: cur.GetVersion(), AgentVersion: d.Version,
-			Spool: spoolStats(d.Spool.Stats())}, d.Identity.CallOption())
-		cancel()
 		wait := d.ScheduleEvery
-		switch {
-		case err == nil && resp.GetSchedule() != nil:
-			d.schedule.Store(resp.GetSchedule())
-			d.Log.Info("schedule", "version", resp.GetSchedule().GetVersion(), "refmtas", len(resp.GetSchedule().GetReferenceMtas()),
-				"interval", resp.GetSchedule().GetInterval().AsDuration())
-			d.once.Do(func() { close(d.gotFirst) })
-			b.Reset()
+		switch err := d.fetchSchedule(ctx); {
 		case err == nil:
 			b.Reset()
 		case collectorclient.Permanent(err):
@@ -153,6 +145,24 @@ func (d *Daemon) followSchedule(ctx, work context.Context, die func(error)) {
 		case <-time.After(wait):
 		}
 	}
+}
+
+// fetchSchedule asks the collector for the schedule, reporting the
+// spool's losses, and keeps a new version.
+func (d *Daemon) fetchSchedule(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := op25bv1.NewAgentServiceClient(d.Conn).GetSchedule(cctx, &op25bv1.GetScheduleRequest{
+		CurrentVersion: d.schedule.Load().GetVersion(), AgentVersion: d.Version, Spool: spoolStats(d.Spool.Stats())}, d.Identity.CallOption())
+	if err != nil {
+		return err
+	}
+	if sch := resp.GetSchedule(); sch != nil {
+		d.schedule.Store(sch)
+		d.Log.Info("schedule", "version", sch.GetVersion(), "refmtas", len(sch.GetReferenceMtas()), "interval", sch.GetInterval().AsDuration())
+		d.once.Do(func() { close(d.gotFirst) })
+	}
+	return nil
 }
 
 // RoundOffset is where in the interval the agent's rounds fall: the
@@ -213,6 +223,12 @@ func (d *Daemon) rounds(ctx, work context.Context) {
 		case <-work.Done():
 			return
 		case <-time.After(wait):
+		}
+		// The schedule as of now, and the losses reported: the agent has
+		// held no connection since the last round. A failure leaves the
+		// schedule it has (followSchedule retries).
+		if err := d.fetchSchedule(work); err != nil {
+			d.Log.Warn("fetching the schedule before the round failed; probing with the one we have", "err", err)
 		}
 		d.round(work, d.schedule.Load())
 	}
@@ -297,6 +313,10 @@ func (d *Daemon) deliver(work context.Context, roundsDone <-chan struct{}, die f
 		if err == nil || work.Err() != nil {
 			return
 		}
+		if errors.Is(err, errIdle) {
+			b.Reset()
+			continue
+		}
 		if collectorclient.Permanent(err) {
 			die(fmt.Errorf("the collector refused this agent: %w", err))
 			return
@@ -320,10 +340,17 @@ func (d *Daemon) deliver(work context.Context, roundsDone <-chan struct{}, die f
 	}
 }
 
-// stream runs one upload stream. It returns nil once the rounds are done
-// and the spool is empty, and whether the collector answered a batch.
+// errIdle ends a stream that delivered everything spooled.
+var errIdle = errors.New("nothing left to deliver")
+
+// stream runs one upload stream until the spool is empty. It returns nil
+// once the rounds are done and the spool is empty, errIdle when the spool
+// is empty and rounds go on, and whether the collector answered a batch.
 func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) (delivered bool, err error) {
-	if d.Spool.Len() == 0 {
+	// Wait for something to deliver before opening a stream; a round
+	// says when it spooled, and the spool is looked at every second for
+	// what came otherwise.
+	for d.Spool.Len() == 0 {
 		select {
 		case <-d.spooled:
 		case <-roundsDone:
@@ -332,6 +359,7 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) (deliv
 			}
 		case <-work.Done():
 			return false, work.Err()
+		case <-time.After(time.Second):
 		}
 	}
 	sctx, cancel := context.WithCancel(work)
@@ -344,20 +372,21 @@ func (d *Daemon) stream(work context.Context, roundsDone <-chan struct{}) (deliv
 	for {
 		results := d.nextBatch()
 		if len(results) == 0 {
+			// Everything spooled is delivered: end the stream rather than
+			// hold it until the next round (deliver opens another when a
+			// round spools), so that the connection can close.
+			stream.CloseSend()
+			if _, err := stream.Recv(); err != nil && !errors.Is(err, io.EOF) {
+				return delivered, err
+			}
 			select {
-			case <-d.spooled:
-				continue
 			case <-roundsDone:
 				if d.Spool.Len() == 0 {
-					stream.CloseSend()
 					return delivered, nil
 				}
-				continue
-			case <-work.Done():
-				return delivered, work.Err()
-			case <-time.After(time.Second):
-				continue
+			default:
 			}
+			return delivered, errIdle
 		}
 		batch++
 		req := &op25bv1.UploadResultsRequest{BatchId: batch, Results: results, Spool: spoolStats(d.Spool.Stats())}

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -244,5 +245,27 @@ func TestRoundSpoolCost(t *testing.T) {
 	t.Logf("a round of 3 OPEN results took %d bytes of spool", st.Bytes)
 	if st.Bytes == 0 || st.Bytes > 7500 {
 		t.Errorf("a round of 3 OPEN results took %d bytes of spool; docs/volunteer.md says at most 7.5 KB", st.Bytes)
+	}
+}
+
+// TestNoStreamBetweenRounds: once a round is delivered the agent ends its
+// upload stream, rather than holding it until the next round (issue 12: a
+// held stream is most of what an agent costs a collector), and opens one
+// again for the next round.
+func TestNoStreamBetweenRounds(t *testing.T) {
+	c, d, _, _ := setup(t, 2*time.Second, spool.Options{})
+	d.ScheduleEvery = time.Hour // only the fetches before rounds
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	for round := 1; round <= 2; round++ {
+		waitFor(t, fmt.Sprintf("round %d stored", round), 30*time.Second, func() bool { return c.Count(t, "results") >= 3*round })
+		waitFor(t, fmt.Sprintf("no stream open after round %d", round), 10*time.Second, func() bool {
+			return c.Gauge(t, "op25b_agents_connected") == 0
+		})
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -37,10 +37,28 @@ type Collector struct {
 	// ASN attributes results; empty until a test adds a table.
 	ASN *ingest.Snapshots
 	// Dataset serves the DatasetService; its clock is Now.
-	Dataset  *dataset.Dataset
-	Now      func() time.Time
+	Dataset *dataset.Dataset
+	Now     func() time.Time
+	// Metrics holds the server's metrics.
+	Metrics  *prometheus.Registry
 	schedule *op25bv1.Schedule
 	grpc     *grpc.Server
+}
+
+// Gauge returns the value of the unlabelled gauge name, or -1 when the
+// registry has none.
+func (c *Collector) Gauge(t testing.TB, name string) float64 {
+	t.Helper()
+	mfs, err := c.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return -1
 }
 
 // Start starts a collector on a free loopback port with a fresh database;
@@ -62,7 +80,9 @@ func Start(t testing.TB, opts api.Options) *Collector {
 		Converter: &ingest.Converter{ASN: c.ASN, Limits: ingest.DefaultLimits, Now: time.Now},
 		Keys:      &api.KeyCache{Lookup: c.Auth.RefMTAKeys, TTL: time.Second},
 		Schedule:  func() *op25bv1.Schedule { return c.schedule }, Spread: &api.Spreader{},
-		Metrics: api.NewMetrics(prometheus.NewRegistry()), Log: slog.New(slog.DiscardHandler)}
+		Log: slog.New(slog.DiscardHandler)}
+	c.Metrics = prometheus.NewRegistry()
+	c.Server.Metrics = api.NewMetrics(c.Metrics)
 	c.Server.Register(srv)
 	c.Now = time.Now
 	if c.Dataset, err = dataset.New(st.Pool, dataset.Config{}, func() time.Time { return c.Now() }); err != nil {

@@ -35,6 +35,10 @@ import (
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
+// IdleTimeout is how long a connection to the collector stays open
+// without a call.
+const IdleTimeout = 30 * time.Second
+
 // Files in the state directory.
 const (
 	KeyFile        = "key.pem"
@@ -85,6 +89,11 @@ func Dial(addrs []string, caFile string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig": [{"pick_first": {}}]}`),
 		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: time.Minute, Timeout: 20 * time.Second, PermitWithoutStream: false}),
+		// Between rounds an agent makes no call: the connection closes
+		// and the next call opens a new one. A collector then holds the
+		// agents of the current minutes, not all of them (issue 12:
+		// 100,000 agents per collector).
+		grpc.WithIdleTimeout(IdleTimeout),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("collectorclient: %w", err)

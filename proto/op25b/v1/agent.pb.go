@@ -228,7 +228,7 @@ type GetScheduleRequest struct {
 	// The version the agent runs now; empty when it has none.
 	CurrentVersion string `protobuf:"bytes,1,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
 	AgentVersion   string `protobuf:"bytes,2,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
-	// The agent's spool, sent with every poll (every minute) so that its
+	// The agent's spool, sent with every poll (before each round) so that its
 	// losses reach the collector also when it has nothing to upload.
 	Spool         *SpoolStats `protobuf:"bytes,3,opt,name=spool,proto3" json:"spool,omitempty"`
 	unknownFields protoimpl.UnknownFields
