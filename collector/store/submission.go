@@ -47,8 +47,8 @@ func (e *ReplayError) Is(target error) bool { return target == ErrReplayed }
 
 // InsertSubmission stores a one-off contribution and its results (whose
 // SubmissionID must be sub.ID) in one transaction, or nothing: a round
-// already submitted, a result already stored, or a nonce already used by a
-// stored result is a *ReplayError.
+// already submitted, a result already stored, or the nonce of an OPEN
+// result already used by a stored OPEN result is a *ReplayError.
 func (s *Store) InsertSubmission(ctx context.Context, sub Submission, rs []Result) error {
 	if len(rs) == 0 {
 		return errors.New("store: insert submission: no results")
@@ -68,7 +68,7 @@ func (s *Store) InsertSubmission(ctx context.Context, sub Submission, rs []Resul
 		if r.MeasuredAt.After(to) {
 			to = r.MeasuredAt
 		}
-		if len(r.Nonce) > 0 {
+		if len(r.Nonce) > 0 && r.Verdict == 1 { // OPEN: see migration 0006
 			nonces = append(nonces, r.Nonce)
 		}
 	}
@@ -97,7 +97,7 @@ func (s *Store) InsertSubmission(ctx context.Context, sub Submission, rs []Resul
 			return err
 		}
 		err = tx.QueryRow(ctx, `SELECT result_id::text FROM results
-			WHERE nonce = ANY($1) AND measured_at >= $2 LIMIT 1`, nonces, from.Add(-ReplayWindow)).Scan(&id)
+			WHERE nonce = ANY($1) AND verdict = 1 AND measured_at >= $2 LIMIT 1`, nonces, from.Add(-ReplayWindow)).Scan(&id)
 		switch {
 		case err == nil:
 			return &ReplayError{What: fmt.Sprintf("a nonce of this round is stored already, with result %s: a round's nonces are used once", id)}
