@@ -1,10 +1,20 @@
-// Command agents is a load generator for make bench: it enrolls N agents
-// with the collector, each on its own TLS connection with an open upload
-// stream that has delivered one batch, and holds them all open until its
-// standard input closes, so that the collector's memory with N agents
-// connected can be measured.
+// Command agents is a load generator for make bench. By default it enrolls
+// N agents with the collector, each on its own TLS connection with an open
+// upload stream that has delivered one batch, and holds them all open
+// until its standard input closes, so that the collector's memory with N
+// agents connected can be measured.
 //
 //	agents --collector 127.0.0.1:8443 --ca ca.pem --token TOKEN --agents 10000
+//
+// With --schedule-interval it runs N enrolled agents on their schedule
+// instead, as agent/daemon does: each at its own offset within the
+// interval opens a connection, fetches the schedule, uploads a round of
+// 18 results, ends its stream and lets the connection idle 30 s before it
+// closes. It runs for --run, samples the collector's RSS and CPU time
+// (--collector-pid), and prints what it measured as "key value" lines.
+//
+//	agents --collector 127.0.0.1:8443 --ca ca.pem --token TOKEN --agents 100000 \
+//	  --schedule-interval 15m --run 3m --collector-pid PID
 package main
 
 import (
@@ -32,9 +42,23 @@ func main() {
 	ca := flag.String("ca", "", "collector CA file")
 	token := flag.String("token", "", "enrollment token good for --agents uses")
 	n := flag.Int("agents", 10000, "agents to connect")
-	parallel := flag.Int("parallel", 64, "agents connecting at once")
+	parallel := flag.Int("parallel", 64, "agents connecting (or, with --schedule-interval, enrolling) at once")
+	interval := flag.Duration("schedule-interval", 0, "run the agents on a schedule of this interval (0: hold them connected)")
+	run := flag.Duration("run", 3*time.Minute, "with --schedule-interval: how long the agents run")
+	idle := flag.Duration("idle", collectorclient.IdleTimeout, "with --schedule-interval: how long a connection stays open after a round")
+	enrollConns := flag.Int("enroll-conns", 8, "with --schedule-interval: connections the enrollments share")
+	pid := flag.Int("collector-pid", 0, "with --schedule-interval: the collector's process, whose RSS and CPU time are sampled (0: none)")
 	flag.Parse()
 	ctx := context.Background()
+	if *interval > 0 {
+		err := runSchedule(ctx, scheduleConfig{addr: *addr, ca: *ca, token: *token, agents: *n, parallel: *parallel,
+			enrollConns: max(*enrollConns, 1), interval: *interval, run: *run, idle: *idle, pid: *pid})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "agents:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var connected, failed atomic.Int64
 	sem := make(chan struct{}, *parallel)
 	var wg sync.WaitGroup
