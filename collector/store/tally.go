@@ -77,7 +77,7 @@ func tallySQL(source string) string {
 // in source (a relation with the columns of results) that are charged to
 // their reference MTA's side. Results are compared within one agent, round,
 // port and family among those stored together (the same received_at: one
-// upload batch), by verdict group (1 OPEN, 2 BLOCKED_*, 3 INTERCEPTED or
+// transaction, an upload batch or those group commit merged), by verdict group (1 OPEN, 2 BLOCKED_*, 3 INTERCEPTED or
 // TAMPERED; INCONCLUSIVE takes no side), each reference MTA standing for its
 // network: the ASN of its address, else its /24 or /48. When networks
 // disagree, the results whose group is not the one more than half of the
