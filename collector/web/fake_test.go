@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/dataset"
@@ -75,6 +76,9 @@ type fakeQuerier struct {
 	now      time.Time
 	pageSize int
 	fail     map[string]error
+	// replicaLag, when set, makes GetInfo say the data come from a replica
+	// this far behind.
+	replicaLag *durationpb.Duration
 }
 
 func newFake() *fakeQuerier { return &fakeQuerier{now: fakeNow, pageSize: 4, fail: map[string]error{}} }
@@ -343,7 +347,7 @@ func (q *fakeQuerier) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.
 	return &pb.GetInfoResponse{
 		SoftwareVersion: "v0.4.0-test", SchemaVersion: "1.0", Licence: "CC-BY-4.0",
 		RefreshedAt: timestamppb.New(fakeNow.Add(-5 * time.Minute)), WindowDays: []uint32{7, 30, 90},
-		DefaultWindowDays: 30, MaxExportDays: 31, MaxWindowDays: 366,
+		DefaultWindowDays: 30, MaxExportDays: 31, MaxWindowDays: 366, ReadFromReplica: q.replicaLag != nil, ReplicaLag: q.replicaLag,
 		ReferenceMtaWindow: &pb.TimeRange{Start: timestamppb.New(fakeNow.Add(-7 * 24 * time.Hour).Truncate(24 * time.Hour)),
 			End: timestamppb.New(fakeNow.Truncate(24 * time.Hour).Add(24 * time.Hour))},
 		ReferenceMtas: []*pb.RefMTAStats{

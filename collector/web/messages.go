@@ -19,14 +19,16 @@ var messages = map[string]map[string]string{
 		"nav.language":   "Language",
 		"nav.breadcrumb": "Breadcrumb",
 
-		"footer.about":      "OP25B Observatory measures, per network (ASN) and address family, whether outbound SMTP on port 25 is blocked or intercepted, and whether the submission ports 587 and 465 stay open. Volunteers run the agents; reference MTAs prove what each probe reached.",
-		"footer.licence":    "Data licence",
-		"footer.openapi":    "API (OpenAPI)",
-		"footer.export":     "Export raw results (CSV)",
-		"footer.export.day": "%[1]s, UTC", // day
-		"footer.schema":     "Dataset schema",
-		"footer.refreshed":  "Refreshed",
-		"footer.software":   "Software",
+		"footer.about":           "OP25B Observatory measures, per network (ASN) and address family, whether outbound SMTP on port 25 is blocked or intercepted, and whether the submission ports 587 and 465 stay open. Volunteers run the agents; reference MTAs prove what each probe reached.",
+		"footer.licence":         "Data licence",
+		"footer.openapi":         "API (OpenAPI)",
+		"footer.export":          "Export raw results (CSV)",
+		"footer.export.day":      "%[1]s, UTC", // day
+		"footer.schema":          "Dataset schema",
+		"footer.refreshed":       "Refreshed",
+		"footer.replica":         "Read from a replica, %[1]s behind", // lag
+		"footer.replica.unknown": "Read from a replica",
+		"footer.software":        "Software",
 
 		"window.label": "Window",
 		"window.apply": "Show",
@@ -224,14 +226,16 @@ var messages = map[string]map[string]string{
 		"nav.language":   "言語",
 		"nav.breadcrumb": "現在位置",
 
-		"footer.about":      "OP25B Observatory は、ネットワーク（AS）とアドレスファミリーごとに、ポート25宛ての送信SMTPがブロックまたは横取りされているか、サブミッションポート587・465が開いているかを測定しています。エージェントはボランティアが運用し、各プローブの到達先は参照MTAが証明します。",
-		"footer.licence":    "データのライセンス",
-		"footer.openapi":    "API（OpenAPI）",
-		"footer.export":     "生データのエクスポート（CSV）",
-		"footer.export.day": "%[1]s（UTC）",
-		"footer.schema":     "データセットのスキーマ",
-		"footer.refreshed":  "最終更新",
-		"footer.software":   "ソフトウェア",
+		"footer.about":           "OP25B Observatory は、ネットワーク（AS）とアドレスファミリーごとに、ポート25宛ての送信SMTPがブロックまたは横取りされているか、サブミッションポート587・465が開いているかを測定しています。エージェントはボランティアが運用し、各プローブの到達先は参照MTAが証明します。",
+		"footer.licence":         "データのライセンス",
+		"footer.openapi":         "API（OpenAPI）",
+		"footer.export":          "生データのエクスポート（CSV）",
+		"footer.export.day":      "%[1]s（UTC）",
+		"footer.schema":          "データセットのスキーマ",
+		"footer.refreshed":       "最終更新",
+		"footer.replica":         "レプリカから読み出し（遅れ %[1]s）", // lag
+		"footer.replica.unknown": "レプリカから読み出し",
+		"footer.software":        "ソフトウェア",
 
 		"window.label": "期間",
 		"window.apply": "表示",

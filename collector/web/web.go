@@ -158,6 +158,9 @@ type footer struct {
 	Software    string
 	ExportCSV   string
 	ExportDay   string
+	// Replica says that the page was read from a replica, and how far
+	// behind the primary it is.
+	Replica string
 }
 
 func (s *server) base(w http.ResponseWriter, r *http.Request, nav string, info *pb.GetInfoResponse) base {
@@ -184,6 +187,12 @@ func (s *server) base(w http.ResponseWriter, r *http.Request, nav string, info *
 		}
 		if b.Footer.Software == "" {
 			b.Footer.Software = info.GetSoftwareVersion()
+		}
+		switch {
+		case info.GetReadFromReplica() && info.GetReplicaLag() != nil:
+			b.Footer.Replica = translatorf(lang)("footer.replica", info.GetReplicaLag().AsDuration().Round(100*time.Millisecond).String())
+		case info.GetReadFromReplica():
+			b.Footer.Replica = translator(lang)("footer.replica.unknown")
 		}
 	}
 	if b.Footer.Licence == "CC-BY-4.0" {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/internal/advice"
 )
@@ -582,6 +584,21 @@ func TestResultPage(t *testing.T) {
 	} {
 		if r := get(t, h, path); r.status != status {
 			t.Errorf("GET %s: %d; want %d", path, r.status, status)
+		}
+	}
+}
+
+// TestReplicaFooter: a page read from a replica says so, with how far
+// behind the primary it is; one read from the primary says nothing.
+func TestReplicaFooter(t *testing.T) {
+	q := newFake()
+	if r := get(t, newTestHandler(q, nil), "/?lang=en"); strings.Contains(r.body, "replica") {
+		t.Errorf("a page read from the primary mentions a replica")
+	}
+	q.replicaLag = durationpb.New(1500 * time.Millisecond)
+	for lang, want := range map[string]string{"en": "Read from a replica, 1.5s behind", "ja": "レプリカから読み出し（遅れ 1.5s）"} {
+		if r := get(t, newTestHandler(q, nil), "/?lang="+lang); !strings.Contains(r.body, want) {
+			t.Errorf("%s: the footer lacks %q", lang, want)
 		}
 	}
 }

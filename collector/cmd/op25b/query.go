@@ -576,6 +576,13 @@ var infoCommand = &command{
 				t := r.RefreshedAt.AsTime()
 				refreshed = fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), e.now().Sub(t).Round(time.Second))
 			}
+			readFrom := "the primary database"
+			switch {
+			case r.GetReadFromReplica() && r.GetReplicaLag() != nil:
+				readFrom = fmt.Sprintf("a replica, %s behind", r.GetReplicaLag().AsDuration().Round(time.Millisecond))
+			case r.GetReadFromReplica():
+				readFrom = "a replica, lag unknown"
+			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 0, padding, ' ', 0)
 			for _, kv := range [][2]string{
 				{"collector", c.BaseURL()},
@@ -583,6 +590,7 @@ var infoCommand = &command{
 				{"schema", r.SchemaVersion},
 				{"licence", r.Licence},
 				{"refreshed", refreshed},
+				{"read from", readFrom},
 				{"windows", strings.Join(windows, ", ")},
 				{"max window", fmt.Sprintf("%d days", r.MaxWindowDays)},
 				{"max export", fmt.Sprintf("%d days", r.MaxExportDays)},
