@@ -4,7 +4,8 @@
 // protobuf stays at the gRPC boundary (collector/ingest).
 //
 // Migrations are the numbered SQL files in migrations/, embedded in the
-// binary and applied in order at start, in one transaction each, under an
+// binary and applied in order at start, all pending ones in one
+// transaction (a failed migration leaves the schema as it was), under an
 // advisory lock so that collector replicas starting together apply each
 // exactly once.
 package store

@@ -195,7 +195,8 @@ func Permanent(err error) bool {
 	return c == codes.Unauthenticated || c == codes.PermissionDenied
 }
 
-// Backoff is exponential backoff with full jitter.
+// Backoff is exponential backoff with "equal jitter": half the step,
+// plus a random part of the other half.
 type Backoff struct {
 	Min, Max time.Duration
 	attempt  int
@@ -208,8 +209,8 @@ func (b *Backoff) Next() time.Duration {
 		d = b.Max
 	}
 	b.attempt++
-	// Full jitter: anywhere in [d/2, d), so clients that failed together
-	// come back apart.
+	// Equal jitter: anywhere in [d/2, d], so clients that failed together
+	// come back apart, yet none retries at once.
 	return d/2 + rand.N(d/2+1)
 }
 
