@@ -166,20 +166,12 @@ func New(st Inserter, a ingest.Attributor, schedule func() *pb.Schedule, o Optio
 
 // Schedule returns the plan a one-off check follows: the collector's
 // reference MTAs, ports and probe timeout. Nil when it has none.
-func (s *Service) Schedule() *pb.Schedule {
-	if s == nil || s.schedule == nil {
-		return nil
-	}
-	return s.schedule()
-}
+func (s *Service) Schedule() *pb.Schedule { return s.schedule() }
 
 // Submit stores the round in req, sent from client, and returns the new
 // submission's id. Errors wrap ErrInvalid, ErrDisabled, ErrUnavailable or
 // store.ErrReplayed, or are a *RateError.
 func (s *Service) Submit(ctx context.Context, client netip.Addr, req *pb.SubmitRoundRequest) (id string, err error) {
-	if s == nil {
-		return "", ErrDisabled
-	}
 	if s.count != nil {
 		defer func() { s.count(outcome(err)) }()
 	}

@@ -142,6 +142,20 @@ func storeRows(n int, asn uint32) []store.Result {
 	return rows[:n]
 }
 
+// writerSets prepares, before the timed loop, one set of n rows for each
+// of the benchAgents writers; edit, if not nil, changes writer w's set.
+func writerSets(n int, asn uint32, edit func(w int, rows []store.Result)) chan []store.Result {
+	sets := make(chan []store.Result, benchAgents)
+	for w := range benchAgents {
+		rows := storeRows(n, asn)
+		if edit != nil {
+			edit(w, rows)
+		}
+		sets <- rows
+	}
+	return sets
+}
+
 // freshIDs gives rows new result ids of their own times, so that a
 // prepared set of rows can be written again as new results.
 func freshIDs(rows []store.Result) {
@@ -182,11 +196,7 @@ func benchLimit(b *testing.B, n int, idempotent bool) {
 	if _, err := st.Pool.Exec(ctx, setup); err != nil {
 		b.Fatal(err)
 	}
-	writers := benchAgents
-	sets := make(chan []store.Result, writers)
-	for range writers {
-		sets <- storeRows(n, 64500)
-	}
+	sets := writerSets(n, 64500, nil)
 	b.SetParallelism(benchAgents / 2)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
@@ -223,10 +233,9 @@ func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool) {
 	st := storetest.New(b)
 	// Rows prepared before the timed loop, as the limit harness's: the
 	// store's own work is what is measured, not making test data.
-	sets := make(chan []store.Result, benchAgents)
-	for w := range benchAgents {
-		rows := storeRows(benchBatch, asn)
-		if threeRefMTAs {
+	var threeNetworks func(w int, rows []store.Result)
+	if threeRefMTAs {
+		threeNetworks = func(w int, rows []store.Result) {
 			for i := range rows {
 				r := &rows[i]
 				round := i / 3
@@ -238,8 +247,8 @@ func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool) {
 				}
 			}
 		}
-		sets <- rows
 	}
+	sets := writerSets(benchBatch, asn, threeNetworks)
 	b.SetParallelism(benchAgents / 2)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {

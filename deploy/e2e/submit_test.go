@@ -75,21 +75,9 @@ func TestCheckSubmit(t *testing.T) {
 	}
 	web := freeAddr(t)
 	base := "http://" + web
-	collector := exec.Command(filepath.Join(bin, "op25b-collector"), "serve", "--data-dir", filepath.Join(dir, "collector"),
-		"--database-url", storetest.URL(t), "--listen", freeAddr(t), "--http-listen", web, "--refmta", identity, "--asn", asnFile,
+	startCollector(t, filepath.Join(bin, "op25b-collector"), freeAddr(t), "--data-dir", filepath.Join(dir, "collector"),
+		"--database-url", storetest.URL(t), "--http-listen", web, "--refmta", identity, "--asn", asnFile,
 		"--refresh-every", "1s", "--class-min-prefixes", "1", "--log-level", "warn")
-	collector.Stderr = os.Stderr
-	if err := collector.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { collector.Process.Kill(); collector.Wait() }()
-	waitFor(t, "the collector's web server", 30*time.Second, func() bool {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == http.StatusOK
-	})
 
 	check := exec.Command(filepath.Join(bin, "op25b-agent"), "check", "--submit", base, "--lang", "en", "--timeout", "5s")
 	var stdout, stderr bytes.Buffer
