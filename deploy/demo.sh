@@ -59,7 +59,7 @@ col="$work/collector"
 printf '127.0.0.0\t127.255.255.255\t64500\tZZ\tDEMO-LOOPBACK-V4\n::1\t::1\t64501\tZZ\tDEMO-LOOPBACK-V6\n' > "$work/demo.ip2asn"
 "$out/op25b-collector" --data-dir "$col" --listen 127.0.0.1:8443 --http-listen 127.0.0.1:9090 \
   --refmta "$work/refmta3.json" --asn "$work/demo.ip2asn" --interval 30s --jitter 10s --probe-timeout 5s --log-level warn \
-  --class-min-prefixes 1 --refresh-every 10s &
+  --class-min-prefixes 1 --refresh-every 10s --windows-every 10s &
 pids+=($!)
 for _ in $(seq 1 300); do (echo > /dev/tcp/127.0.0.1/8443) 2>/dev/null && break; sleep 0.2; done
 ca="$col/tls/ca.pem"

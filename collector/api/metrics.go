@@ -81,9 +81,12 @@ func (m *Metrics) observe(r store.Result, committed time.Time) {
 // RefreshMetrics are the dataset refresher's metrics, and the figures of
 // each reference MTA that it brings up to date.
 type RefreshMetrics struct {
-	Took      prometheus.Histogram
-	Refreshed prometheus.Gauge
-	Failures  prometheus.Counter
+	// Took is labelled with what was refreshed: "days" (the daily
+	// points) or "windows" (the rolling windows).
+	Took             *prometheus.HistogramVec
+	Refreshed        prometheus.Gauge
+	WindowsRefreshed prometheus.Gauge
+	Failures         prometheus.Counter
 
 	// Per reference MTA, family and port: the series are bounded by the
 	// enrolled reference MTAs and a few ports each (dataset.RefMTAs).
@@ -96,10 +99,13 @@ type RefreshMetrics struct {
 // NewRefreshMetrics registers the dataset refresher's metrics on reg.
 func NewRefreshMetrics(reg prometheus.Registerer) *RefreshMetrics {
 	m := &RefreshMetrics{
-		Took: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "op25b_dataset_refresh_seconds",
-			Help: "Time one refresh of the published rollups took.", Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)}),
+		Took: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "op25b_dataset_refresh_seconds",
+			Help:    "Time one refresh of the published rollups took, by part: days (the daily points) or windows (the rolling windows).",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9)}, []string{"part"}),
 		Refreshed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "op25b_dataset_refreshed_timestamp_seconds",
-			Help: "When the published rollups were last brought up to date (Unix time)."}),
+			Help: "When the published daily points were last brought up to date (Unix time)."}),
+		WindowsRefreshed: prometheus.NewGauge(prometheus.GaugeOpts{Name: "op25b_dataset_windows_refreshed_timestamp_seconds",
+			Help: "When the published rolling windows were last brought up to date (Unix time)."}),
 		Failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "op25b_dataset_refresh_failures_total",
 			Help: "Refreshes of the published rollups that failed (retried at the next)."}),
 	}
@@ -112,7 +118,7 @@ func NewRefreshMetrics(reg prometheus.Registerer) *RefreshMetrics {
 		Help: "Results charged to a reference MTA's side (they differed from the other reference MTAs' in the same round), in the reference MTA window."}, labels)
 	m.refmtaFlagged = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "op25b_refmta_flagged",
 		Help: "1 when a reference MTA's blocked share is above the other reference MTAs' beyond doubt: look at its network."}, labels)
-	reg.MustRegister(m.Took, m.Refreshed, m.Failures, m.refmtaResults, m.refmtaBlocked, m.refmtaCharged, m.refmtaFlagged)
+	reg.MustRegister(m.Took, m.Refreshed, m.WindowsRefreshed, m.Failures, m.refmtaResults, m.refmtaBlocked, m.refmtaCharged, m.refmtaFlagged)
 	return m
 }
 

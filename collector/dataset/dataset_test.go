@@ -17,6 +17,7 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/internal/shares"
+	"github.com/op25b/observatory/internal/uuidv7"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -131,7 +132,7 @@ func TestProbeFarmWeighsOnePrefix(t *testing.T) {
 func snapshot(t *testing.T, s *store.Store) string {
 	t.Helper()
 	var b strings.Builder
-	for _, table := range []string{"agg_agent_day", "agg_evidence", "agg_refmta_day", "agg_port", "agg_class", "policy_changes", "agg_dirty"} {
+	for _, table := range []string{"agg_agent_day", "agg_evidence", "agg_refmta_day", "agg_port", "agg_class", "policy_changes", "agg_dirty", "agg_agent_window", "agg_delta"} {
 		var rows *string
 		if err := s.Pool.QueryRow(context.Background(),
 			"SELECT string_agg(to_jsonb(t)::text, E'\\n' ORDER BY to_jsonb(t)::text) FROM "+table+" t").Scan(&rows); err != nil {
@@ -168,7 +169,10 @@ func TestRebuildEqualsIncremental(t *testing.T) {
 	w.Farm(64504, 20, 3)
 	rs := w.Results()
 	// Arrive in shuffled batches (late results for earlier days included),
-	// with a refresh after each and a day rollover half way.
+	// with a refresh of the daily points after each, of the windows after
+	// every third, and a day rollover half way; then one result older than
+	// every window and one of the next day (an agent's clock ahead), which
+	// no window ending today holds until the day comes.
 	var hs []store.ASHolder
 	for _, a := range datasettest.ASNs {
 		hs = append(hs, store.ASHolder{ASN: a.ASN, Name: a.Name, Country: a.Country})
@@ -192,9 +196,28 @@ func TestRebuildEqualsIncremental(t *testing.T) {
 		if i > len(rs)/2 {
 			now = datasettest.Now
 		}
-		if _, err := d.Refresh(ctx); err != nil {
+		if _, err := d.RefreshDays(ctx); err != nil {
 			t.Fatal(err)
 		}
+		if batch%3 == 2 {
+			if _, err := d.RefreshWindows(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var outliers []store.Result
+	for _, at := range []time.Time{datasettest.Now.Add(-100 * dataset.Day), datasettest.Now.Add(dataset.Day)} {
+		r := rs[len(rs)/2]
+		r.MeasuredAt = at
+		r.ID = uuidv7.New(r.MeasuredAt)
+		outliers = append(outliers, r)
+	}
+	if _, err := s.InsertResults(ctx, outliers); err != nil {
+		t.Fatal(err)
+	}
+	rs = append(rs, outliers...)
+	if _, err := d.Refresh(ctx); err != nil {
+		t.Fatal(err)
 	}
 	var stored int64
 	s.Pool.QueryRow(ctx, "SELECT count(*) FROM results").Scan(&stored)

@@ -35,17 +35,34 @@ type derived struct {
 	blocked25 float64
 }
 
-// deriveSQL computes, from the agents' daily tallies in [$1, $2), per span
-// (each day when daily, else the whole range), ASN, family and port: each
-// agent's majority verdict over its conclusive results, then each prefix's
-// majority over its agents, then prefix counts per verdict. Ties go to the
-// lower verdict number. GROUPING SETS adds the ASN-level distinct counts as
-// port 0. The join, when present, restricts the keys.
-func deriveSQL(daily bool, k keys) string {
-	day, join := "($2::date - 1)", ""
-	if daily {
+// source is the tallies a derivation reads and the spans it makes.
+type source int
+
+const (
+	// daily: agg_agent_day in the days [$1, $2), one span per day.
+	daily source = iota
+	// whole: agg_agent_day in the days [$1, $2), one span.
+	whole
+	// window: agg_agent_window of the $1-day window, which ends with the
+	// day before $2, one span.
+	window
+)
+
+// deriveSQL computes, from the agents' tallies of src, per span, ASN,
+// family and port: each agent's majority verdict over its conclusive
+// results, then each prefix's majority over its agents, then prefix counts
+// per verdict. Ties go to the lower verdict number. GROUPING SETS adds the
+// ASN-level distinct counts as port 0. The join, when present, restricts
+// the keys.
+func deriveSQL(src source, k keys) string {
+	day, table, where := "($2::date - 1)", "agg_agent_day", "t.day >= $1 AND t.day < $2"
+	switch src {
+	case daily:
 		day = "t.day"
+	case window:
+		table, where = "agg_agent_window", "t.window_days = $1"
 	}
+	join := ""
 	switch {
 	case k.all():
 	case k.days == nil:
@@ -58,8 +75,8 @@ func deriveSQL(daily bool, k keys) string {
 		sum(n_open) AS n1, sum(n_blocked_timeout) AS n2, sum(n_blocked_reset) AS n3,
 		sum(n_blocked_unreachable) AS n4, sum(n_intercepted) AS n5, sum(n_tampered) AS n6, sum(n_inconclusive) AS n7,
 		sum(n_charged) AS nc
-	FROM agg_agent_day t ` + join + `
-	WHERE t.day >= $1 AND t.day < $2
+	FROM ` + table + ` t ` + join + `
+	WHERE ` + where + `
 	GROUP BY 1, 2, 3, 4, 5, 6
 ), av AS (
 	SELECT *, CASE greatest(n1, n2, n3, n4, n5, n6) WHEN 0 THEN NULL WHEN n1 THEN 1 WHEN n2 THEN 2
@@ -90,16 +107,20 @@ ORDER BY 1, 2, 3, 4`
 }
 
 // derive computes and classifies the state of the keys k over the days
-// [start, end): one state per day when daily, else one for the whole span.
-func (d *Dataset) derive(ctx context.Context, q querier, start, end time.Time, daily bool, k keys) ([]*derived, error) {
+// [start, end) from the tallies of src: one state per day when daily, else
+// one for the whole span. For a window, start is end less its days.
+func (d *Dataset) derive(ctx context.Context, q querier, start, end time.Time, src source, k keys) ([]*derived, error) {
 	args := []any{start, end}
+	if src == window {
+		args[0] = int16(end.Sub(start) / Day)
+	}
 	if !k.all() {
 		args = append(args, k.asns, k.families)
 		if k.days != nil {
 			args = append(args, k.days)
 		}
 	}
-	rows, err := q.Query(ctx, deriveSQL(daily, k), args...)
+	rows, err := q.Query(ctx, deriveSQL(src, k), args...)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: derive: %w", err)
 	}

@@ -29,22 +29,22 @@ func (s span) timeRange() *pb.TimeRange {
 }
 
 // asOf is the day the precomputed windows end on (today before the first
-// refresh).
-func (d *Dataset) asOf(ctx context.Context) (time.Time, *time.Time, error) {
-	var asOf, refreshed *time.Time
-	if err := d.read.QueryRow(ctx, "SELECT as_of, refreshed_at FROM agg_state").Scan(&asOf, &refreshed); err != nil {
-		return time.Time{}, nil, fmt.Errorf("dataset: state: %w", err)
+// refresh of the windows).
+func (d *Dataset) asOf(ctx context.Context) (time.Time, error) {
+	var asOf *time.Time
+	if err := d.read.QueryRow(ctx, "SELECT as_of FROM agg_state").Scan(&asOf); err != nil {
+		return time.Time{}, fmt.Errorf("dataset: state: %w", err)
 	}
 	if asOf == nil {
-		return Today(d.now()), nil, nil
+		return Today(d.now()), nil
 	}
-	return *asOf, refreshed, nil
+	return *asOf, nil
 }
 
 // span resolves a request's window. No window is the default rolling
 // window as of the last refresh; a window is widened to whole UTC days.
 func (d *Dataset) span(ctx context.Context, tr *pb.TimeRange) (span, error) {
-	asOf, _, err := d.asOf(ctx)
+	asOf, err := d.asOf(ctx)
 	if err != nil {
 		return span{}, err
 	}
@@ -157,7 +157,7 @@ func (d *Dataset) statesDerived(ctx context.Context, sp span, f filter, limit in
 	if f.asn != 0 {
 		k = keys{asns: []int64{int64(f.asn), int64(f.asn)}, families: []int16{4, 6}}
 	}
-	all, err := d.derive(ctx, d.read, sp.start, sp.end, false, k)
+	all, err := d.derive(ctx, d.read, sp.start, sp.end, whole, k)
 	if err != nil {
 		return nil, err
 	}
@@ -581,9 +581,9 @@ func (d *Dataset) ListCountries(ctx context.Context, req *pb.ListCountriesReques
 // GetInfo describes the server and the freshness of the data, and says
 // whether they are read from a replica, how far behind.
 func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
-	_, refreshed, err := d.asOf(ctx)
-	if err != nil {
-		return nil, err
+	var refreshed, windows *time.Time
+	if err := d.read.QueryRow(ctx, "SELECT refreshed_at, windows_at FROM agg_state").Scan(&refreshed, &windows); err != nil {
+		return nil, fmt.Errorf("dataset: state: %w", err)
 	}
 	resp := &pb.GetInfoResponse{
 		SoftwareVersion: d.cfg.SoftwareVersion, SchemaVersion: SchemaVersion, Licence: Licence,
@@ -593,9 +593,13 @@ func (d *Dataset) GetInfo(ctx context.Context, _ *pb.GetInfoRequest) (*pb.GetInf
 	if refreshed != nil {
 		resp.RefreshedAt = timestamppb.New(*refreshed)
 	}
+	if windows != nil {
+		resp.WindowsRefreshedAt = timestamppb.New(*windows)
+	}
 	for _, w := range d.cfg.Windows {
 		resp.WindowDays = append(resp.WindowDays, uint32(w))
 	}
+	var err error
 	if resp.ReferenceMtas, resp.ReferenceMtaWindow, err = d.RefMTAs(ctx); err != nil {
 		return nil, err
 	}

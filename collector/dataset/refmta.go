@@ -41,7 +41,7 @@ FROM t ORDER BY refmta_id, family, port`
 // blocked share is flagged: a fault on the reference MTA's side (a network
 // that drops inbound port 25) can block, and cannot fake a signed OPEN.
 func (d *Dataset) RefMTAs(ctx context.Context) ([]*pb.RefMTAStats, *pb.TimeRange, error) {
-	asOf, _, err := d.asOf(ctx)
+	asOf, err := d.asOf(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

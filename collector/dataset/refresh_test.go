@@ -2,6 +2,9 @@ package dataset_test
 
 import (
 	"context"
+	"log/slog"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,8 +50,8 @@ func TestQuietRefreshes(t *testing.T) {
 		if err != nil {
 			t.Fatalf("quiet refresh %d: %v", i, err)
 		}
-		if st.Keys != 0 || st.Days != 0 || st.Windows {
-			t.Fatalf("quiet refresh %d recomputed %d keys, %d days, all windows %v; want nothing", i, st.Keys, st.Days, st.Windows)
+		if st.Keys != 0 || st.Days != 0 || st.AllWindows {
+			t.Fatalf("quiet refresh %d recomputed %d keys, %d days, all windows %v; want nothing", i, st.Keys, st.Days, st.AllWindows)
 		}
 		if _, refreshed := state(); !refreshed.Equal(now) {
 			t.Fatalf("quiet refresh %d: refreshed_at %s; want the refresh's time %s", i, refreshed, now)
@@ -64,8 +67,8 @@ func TestQuietRefreshes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first refresh of a new day: %v", err)
 	}
-	if !st.Windows || st.Days != 0 || st.Keys == 0 {
-		t.Errorf("first refresh of a new day: %d keys, %d days, all windows %v; want every window and no timeline day", st.Keys, st.Days, st.Windows)
+	if !st.AllWindows || st.Days != 0 || st.Keys == 0 {
+		t.Errorf("first refresh of a new day: %d keys, %d days, all windows %v; want every window and no timeline day", st.Keys, st.Days, st.AllWindows)
 	}
 	if asOf, refreshed := state(); !asOf.Equal(dataset.Today(now)) || !refreshed.Equal(now) {
 		t.Errorf("after midnight: as_of %s, refreshed_at %s; want %s and %s", asOf, refreshed, dataset.Today(now), now)
@@ -78,7 +81,7 @@ func TestQuietRefreshes(t *testing.T) {
 	if len(ends) != 1 || !ends[0].Equal(dataset.Today(now)) {
 		t.Errorf("windows end on %v; want only the new day %s", ends, dataset.Today(now).Format(time.DateOnly))
 	}
-	if st, err := d.Refresh(ctx); err != nil || st.Windows || st.Keys != 0 {
+	if st, err := d.Refresh(ctx); err != nil || st.AllWindows || st.Keys != 0 {
 		t.Errorf("second refresh of the new day: %+v, %v; want nothing recomputed", st, err)
 	}
 
@@ -94,8 +97,8 @@ func TestQuietRefreshes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("refresh after a new result: %v", err)
 	}
-	if st.Days != 1 || st.Keys != 1 || st.Windows {
-		t.Errorf("refresh after a new result: %d keys, %d days, all windows %v; want 1 key and 1 day", st.Keys, st.Days, st.Windows)
+	if st.Days != 1 || st.Keys != 1 || st.AllWindows {
+		t.Errorf("refresh after a new result: %d keys, %d days, all windows %v; want 1 key and 1 day", st.Keys, st.Days, st.AllWindows)
 	}
 	if st, err := d.Refresh(ctx); err != nil || st.Days != 0 || st.Keys != 0 {
 		t.Errorf("refresh after that: %+v, %v; want nothing recomputed", st, err)
@@ -228,4 +231,163 @@ func TestOneReplicaAtATime(t *testing.T) {
 	if rebuilt := snapshot(t, sA); rebuilt != incremental {
 		t.Errorf("the replicas' refreshes differ from a rebuild: %s", firstDiff(incremental, rebuilt))
 	}
+}
+
+// TestWindowsReadOneSnapshot: the refresh of the rolling windows reads the
+// deltas and the daily tallies in one snapshot. The first one of a new UTC
+// day recomputes the windows' sums from the tallies; a result committed
+// while it runs (here, while it waits for a lock the test holds on
+// agg_agent_window) must be taken in once, by the next refresh, not both
+// in the recomputed sums and again from its delta.
+func TestWindowsReadOneSnapshot(t *testing.T) {
+	ctx := context.Background()
+	s := storetest.New(t)
+	w := datasettest.NewWorld()
+	w.Seed(t, s)
+	now := datasettest.Now
+	d, err := dataset.New(s.Pool, dataset.Config{}, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now = dataset.Today(now).Add(dataset.Day + time.Minute)
+
+	blocker, err := s.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocker.Rollback(ctx)
+	if _, err := blocker.Exec(ctx, "LOCK TABLE agg_agent_window IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		st  dataset.RefreshStats
+		err error
+	}
+	rolled := make(chan outcome, 1)
+	go func() {
+		st, err := d.RefreshWindows(ctx)
+		rolled <- outcome{st, err}
+	}()
+	for waiting := 0; waiting == 0; {
+		if err := s.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE relation = 'agg_agent_window'::regclass AND NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := w.Results()[0]
+	r.MeasuredAt = now.Add(-30 * time.Second)
+	r.ID = uuidv7.New(r.MeasuredAt)
+	if _, err := s.InsertResults(ctx, []store.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	if err := blocker.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-rolled; o.err != nil || !o.st.AllWindows {
+		t.Fatalf("the first refresh of the windows on a new day: %+v, %v; want every window recomputed", o.st, o.err)
+	}
+	st, err := d.Refresh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Deltas != 1 || st.Keys != 1 || st.Days != 1 {
+		t.Errorf("the refresh after: %d deltas, %d window keys, %d days; want the new result's 1 delta, key and day", st.Deltas, st.Keys, st.Days)
+	}
+	incremental := snapshot(t, s)
+	if _, err := d.Rebuild(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt := snapshot(t, s); rebuilt != incremental {
+		t.Errorf("a result committed during the windows' refresh was not counted once: %s", firstDiff(incremental, rebuilt))
+	}
+}
+
+// TestRunCadence: Run refreshes the daily points at every tick and the
+// rolling windows only when windowsEvery has passed since their last
+// refresh, or a new UTC day began. The clock is the test's; the ticks are
+// real and short.
+func TestRunCadence(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := storetest.New(t)
+	w := datasettest.NewWorld()
+	w.Seed(t, s)
+	var mu sync.Mutex
+	now := datasettest.Now
+	var days, windows []dataset.RefreshStats
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	d, err := dataset.New(s.Pool, dataset.Config{}, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		d.Run(ctx, 5*time.Millisecond, time.Hour, slog.New(slog.DiscardHandler), func(st dataset.RefreshStats, err error) {
+			if err != nil {
+				t.Errorf("refresh: %v", err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if st.Windows {
+				windows = append(windows, st)
+			} else {
+				days = append(days, st)
+			}
+		})
+	}()
+	// wait polls until cond holds, with the lock held, and returns the
+	// windows' refreshes so far.
+	wait := func(what string, cond func() bool) []dataset.RefreshStats {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+			mu.Lock()
+			ok, ws := cond(), slices.Clone(windows)
+			mu.Unlock()
+			if ok {
+				return ws
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waited a minute for %s: %d refreshes of the days, %d of the windows", what, len(days), len(windows))
+			}
+		}
+	}
+	n := 0
+	ws := wait("20 refreshes of the days", func() bool { n = len(days); return n >= 20 })
+	if len(ws) != 1 || !ws[0].AllWindows {
+		t.Fatalf("%d refreshes of the days brought %d of the windows (%+v); want only the first, of every window", n, len(ws), ws)
+	}
+
+	r := w.Results()[0]
+	r.MeasuredAt = datasettest.Now.Add(-time.Minute)
+	r.ID = uuidv7.New(r.MeasuredAt)
+	if _, err := s.InsertResults(ctx, []store.Result{r}); err != nil {
+		t.Fatal(err)
+	}
+	ws = wait("the new result's day", func() bool {
+		return slices.ContainsFunc(days, func(st dataset.RefreshStats) bool { return st.Days == 1 })
+	})
+	if len(ws) != 1 {
+		t.Fatalf("a new result brought a refresh of the windows before their time: %+v", ws)
+	}
+
+	mu.Lock()
+	now = now.Add(time.Hour)
+	mu.Unlock()
+	ws = wait("a refresh of the windows an hour later", func() bool { return len(windows) >= 2 })
+	if st := ws[1]; st.AllWindows || st.Deltas != 1 || st.Keys != 1 {
+		t.Errorf("the windows' refresh an hour later: %+v; want the new result's delta and key, not every window", st)
+	}
+
+	mu.Lock()
+	now = dataset.Today(now).Add(dataset.Day + time.Second)
+	mu.Unlock()
+	ws = wait("the windows to move on after midnight", func() bool { return len(windows) >= 3 })
+	if !ws[2].AllWindows {
+		t.Errorf("the first refresh of the windows after midnight: %+v; want every window", ws[2])
+	}
+	cancel()
+	<-ran
 }

@@ -276,6 +276,12 @@ func CopyRows(rs []Result) (columns []string, rows [][]any) {
 	return resultColumns, rows
 }
 
+// insertSQL inserts the staged results that are not stored yet and adds
+// them to the tallies, returning how many it inserted.
+var insertSQL = "WITH ins AS (INSERT INTO results (" + insertColumns + ") SELECT " + insertColumns +
+	" FROM results_staging ON CONFLICT DO NOTHING RETURNING " + tallyColumns + "), " + tallySQL("ins", true) +
+	" SELECT count(*) FROM ins"
+
 // insertResults stores rs in tx, whose partitions exist, skipping those
 // already stored, and adds them to the tallies.
 func insertResults(ctx context.Context, tx pgx.Tx, rs []Result) (inserted int64, err error) {
@@ -311,9 +317,7 @@ func insertResults(ctx context.Context, tx pgx.Tx, rs []Result) (inserted int64,
 	}
 	// The rows actually inserted (not those of a replayed batch) are
 	// added to the rollups' tallies in the same statement.
-	err = tx.QueryRow(ctx, "WITH ins AS (INSERT INTO results ("+insertColumns+") SELECT "+insertColumns+
-		" FROM results_staging ON CONFLICT DO NOTHING RETURNING "+tallyColumns+"), "+tallySQL("ins")+
-		" SELECT count(*) FROM ins").Scan(&inserted)
+	err = tx.QueryRow(ctx, insertSQL).Scan(&inserted)
 	if err != nil {
 		return 0, fmt.Errorf("insert: %w", err)
 	}

@@ -3,12 +3,30 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
 
 // tallyColumns are the columns of results that the rollups read.
 const tallyColumns = "asn, family, port, measured_at, agent_id, prefix, verdict, public_evidence, refmta_id, refmta_charged, submission_id"
+
+// CountColumns are the count columns of agg_agent_day, and of agg_delta
+// and agg_agent_window, which hold the same counts.
+const CountColumns = "n_open, n_blocked_timeout, n_blocked_reset, n_blocked_unreachable, n_intercepted, n_tampered, n_inconclusive, n_charged"
+
+// AddCounts is the SET list of an upsert into table (one with
+// CountColumns) that adds the new row's counts to the stored row's.
+func AddCounts(table string) string {
+	var b strings.Builder
+	for i, c := range strings.Split(CountColumns, ", ") {
+		if i > 0 {
+			b.WriteString(",\n\t\t")
+		}
+		fmt.Fprintf(&b, "%s = %s.%s + excluded.%s", c, table, c, c)
+	}
+	return b.String()
+}
 
 // tallyAgent is the agent a result counts for in agg_agent_day: its own,
 // or for a one-off contribution the prefix's one-off agent, so that one-off
@@ -17,33 +35,43 @@ const tallyAgent = "CASE WHEN submission_id IS NULL THEN agent_id ELSE 'one-off 
 
 // tallySQL returns the data-modifying CTEs that add the results in source
 // (a relation with tallyColumns) to agg_agent_day, agg_evidence and
-// agg_refmta_day and mark their (asn, family, day) dirty. Ingest runs them
-// on the rows it has just inserted, RebuildTallies on every stored result,
-// so that both count the same way. Unattributed results (no ASN or prefix)
-// are not published and not counted per ASN; results charged to a
-// reference MTA's side are counted per ASN only in n_charged, and per
-// reference MTA like the others. One-off results count as the one-off
-// agent of their prefix (tallyAgent).
-func tallySQL(source string) string {
-	return `tally AS (
-	INSERT INTO agg_agent_day (asn, family, port, day, agent_id, prefix, n_open, n_blocked_timeout,
-		n_blocked_reset, n_blocked_unreachable, n_intercepted, n_tampered, n_inconclusive, n_charged)
-	SELECT asn, family, port, (measured_at AT TIME ZONE 'UTC')::date, ` + tallyAgent + `, prefix,
-		count(*) FILTER (WHERE verdict = 1 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 2 AND NOT refmta_charged),
-		count(*) FILTER (WHERE verdict = 3 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 4 AND NOT refmta_charged),
-		count(*) FILTER (WHERE verdict = 5 AND NOT refmta_charged), count(*) FILTER (WHERE verdict = 6 AND NOT refmta_charged),
-		count(*) FILTER (WHERE verdict = 7 AND NOT refmta_charged), count(*) FILTER (WHERE refmta_charged)
+// agg_refmta_day. Ingest runs them on the rows it has just inserted,
+// RebuildTallies on every stored result, so that both count the same way.
+// With changes, they also append what they add to agg_agent_day to
+// agg_delta, for the rolling windows, and mark its (asn, family, day)
+// dirty in agg_dirty, for the daily points (migrations 0002 and 0007).
+// Unattributed results (no ASN or prefix) are not published and not
+// counted per ASN; results charged to a reference MTA's side are counted
+// per ASN only in n_charged, and per reference MTA like the others.
+// One-off results count as the one-off agent of their prefix (tallyAgent).
+func tallySQL(source string, changes bool) string {
+	log := ""
+	if changes {
+		log = `, delta AS (
+	INSERT INTO agg_delta (asn, family, port, day, agent_id, prefix, ` + CountColumns + `)
+	SELECT * FROM counts
+), dirty AS (
+	INSERT INTO agg_dirty (asn, family, day)
+	SELECT DISTINCT asn, family, day FROM counts
+)`
+	}
+	return `counts AS (
+	SELECT asn, family, port, (measured_at AT TIME ZONE 'UTC')::date AS day, ` + tallyAgent + ` AS agent_id, prefix,
+		count(*) FILTER (WHERE verdict = 1 AND NOT refmta_charged)::integer AS n_open,
+		count(*) FILTER (WHERE verdict = 2 AND NOT refmta_charged)::integer AS n_blocked_timeout,
+		count(*) FILTER (WHERE verdict = 3 AND NOT refmta_charged)::integer AS n_blocked_reset,
+		count(*) FILTER (WHERE verdict = 4 AND NOT refmta_charged)::integer AS n_blocked_unreachable,
+		count(*) FILTER (WHERE verdict = 5 AND NOT refmta_charged)::integer AS n_intercepted,
+		count(*) FILTER (WHERE verdict = 6 AND NOT refmta_charged)::integer AS n_tampered,
+		count(*) FILTER (WHERE verdict = 7 AND NOT refmta_charged)::integer AS n_inconclusive,
+		count(*) FILTER (WHERE refmta_charged)::integer AS n_charged
 	FROM ` + source + ` WHERE asn IS NOT NULL AND prefix IS NOT NULL
-	GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6
+	GROUP BY 1, 2, 3, 4, 5, 6
+), tally AS (
+	INSERT INTO agg_agent_day (asn, family, port, day, agent_id, prefix, ` + CountColumns + `)
+	SELECT * FROM counts ORDER BY 1, 2, 3, 4, 5, 6
 	ON CONFLICT (asn, family, port, day, agent_id, prefix) DO UPDATE SET
-		n_open = agg_agent_day.n_open + excluded.n_open,
-		n_blocked_timeout = agg_agent_day.n_blocked_timeout + excluded.n_blocked_timeout,
-		n_blocked_reset = agg_agent_day.n_blocked_reset + excluded.n_blocked_reset,
-		n_blocked_unreachable = agg_agent_day.n_blocked_unreachable + excluded.n_blocked_unreachable,
-		n_intercepted = agg_agent_day.n_intercepted + excluded.n_intercepted,
-		n_tampered = agg_agent_day.n_tampered + excluded.n_tampered,
-		n_inconclusive = agg_agent_day.n_inconclusive + excluded.n_inconclusive,
-		n_charged = agg_agent_day.n_charged + excluded.n_charged
+		` + AddCounts("agg_agent_day") + `
 ), evidence AS (
 	INSERT INTO agg_evidence (asn, family, port, verdict, text, first_seen, last_seen, results)
 	SELECT asn, family, port, verdict, public_evidence, min(measured_at), max(measured_at), count(*)
@@ -66,11 +94,7 @@ func tallySQL(source string) string {
 		n_intercepted = agg_refmta_day.n_intercepted + excluded.n_intercepted,
 		n_inconclusive = agg_refmta_day.n_inconclusive + excluded.n_inconclusive,
 		n_charged = agg_refmta_day.n_charged + excluded.n_charged
-), dirty AS (
-	INSERT INTO agg_dirty (asn, family, day)
-	SELECT DISTINCT asn, family, (measured_at AT TIME ZONE 'UTC')::date
-	FROM ` + source + ` WHERE asn IS NOT NULL AND prefix IS NOT NULL
-)`
+)` + log
 }
 
 // chargedSQL returns a query of the (result_id, measured_at) of the results
@@ -114,9 +138,10 @@ WHERE d.majority IS DISTINCT FROM c.grp`
 
 // RebuildTallies recomputes which results are charged to a reference MTA's
 // side, then agg_agent_day, agg_evidence and agg_refmta_day from every
-// stored result, inside tx, and marks every key dirty. It locks the tallies
-// against ingest (readers go on) until tx ends, so that no result is
-// counted twice or missed.
+// stored result, inside tx, and empties agg_dirty and agg_delta: the caller
+// recomputes every derived row. It locks the tallies against ingest
+// (readers go on) until tx ends, so that no result is counted twice or
+// missed.
 func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 	for _, q := range []string{
 		"LOCK TABLE agg_agent_day, agg_evidence, agg_refmta_day IN EXCLUSIVE MODE",
@@ -134,12 +159,13 @@ func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 		"DELETE FROM agg_evidence",
 		"DELETE FROM agg_refmta_day",
 		"DELETE FROM agg_dirty",
+		"DELETE FROM agg_delta",
 	} {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			return 0, fmt.Errorf("store: rebuild tallies: %w", err)
 		}
 	}
-	err = tx.QueryRow(ctx, "WITH src AS MATERIALIZED (SELECT "+tallyColumns+" FROM results), "+tallySQL("src")+
+	err = tx.QueryRow(ctx, "WITH src AS MATERIALIZED (SELECT "+tallyColumns+" FROM results), "+tallySQL("src", false)+
 		" SELECT count(*) FROM src").Scan(&results)
 	if err != nil {
 		return 0, fmt.Errorf("store: rebuild tallies: %w", err)

@@ -346,7 +346,7 @@ func (q *fakeQuerier) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.
 	}
 	return &pb.GetInfoResponse{
 		SoftwareVersion: "v0.4.0-test", SchemaVersion: "1.0", Licence: "CC-BY-4.0",
-		RefreshedAt: timestamppb.New(fakeNow.Add(-5 * time.Minute)), WindowDays: []uint32{7, 30, 90},
+		RefreshedAt: timestamppb.New(fakeNow.Add(-5 * time.Minute)), WindowsRefreshedAt: timestamppb.New(fakeNow.Add(-14 * time.Minute)), WindowDays: []uint32{7, 30, 90},
 		DefaultWindowDays: 30, MaxExportDays: 31, MaxWindowDays: 366, ReadFromReplica: q.replicaLag != nil, ReplicaLag: q.replicaLag,
 		ReferenceMtaWindow: &pb.TimeRange{Start: timestamppb.New(fakeNow.Add(-7 * 24 * time.Hour).Truncate(24 * time.Hour)),
 			End: timestamppb.New(fakeNow.Truncate(24 * time.Hour).Add(24 * time.Hour))},

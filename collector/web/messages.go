@@ -25,7 +25,8 @@ var messages = map[string]map[string]string{
 		"footer.export":          "Export raw results (CSV)",
 		"footer.export.day":      "%[1]s, UTC", // day
 		"footer.schema":          "Dataset schema",
-		"footer.refreshed":       "Refreshed",
+		"footer.refreshed":       "Timelines refreshed",
+		"footer.windows":         "rolling windows",
 		"footer.replica":         "Read from a replica, %[1]s behind", // lag
 		"footer.replica.unknown": "Read from a replica",
 		"footer.software":        "Software",
@@ -232,7 +233,8 @@ var messages = map[string]map[string]string{
 		"footer.export":          "生データのエクスポート（CSV）",
 		"footer.export.day":      "%[1]s（UTC）",
 		"footer.schema":          "データセットのスキーマ",
-		"footer.refreshed":       "最終更新",
+		"footer.refreshed":       "時系列の更新",
+		"footer.windows":         "集計期間の更新",
 		"footer.replica":         "レプリカから読み出し（遅れ %[1]s）", // lag
 		"footer.replica.unknown": "レプリカから読み出し",
 		"footer.software":        "ソフトウェア",

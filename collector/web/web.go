@@ -155,6 +155,7 @@ type footer struct {
 	LicenceURL  string
 	Schema      string
 	RefreshedAt string
+	WindowsAt   string
 	Software    string
 	ExportCSV   string
 	ExportDay   string
@@ -181,6 +182,9 @@ func (s *server) base(w http.ResponseWriter, r *http.Request, nav string, info *
 		b.Footer.Schema = info.GetSchemaVersion()
 		if t := info.GetRefreshedAt(); t != nil && !t.AsTime().IsZero() {
 			b.Footer.RefreshedAt = t.AsTime().UTC().Format("2006-01-02 15:04 UTC")
+		}
+		if t := info.GetWindowsRefreshedAt(); t != nil && !t.AsTime().IsZero() {
+			b.Footer.WindowsAt = t.AsTime().UTC().Format("2006-01-02 15:04 UTC")
 		}
 		if l := info.GetLicence(); l != "" {
 			b.Footer.Licence = l

@@ -602,3 +602,17 @@ func TestReplicaFooter(t *testing.T) {
 		}
 	}
 }
+
+// TestFreshnessFooter: the footer says when the timelines and, refreshed
+// less often, the rolling windows were last brought up to date.
+func TestFreshnessFooter(t *testing.T) {
+	q := newFake()
+	for lang, want := range map[string]string{
+		"en": "Timelines refreshed <time>2026-03-20 09:55 UTC</time>, rolling windows <time>2026-03-20 09:46 UTC</time>",
+		"ja": "時系列の更新 <time>2026-03-20 09:55 UTC</time>, 集計期間の更新 <time>2026-03-20 09:46 UTC</time>",
+	} {
+		if r := get(t, newTestHandler(q, nil), "/?lang="+lang); !strings.Contains(r.body, want) {
+			t.Errorf("%s: the footer lacks %q", lang, want)
+		}
+	}
+}

@@ -342,7 +342,7 @@ func (r *rig) startAll(ctx context.Context) error {
 		"--data-dir", r.data, "--listen", grpcAddr, "--http-listen", httpAddr, "--tls-hosts", collectorAddr,
 		"--asn", filepath.Join(r.dir, "chaos.ip2asn"),
 		"--interval", r.cfg.Interval.String(), "--jitter", r.cfg.Interval.String(), "--probe-timeout", "2s",
-		"--refresh-every", r.cfg.RefreshEvery.String(), "--class-min-prefixes", "1", "--log-level", "info"}
+		"--refresh-every", r.cfg.RefreshEvery.String(), "--windows-every", r.cfg.RefreshEvery.String(), "--class-min-prefixes", "1", "--log-level", "info"}
 	for i := range refmtaAddrs {
 		argv = append(argv, "--refmta", filepath.Join(r.dir, refmtaName(i)+".json"))
 	}

@@ -77,7 +77,7 @@ func TestCheckSubmit(t *testing.T) {
 	base := "http://" + web
 	startCollector(t, filepath.Join(bin, "op25b-collector"), freeAddr(t), "--data-dir", filepath.Join(dir, "collector"),
 		"--database-url", storetest.URL(t), "--http-listen", web, "--refmta", identity, "--asn", asnFile,
-		"--refresh-every", "1s", "--class-min-prefixes", "1", "--log-level", "warn")
+		"--refresh-every", "1s", "--windows-every", "1s", "--class-min-prefixes", "1", "--log-level", "warn")
 
 	check := exec.Command(filepath.Join(bin, "op25b-agent"), "check", "--submit", base, "--lang", "en", "--timeout", "5s")
 	var stdout, stderr bytes.Buffer

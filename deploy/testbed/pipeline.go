@@ -144,7 +144,7 @@ func runPipeline(ctx context.Context, cfg Config, b *bed) error {
 		"--data-dir", dataDir, "--listen", addr, "--http-listen", collectorHTTP, "--tls-hosts", MTAv4.String(),
 		"--asn", asnFile, "--interval", "30s", "--jitter", "10s", "--probe-timeout", "3s", "--log-level", "warn",
 		// One agent per ISP: let one prefix decide a class, and publish fast.
-		"--class-min-prefixes", "1", "--refresh-every", "10s"}
+		"--class-min-prefixes", "1", "--refresh-every", "10s", "--windows-every", "10s"}
 	for _, m := range scheduled {
 		argv = append(argv, "--refmta", b.identity(m))
 	}

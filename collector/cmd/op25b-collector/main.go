@@ -278,7 +278,8 @@ func serve(args []string) error {
 	rate := fs.Float64("rate", 2, "calls and upload batches per second per agent or reference MTA")
 	burst := fs.Int("burst", 60, "burst of calls and batches per principal")
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest gRPC message accepted, bytes")
-	refreshEvery := fs.Duration("refresh-every", time.Minute, "how often the published rollups take in new results")
+	refreshEvery := fs.Duration("refresh-every", time.Minute, "how often the published daily points (timelines) take in new results")
+	windowsEvery := fs.Duration("windows-every", 15*time.Minute, "how often the published rolling windows (the ASN table) take in new results; they also move on at the first refresh after UTC midnight")
 	readURL := fs.String("read-database-url", "", "PostgreSQL URL of a streaming replica of the database: the dataset API, the web page and the gRPC DatasetService read from it; empty: from the database")
 	var rollups rollupFlags
 	rollups.register(fs)
@@ -370,13 +371,17 @@ func serve(args []string) error {
 		*httpConnsPerAddr = 0
 	}
 	rm := api.NewRefreshMetrics(reg)
-	go ds.Run(ctx, *refreshEvery, c.log, func(st dataset.RefreshStats, err error) {
+	go ds.Run(ctx, *refreshEvery, *windowsEvery, c.log, func(st dataset.RefreshStats, err error) {
 		switch {
 		case err != nil:
 			rm.Failures.Inc()
 			return
-		case !st.Skipped:
-			rm.Took.Observe(st.Took.Seconds())
+		case st.Skipped:
+		case st.Windows:
+			rm.Took.WithLabelValues("windows").Observe(st.Took.Seconds())
+			rm.WindowsRefreshed.SetToCurrentTime()
+		default:
+			rm.Took.WithLabelValues("days").Observe(st.Took.Seconds())
 			rm.Refreshed.SetToCurrentTime()
 		}
 		// Every replica serves the gauges, whichever refreshed.

@@ -146,7 +146,7 @@ func TestCountries(t *testing.T) {
 func TestInfo(t *testing.T) {
 	s := datasetclienttest.Start(t)
 	out := query(t, s, "info")
-	for _, want := range []string{"collector   " + s.URL, "schema      " + dataset.SchemaVersion, "licence     CC-BY-4.0", "refreshed   2026-03-12T09:26:00Z (", "read from   a replica, 1.5s behind\n",
+	for _, want := range []string{"collector   " + s.URL, "schema      " + dataset.SchemaVersion, "licence     CC-BY-4.0", "refreshed   daily points 2026-03-12T09:26:00Z (", " ago), windows 2026-03-12T09:19:00Z (", "read from   a replica, 1.5s behind\n",
 		"windows     7d, 30d (default), 90d", "max export  31 days", "reference MTAs, 2026-03-06 to 2026-03-12:",
 		"  refmta-51a7c3e9d2b40f86 ipv4 25  120 results, blocked 50.0% [41.1, 58.9] (others 100.0% [96.8, 100.0]), 0 charged to it\n",
 		"  refmta-c2d4e6f8a0b1c3d5 ipv4 25  120 results, blocked 100.0% [96.8, 100.0] (others 50.0% [41.1, 58.9]), 59 charged to it, FLAGGED"} {

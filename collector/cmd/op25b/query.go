@@ -16,6 +16,7 @@ import (
 	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/datasetclient"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
+	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 // queryFlags are the selection flags the query commands share.
@@ -571,11 +572,14 @@ var infoCommand = &command{
 				}
 				windows = append(windows, s)
 			}
-			refreshed := "never"
-			if r.RefreshedAt.IsValid() && r.RefreshedAt.AsTime().Unix() > 0 {
-				t := r.RefreshedAt.AsTime()
-				refreshed = fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), e.now().Sub(t).Round(time.Second))
+			when := func(ts *timestamppb.Timestamp) string {
+				if !ts.IsValid() || ts.AsTime().Unix() <= 0 {
+					return "never"
+				}
+				t := ts.AsTime()
+				return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), e.now().Sub(t).Round(time.Second))
 			}
+			refreshed := "daily points " + when(r.RefreshedAt) + ", windows " + when(r.WindowsRefreshedAt)
 			readFrom := "the primary database"
 			switch {
 			case r.GetReadFromReplica() && r.GetReplicaLag() != nil:

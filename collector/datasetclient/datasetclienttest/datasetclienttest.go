@@ -127,7 +127,7 @@ func page[T any](items []T, size int, token string) ([]T, string, error) {
 
 func (q querier) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	return &pb.GetInfoResponse{SoftwareVersion: "v0.4.0", SchemaVersion: dataset.SchemaVersion, Licence: dataset.Licence,
-		RefreshedAt: timestamppb.New(Now.Add(-4 * time.Minute)), WindowDays: []uint32{7, 30, 90}, DefaultWindowDays: 30,
+		RefreshedAt: timestamppb.New(Now.Add(-4 * time.Minute)), WindowsRefreshedAt: timestamppb.New(Now.Add(-11 * time.Minute)), WindowDays: []uint32{7, 30, 90}, DefaultWindowDays: 30,
 		MaxExportDays: 31, MaxWindowDays: 366, ReadFromReplica: true, ReplicaLag: durationpb.New(1500 * time.Millisecond),
 		ReferenceMtaWindow: &pb.TimeRange{Start: timestamppb.New(day("2026-03-06")), End: timestamppb.New(day("2026-03-13"))},
 		ReferenceMtas: []*pb.RefMTAStats{

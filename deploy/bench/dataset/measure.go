@@ -346,8 +346,8 @@ func (b *bench) refresh(ctx context.Context, st *store.Store, ds *dataset.Datase
 	if err != nil {
 		return err
 	}
-	if rst.Skipped || rst.Windows {
-		return fmt.Errorf("refresh: skipped %v, all windows %v: want an incremental refresh", rst.Skipped, rst.Windows)
+	if rst.Skipped || rst.AllWindows {
+		return fmt.Errorf("refresh: skipped %v, all windows %v: want an incremental refresh", rst.Skipped, rst.AllWindows)
 	}
 	emit("refresh_s", rst.Took.Seconds())
 	emit("refresh_rows", n)

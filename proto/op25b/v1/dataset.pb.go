@@ -1784,7 +1784,8 @@ type GetInfoResponse struct {
 	SchemaVersion string `protobuf:"bytes,2,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	// SPDX identifier of the dataset's licence.
 	Licence string `protobuf:"bytes,3,opt,name=licence,proto3" json:"licence,omitempty"`
-	// When the rollups were last brought up to date.
+	// When the daily points (the timelines) were last brought up to date.
+	// Before schema 1.4, when all the rollups were.
 	RefreshedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=refreshed_at,json=refreshedAt,proto3" json:"refreshed_at,omitempty"`
 	// The rolling windows kept precomputed, in days.
 	WindowDays        []uint32 `protobuf:"varint,5,rep,packed,name=window_days,json=windowDays,proto3" json:"window_days,omitempty"`
@@ -1807,9 +1808,13 @@ type GetInfoResponse struct {
 	// by at most a refresh period (the primary commits a refresh every
 	// period). Absent when reading from the primary, or when the replica has
 	// replayed no transaction since it started. Since schema 1.3.
-	ReplicaLag    *durationpb.Duration `protobuf:"bytes,12,opt,name=replica_lag,json=replicaLag,proto3" json:"replica_lag,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReplicaLag *durationpb.Duration `protobuf:"bytes,12,opt,name=replica_lag,json=replicaLag,proto3" json:"replica_lag,omitempty"`
+	// When the rolling windows (the ASN table, summaries and rankings) were
+	// last brought up to date; they are refreshed less often than the daily
+	// points. Since schema 1.4.
+	WindowsRefreshedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=windows_refreshed_at,json=windowsRefreshedAt,proto3" json:"windows_refreshed_at,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *GetInfoResponse) Reset() {
@@ -1922,6 +1927,13 @@ func (x *GetInfoResponse) GetReadFromReplica() bool {
 func (x *GetInfoResponse) GetReplicaLag() *durationpb.Duration {
 	if x != nil {
 		return x.ReplicaLag
+	}
+	return nil
+}
+
+func (x *GetInfoResponse) GetWindowsRefreshedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowsRefreshedAt
 	}
 	return nil
 }
@@ -2275,7 +2287,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x06family\x18\x04 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\"I\n" +
 	"\x15ExportResultsResponse\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.op25b.v1.PublicResultR\aresults\"\x10\n" +
-	"\x0eGetInfoRequest\"\xca\x04\n" +
+	"\x0eGetInfoRequest\"\x98\x05\n" +
 	"\x0fGetInfoResponse\x12)\n" +
 	"\x10software_version\x18\x01 \x01(\tR\x0fsoftwareVersion\x12%\n" +
 	"\x0eschema_version\x18\x02 \x01(\tR\rschemaVersion\x12\x18\n" +
@@ -2291,7 +2303,8 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	" \x01(\v2\x13.op25b.v1.TimeRangeR\x12referenceMtaWindow\x12*\n" +
 	"\x11read_from_replica\x18\v \x01(\bR\x0freadFromReplica\x12:\n" +
 	"\vreplica_lag\x18\f \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"replicaLag\"x\n" +
+	"replicaLag\x12L\n" +
+	"\x14windows_refreshed_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\x12windowsRefreshedAt\"x\n" +
 	"\n" +
 	"GroupShare\x12\x14\n" +
 	"\x05count\x18\x01 \x01(\x04R\x05count\x12\x14\n" +
@@ -2434,30 +2447,31 @@ var file_op25b_v1_dataset_proto_depIdxs = []int32{
 	26, // 50: op25b.v1.GetInfoResponse.reference_mtas:type_name -> op25b.v1.RefMTAStats
 	1,  // 51: op25b.v1.GetInfoResponse.reference_mta_window:type_name -> op25b.v1.TimeRange
 	31, // 52: op25b.v1.GetInfoResponse.replica_lag:type_name -> google.protobuf.Duration
-	30, // 53: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
-	25, // 54: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
-	25, // 55: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
-	25, // 56: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
-	25, // 57: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
-	5,  // 58: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
-	9,  // 59: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
-	13, // 60: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
-	15, // 61: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
-	18, // 62: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
-	21, // 63: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
-	23, // 64: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
-	6,  // 65: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
-	10, // 66: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
-	14, // 67: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
-	16, // 68: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
-	19, // 69: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
-	22, // 70: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
-	24, // 71: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
-	65, // [65:72] is the sub-list for method output_type
-	58, // [58:65] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	28, // 53: op25b.v1.GetInfoResponse.windows_refreshed_at:type_name -> google.protobuf.Timestamp
+	30, // 54: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
+	25, // 55: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
+	25, // 56: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
+	25, // 57: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
+	25, // 58: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
+	5,  // 59: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
+	9,  // 60: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
+	13, // 61: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
+	15, // 62: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
+	18, // 63: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
+	21, // 64: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
+	23, // 65: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
+	6,  // 66: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
+	10, // 67: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
+	14, // 68: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
+	16, // 69: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
+	19, // 70: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
+	22, // 71: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
+	24, // 72: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
+	66, // [66:73] is the sub-list for method output_type
+	59, // [59:66] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_dataset_proto_init() }
