@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -148,7 +149,9 @@ func run(ctx context.Context, c config) error {
 	// The world ends an hour before midnight: that hour is the refresh's.
 	today := time.Date(2026, 3, 30, 0, 0, 0, 0, time.UTC)
 	now := today.Add(23 * time.Hour)
-	clock := func() time.Time { return now }
+	var simulated atomic.Int64 // the clock of the dataset and the API
+	simulated.Store(now.UnixNano())
+	clock := func() time.Time { return time.Unix(0, simulated.Load()).UTC() }
 	w := newWorld(c.seed, c.results, c.asns, c.agents, c.days, now)
 	v4, v6 := w.prefixes()
 	agents6 := 0
@@ -212,12 +215,26 @@ func run(ctx context.Context, c config) error {
 	defer srv.Close()
 	api := &client{base: "http://" + ln.Addr().String(), http: &http.Client{Timeout: 10 * time.Minute}}
 	b := &bench{c: c, w: w, pool: pool, api: api, now: now}
+	b.setNow = func(t time.Time) { b.now = t; simulated.Store(t.UnixNano()) }
 	for _, step := range []func(context.Context) error{b.asnTable, b.timelines, b.exports} {
 		if err := step(ctx); err != nil {
 			return err
 		}
 	}
 	if err := b.refresh(ctx, st, ds); err != nil {
+		return err
+	}
+	r, err := newRefresher(ctx, url, clock)
+	if err != nil {
+		return err
+	}
+	defer r.pool.Close()
+	if err := b.steady(ctx, st, r); err != nil {
+		return err
+	}
+	// The windows and timelines the steady ingest's refreshes reached,
+	// against plain SQL.
+	if err := b.checkSample(ctx, "steady_equal"); err != nil {
 		return err
 	}
 	if err := sizes(ctx, pool); err != nil {
@@ -306,7 +323,7 @@ func sizes(ctx context.Context, pool *pgxpool.Pool) error {
 		return err
 	}
 	if err := pool.QueryRow(ctx, `SELECT sum(pg_total_relation_size(t)), sum(pg_total_relation_size(t)) FILTER (WHERE t = 'agg_agent_day'::regclass)
-		FROM unnest('{agg_agent_day,agg_evidence,agg_dirty,agg_port,agg_class,policy_changes,agg_state}'::regclass[]) AS t`).Scan(&rollups, &tallies); err != nil {
+		FROM unnest('{agg_agent_day,agg_evidence,agg_dirty,agg_delta,agg_agent_window,agg_port,agg_class,policy_changes,agg_state}'::regclass[]) AS t`).Scan(&rollups, &tallies); err != nil {
 		return err
 	}
 	emit("results_mib", float64(results)/(1<<20))

@@ -70,6 +70,8 @@ type bench struct {
 	pool *pgxpool.Pool
 	api  *client
 	now  time.Time
+	// setNow moves the clock of the dataset and the API, and now.
+	setNow func(time.Time)
 	// sample are the ASNs whose timelines are measured.
 	sample []uint32
 }
@@ -356,7 +358,13 @@ func (b *bench) refresh(ctx context.Context, st *store.Store, ds *dataset.Datase
 
 	// The refreshed timelines and summaries of part of the sample, against
 	// plain SQL now that the hour is in.
-	logf("refresh: checking %d ASNs against plain SQL", min(50, len(b.sample)))
+	return b.checkSample(ctx, "refresh_equal")
+}
+
+// checkSample checks the timelines and summaries of up to 50 ASNs of the
+// sample against plain SQL over the raw results, and emits name.
+func (b *bench) checkSample(ctx context.Context, name string) error {
+	logf("%s: checking %d ASNs against plain SQL", name, min(50, len(b.sample)))
 	start, end := b.window()
 	api, sql := table{}, table{}
 	for _, asn := range b.sample[:min(50, len(b.sample))] {
@@ -376,5 +384,5 @@ func (b *bench) refresh(ctx context.Context, st *store.Store, ds *dataset.Datase
 			}
 		}
 	}
-	return check("refresh_equal", api, sql)
+	return check(name, api, sql)
 }
