@@ -432,7 +432,7 @@ func (d *Dataset) Run(ctx context.Context, every, windowsEvery time.Duration, lo
 		if !d.report(st, err, log, observe) {
 			return
 		}
-		if err == nil && !st.Skipped && (st.WindowsDue || d.now().Sub(st.WindowsAt) >= windowsEvery) {
+		if err == nil && !st.Skipped && windowsDue(st, d.now(), every, windowsEvery) {
 			st, err := d.RefreshWindows(ctx)
 			if !d.report(st, err, log, observe) {
 				return
@@ -444,6 +444,17 @@ func (d *Dataset) Run(ctx context.Context, every, windowsEvery time.Duration, lo
 		case <-t.C:
 		}
 	}
+}
+
+// windowsDue says whether the tick at now, after the refresh of the daily
+// points st, refreshes the windows too: at the first tick of a new UTC
+// day, and at the first tick windowsEvery after the tick of their last
+// refresh. That refresh is stamped when it ends, after its tick but before
+// the next, so the tick windowsEvery after it is the first that comes more
+// than windowsEvery less one tick after the stamp: with equal cadences
+// both refresh at every tick, not every other one.
+func windowsDue(st RefreshStats, now time.Time, every, windowsEvery time.Duration) bool {
+	return st.WindowsDue || now.Sub(st.WindowsAt) > windowsEvery-every
 }
 
 // report logs and observes one refresh, and says whether to go on.
