@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -268,10 +269,10 @@ func (s *Store) InsertResults(ctx context.Context, rs []Result) (inserted int64,
 func CopyRows(rs []Result) (columns []string, rows [][]any) {
 	rows = make([][]any, len(rs))
 	for i, r := range rs {
-		rows[i] = []any{r.ID, r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
+		rows[i] = []any{uuidValue(r.ID), r.MeasuredAt, r.AgentID, r.RefMTA, int32(r.Port), int16(r.Family), int16(r.Verdict),
 			r.Failure, r.Detail, r.Nonce, r.RoundID, r.ScheduleVersion, r.AgentVersion, addrOrNil(r.Egress),
 			int16(r.EgressSource), prefixOrNil(r.Prefix), asnOrNil(r.ASN), snapshotOrNil(r.ASNSnapshot), r.Evidence,
-			r.PublicEvidence, asnOrNil(r.RefMTAASN), prefixOrNil(r.RefMTAPrefix), textOrNil(r.SubmissionID)}
+			r.PublicEvidence, asnOrNil(r.RefMTAASN), prefixOrNil(r.RefMTAPrefix), uuidOrNil(r.SubmissionID)}
 	}
 	return resultColumns, rows
 }
@@ -365,11 +366,24 @@ func asnOrNil(a uint32) any {
 	return int64(a)
 }
 
-func textOrNil(s string) any {
+// uuidValue is s, a UUID in text, as pgx encodes straight into a uuid
+// column. A string would be refused by the binary encoder first, at the
+// cost of an error value per row (a fifth of the collector's CPU in the
+// ingest benchmark), then parsed. Text that is no UUID stays text, for
+// PostgreSQL to refuse with its own message.
+func uuidValue(s string) any {
+	var u pgtype.UUID
+	if err := u.Scan(s); err != nil {
+		return s
+	}
+	return u
+}
+
+func uuidOrNil(s string) any {
 	if s == "" {
 		return nil
 	}
-	return s
+	return uuidValue(s)
 }
 
 func snapshotOrNil(id int64) any {

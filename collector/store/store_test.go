@@ -4,8 +4,11 @@ import (
 	"context"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
@@ -149,5 +152,30 @@ func TestUpsertASNames(t *testing.T) {
 	s.Pool.QueryRow(ctx, "SELECT (SELECT name FROM as_names WHERE asn = 64500), count(*) FROM as_names").Scan(&name, &n)
 	if name != "NEW-NAME" || n != 2 {
 		t.Errorf("as_names: AS64500 %q, %d rows; want NEW-NAME and 2", name, n)
+	}
+}
+
+// TestCopyRowsEncodesUUIDs: CopyRows hands pgx result and submission ids
+// as UUID values, which it encodes in binary straight away; a string costs
+// pgx a refused binary encoding (an error value built per row) before it
+// parses it. An id that is no UUID stays the caller's text, for
+// PostgreSQL to refuse.
+func TestCopyRowsEncodesUUIDs(t *testing.T) {
+	id, sub := "0190a3c4-5b6d-7e8f-9a0b-1c2d3e4f5a6b", "0190a3c4-5b6d-7e8f-9a0b-000000000001"
+	cols, rows := store.CopyRows([]store.Result{{ID: id, SubmissionID: sub}, {ID: "not-a-uuid"}})
+	at := func(name string) int { return slices.Index(cols, name) }
+	for _, c := range []struct {
+		row  int
+		col  string
+		want any
+	}{
+		{0, "result_id", pgtype.UUID{Bytes: [16]byte{0x01, 0x90, 0xa3, 0xc4, 0x5b, 0x6d, 0x7e, 0x8f, 0x9a, 0x0b, 0x1c, 0x2d, 0x3e, 0x4f, 0x5a, 0x6b}, Valid: true}},
+		{0, "submission_id", pgtype.UUID{Bytes: [16]byte{0x01, 0x90, 0xa3, 0xc4, 0x5b, 0x6d, 0x7e, 0x8f, 0x9a, 0x0b, 15: 1}, Valid: true}},
+		{1, "result_id", "not-a-uuid"},
+		{1, "submission_id", nil},
+	} {
+		if got := rows[c.row][at(c.col)]; got != c.want {
+			t.Errorf("row %d, %s: %#v; want %#v", c.row, c.col, got, c.want)
+		}
 	}
 }
