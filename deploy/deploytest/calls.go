@@ -55,11 +55,8 @@ func NewImages(p *Project) (*Images, error) {
 }
 
 // resolve turns the argv of a container (its entrypoint then arguments)
-// into a call of one of our programs; envdir DIR PROGRAM is seen through.
+// into a call of one of our programs.
 func resolve(argv []string) (program string, args []string) {
-	if len(argv) >= 3 && ProgramName(argv[0]) == "envdir" {
-		argv = argv[2:]
-	}
 	if len(argv) == 0 {
 		return "", nil
 	}
@@ -127,7 +124,7 @@ func options(words []string, value, boolean map[string]bool, what string) (env [
 
 // Calls returns the calls of our programs among cmds: run directly (by
 // path or name, a release file name included, also after sudo, env, exec,
-// nohup or envdir, and inside sh -c), with `docker run IMAGE` for an image
+// nohup, and inside sh -c), with `docker run IMAGE` for an image
 // the compose file builds, with `docker compose run SERVICE` or `docker
 // compose exec SERVICE PROGRAM`, or by OpenWrt's procd_set_param command.
 // A program named as another command's argument (install, cp) is not a

@@ -22,7 +22,6 @@ var Commands = map[string]string{
 	"op25b-refmta":    "./refmta/cmd/op25b-refmta",
 	"op25b-collector": "./collector/cmd/op25b-collector",
 	"op25b":           "./collector/cmd/op25b",
-	"envdir":          "./deploy/docker/cmd/envdir",
 }
 
 // subcommand is one entry of a program's command grammar.
@@ -167,9 +166,6 @@ type Invocation struct {
 // --help lists, as the program's flag parsing would, and returns what they
 // say. A --help or -h anywhere is accepted.
 func (p *Programs) Parse(program string, args []string) (*Invocation, error) {
-	if program == "envdir" {
-		return nil, fmt.Errorf("envdir: check the program it runs instead")
-	}
 	subs, ok := grammar[program]
 	if !ok {
 		return nil, fmt.Errorf("%s is not one of our programs", program)
@@ -284,7 +280,7 @@ func (p *Programs) CheckEnv(inv *Invocation, name string) error {
 func (p *Programs) EnvFlag(name string) (bool, error) {
 	for program, subs := range grammar {
 		for _, s := range subs {
-			if s.noFlags || program == "envdir" {
+			if s.noFlags {
 				continue
 			}
 			inv := &Invocation{Program: program, Sub: s.path}

@@ -10,7 +10,7 @@
 #
 # Paths (volumes in docker-compose.yml):
 #   /etc/op25b                 public: refmta-N.json (the collector's --refmta), ca.pem
-#   /run/op25b/agent, /refmta  secrets: OP25B_ENROLL, read with envdir
+#   /run/op25b/agent, /refmta  secrets: OP25B_ENROLL, the programs' --enroll-file
 #   /var/lib/op25b-refmta/N    each reference MTA's state directory (its key)
 #   /var/lib/op25b-collector   the collector's data directory (publish-ca, read-only)
 #

@@ -135,6 +135,30 @@ func (bearer) RequireTransportSecurity() bool { return true }
 // CallOption returns the option that authenticates calls as id.
 func (id Identity) CallOption() grpc.CallOption { return grpc.PerRPCCredentials(bearer(id.Credential)) }
 
+// Token returns the enrollment token: token itself (flag --enroll or
+// OP25B_ENROLL), or the first line of file (--enroll-file or
+// OP25B_ENROLL_FILE), which lets a container read a token a secret
+// store wrote without a shell. Spaces and tabs around it are removed.
+// Both given, or a file that cannot be read or holds no token, is an
+// error that names the file.
+func Token(token, file string) (string, error) {
+	if file == "" {
+		return token, nil
+	}
+	if token != "" {
+		return "", errors.New("give the enrollment token either directly (--enroll, OP25B_ENROLL) or in a file (--enroll-file, OP25B_ENROLL_FILE), not both")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("enrollment token: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if t := strings.Trim(line, " \t\r"); t != "" {
+		return t, nil
+	}
+	return "", fmt.Errorf("enrollment token: %s: its first line is empty", file)
+}
+
 // Ensure returns the identity stored in stateDir, enrolling with token
 // first if there is none. Enrolling needs a token; an agent that has
 // enrolled needs none again. While the collector cannot be reached it
@@ -152,7 +176,7 @@ func Ensure(ctx context.Context, conn *grpc.ClientConn, stateDir, token string, 
 		return Identity{}, err
 	}
 	if token == "" {
-		return Identity{}, fmt.Errorf("not enrolled yet (no %s in %s): give an enrollment token (--enroll)", CredentialFile, stateDir)
+		return Identity{}, fmt.Errorf("not enrolled yet (no %s in %s): give an enrollment token (--enroll or --enroll-file)", CredentialFile, stateDir)
 	}
 	// A collector that is down or still starting is waited for; a refused
 	// token is final.

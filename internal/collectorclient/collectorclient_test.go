@@ -154,3 +154,37 @@ func TestDialFailsOver(t *testing.T) {
 		t.Errorf("dialling the second by a name its certificate lacks: answered by port %q, %v; want a certificate error", got, err)
 	}
 }
+
+// TestToken: the enrollment token comes from --enroll, or from the first
+// line of --enroll-file (a secret a container mounts); both, an unreadable
+// file or an empty first line is an error that names the file.
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := file("token", " op25b-agent-secret\t\r\nsecond line ignored\n")
+	empty := file("empty", "\nop25b-agent-on-line-two\n")
+	for _, c := range []struct {
+		token, file, want, err string
+	}{
+		{token: "op25b-agent-flag", want: "op25b-agent-flag"},
+		{file: good, want: "op25b-agent-secret"},
+		{},
+		{token: "op25b-agent-flag", file: good, err: "not both"},
+		{file: filepath.Join(dir, "missing"), err: filepath.Join(dir, "missing")},
+		{file: empty, err: empty + ": its first line is empty"},
+	} {
+		got, err := Token(c.token, c.file)
+		switch {
+		case c.err == "" && (err != nil || got != c.want):
+			t.Errorf("Token(%q, %q) = %q, %v; want %q", c.token, c.file, got, err, c.want)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("Token(%q, %q) = %q, %v; want an error with %q", c.token, c.file, got, err, c.err)
+		}
+	}
+}

@@ -25,6 +25,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	fs.Var(&collectors, "collector", "collector gRPC address, host:port (required); several collectors sharing one database: comma-separated or repeated, the agent uses one at a time and fails over")
 	ca := fs.String("collector-ca", "", "CA certificate that signs the collector's (its local CA's ca.pem); empty: system roots")
 	enroll := fs.String("enroll", "", "enrollment token; needed once, the credential is then kept in --state-dir")
+	enrollFile := fs.String("enroll-file", "", "file whose first line is the enrollment token, instead of --enroll (a secret mounted into a container)")
 	state := fs.String("state-dir", defaultStateDir(), "directory for the key, the credential (0600) and the spool")
 	label := fs.String("label", "", "free text the operator sees for this agent (never an address)")
 	spoolMax := fs.Int64("spool-max-bytes", 64<<20, "bound of the on-disk spool, in bytes (docs/volunteer.md: sizes that work); when full, new results are dropped, counted and reported")
@@ -41,6 +42,11 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	if len(collectors) == 0 {
 		fmt.Fprintln(stderr, "op25b-agent run: --collector is required")
+		return exitUsage
+	}
+	token, err := collectorclient.Token(*enroll, *enrollFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "op25b-agent run:", err)
 		return exitUsage
 	}
 	if *spoolMax <= 0 {
@@ -65,7 +71,7 @@ func runDaemon(ctx context.Context, args []string, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer conn.Close()
-	id, err := collectorclient.Ensure(ctx, conn, *state, *enroll, op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, *label, version)
+	id, err := collectorclient.Ensure(ctx, conn, *state, token, op25bv1.PrincipalKind_PRINCIPAL_KIND_AGENT, *label, version)
 	if err != nil {
 		return fail(err)
 	}

@@ -309,8 +309,9 @@ func TestComposeSetUp(t *testing.T) {
 	}
 
 	// A reference MTA and an agent enroll with the bootstrap's tokens, read
-	// through envdir as in their containers; only where they listen and
-	// the collector's address differ from the compose file.
+	// from the secrets volume (--enroll-file) as in their containers; only
+	// where they listen and the collector's address differ from the
+	// compose file.
 	refmta := w.service("refmta-1")
 	ports := []string{port(freeAddr(t)), port(freeAddr(t)), port(freeAddr(t))}
 	refArgv := w.mapArgv(refmta, w.containerArgv(refmta),
@@ -384,13 +385,13 @@ func regexpLine(text, a, b string) bool {
 	return false
 }
 
-// mapArgv maps a service's container argv (envdir DIR PROGRAM ARGS) to
-// this machine and appends extra flags, which win over the environment.
+// mapArgv maps a service's container argv (PROGRAM ARGS) to this machine
+// and appends extra flags, which win over the environment.
 func (w *world) mapArgv(s *deploytest.Service, argv []string, extra ...string) []string {
 	out := make([]string, 0, len(argv)+len(extra))
 	for i, a := range argv {
 		switch {
-		case i == 0 || (i == 2 && filepath.Base(argv[0]) == "envdir"):
+		case i == 0:
 			a = w.progs.Path(filepath.Base(a))
 		default:
 			a = w.mapArg(s, a)

@@ -105,6 +105,7 @@ func run(cmd string, args []string) error {
 	fs.Var(&o.collectors, "collector", "collector gRPC address (host:port) to upload sightings to, or several sharing one database (comma-separated or repeated; the first that answers, then the next); empty: keep them queued")
 	fs.StringVar(&o.ca, "collector-ca", "", "CA certificate of the collector (its local CA's ca.pem); empty: system roots")
 	fs.StringVar(&o.enroll, "enroll", "", "enrollment token, needed once: the credential is then kept in --state-dir")
+	enrollFile := fs.String("enroll-file", "", "file whose first line is the enrollment token, instead of --enroll (a secret mounted into a container)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -112,6 +113,10 @@ func run(cmd string, args []string) error {
 		os.Exit(2)
 	}
 	if err := flagenv.Apply(fs, "OP25B"); err != nil {
+		return err
+	}
+	var err error
+	if o.enroll, err = collectorclient.Token(o.enroll, *enrollFile); err != nil {
 		return err
 	}
 	var level slog.Level
