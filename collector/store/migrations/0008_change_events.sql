@@ -39,7 +39,7 @@ CREATE TABLE webhooks (
     last_event_id   bigint NOT NULL,
     attempt         integer NOT NULL DEFAULT 0,
     failures        integer NOT NULL DEFAULT 0,
-    next_attempt_at timestamptz NOT NULL DEFAULT '-infinity',
+    next_attempt_at timestamptz,           -- NULL: at once
     disabled_at     timestamptz,
     disabled_reason text NOT NULL DEFAULT ''
 );
