@@ -535,7 +535,7 @@ type webOptions struct {
 
 func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, o webOptions, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy}
+	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy, PublicURL: o.publicURL}
 	if o.submissions != nil {
 		api.Submissions = o.submissions
 	}
