@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -34,7 +35,11 @@ func webhookCmd(args []string, stdout, stderr io.Writer) error {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return err
+			// As common.parse: the flag package said what was wrong.
+			if errors.Is(err, flag.ErrHelp) {
+				os.Exit(0)
+			}
+			os.Exit(2)
 		}
 		if fs.NArg() == 0 {
 			break
