@@ -36,10 +36,12 @@ type EventFilter struct {
 	ASN     uint32
 	Country string // ISO 3166-1 alpha-2, as ParseCountry returns it
 	Family  pb.AddressFamily
-	// After selects the events logged after the one with this ID, oldest
-	// first; with 0 the newest events come first.
+	// After selects the events logged after the one with this ID (0:
+	// from the first), oldest first: a follower's cursor.
 	After int64
-	Limit int // at most this many (the page size when 0)
+	// Newest lists the newest events first instead, ignoring After.
+	Newest bool
+	Limit  int // at most this many (the page size when 0)
 }
 
 // ChangeEvents lists the change events f selects.
@@ -51,9 +53,9 @@ func (d *Dataset) ChangeEvents(ctx context.Context, f EventFilter) ([]ChangeEven
 	if f.Limit <= 0 {
 		f.Limit = d.cfg.PageSize
 	}
-	order := "e.id DESC"
-	if f.After > 0 {
-		order = "e.id"
+	order := "e.id"
+	if f.Newest {
+		order, f.After = "e.id DESC", 0
 	}
 	rows, err := d.read.Query(ctx, `SELECT e.id, e.asn, coalesce(n.name, ''), coalesce(n.country, ''), e.family, e.day,
 			e.from_class, e.to_class, e.retracted, e.seen_at

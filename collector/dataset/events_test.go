@@ -51,7 +51,7 @@ func TestChangeEvents(t *testing.T) {
 	}
 	all := func() []dataset.ChangeEvent {
 		t.Helper()
-		es, err := d.ChangeEvents(ctx, dataset.EventFilter{})
+		es, err := d.ChangeEvents(ctx, dataset.EventFilter{Newest: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,13 +117,19 @@ func TestChangeEvents(t *testing.T) {
 		{dataset.EventFilter{ASN: 64500}, 0},
 		{dataset.EventFilter{Family: pb.AddressFamily_ADDRESS_FAMILY_IPV6}, 0},
 		{dataset.EventFilter{Limit: 2}, 2},
+		{dataset.EventFilter{After: first[0].ID, Country: "JP"}, 2},
 	} {
 		es, err := d.ChangeEvents(ctx, c.f)
 		if err != nil || len(es) != c.want {
 			t.Errorf("ChangeEvents(%+v) = %d events, %v; want %d", c.f, len(es), err, c.want)
 		}
 	}
-	if es := all(); es[0].ID < es[len(es)-1].ID {
-		t.Errorf("ChangeEvents without After lists %s; want the newest first", eventLines(es))
+	newest := all()
+	if newest[0].ID < newest[len(newest)-1].ID {
+		t.Errorf("ChangeEvents(Newest) lists %s; want the newest first", eventLines(newest))
+	}
+	// A follower from the start (After 0) reads them in the order logged.
+	if es, err := d.ChangeEvents(ctx, dataset.EventFilter{}); err != nil || len(es) != 3 || es[0].ID != first[0].ID || es[0].ID > es[1].ID || es[1].ID > es[2].ID {
+		t.Errorf("ChangeEvents(After 0) = %s, %v; want the 3 events oldest first", eventLines(es), err)
 	}
 }

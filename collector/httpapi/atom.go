@@ -56,7 +56,7 @@ type atomCategory struct {
 // changesAtom serves the newest policy change events, optionally of one
 // country or ASN, as an Atom feed (docs/dataset.md, Change feeds).
 func (s *server) changesAtom(w http.ResponseWriter, r *http.Request, q *query) error {
-	f := dataset.EventFilter{Country: q.country(), ASN: q.asn(), Limit: feedEntries}
+	f := dataset.EventFilter{Country: q.country(), ASN: q.asn(), Newest: true, Limit: feedEntries}
 	if q.err != nil {
 		return q.err
 	}

@@ -86,7 +86,7 @@ func TestChangesAtom(t *testing.T) {
 		feed.Links[0].Rel != "self" || feed.Links[0].Href != "http://example.com/api/v1/changes.atom" {
 		t.Errorf("feed %+v; want id urn:op25b:changes, updated as its newest entry, a self link", feed)
 	}
-	if f.lastEvents != (dataset.EventFilter{Limit: feedEntries}) {
+	if f.lastEvents != (dataset.EventFilter{Newest: true, Limit: feedEntries}) {
 		t.Errorf("the feed asked for %+v; want the %d newest events", f.lastEvents, feedEntries)
 	}
 	if len(feed.Entries) != 2 {

@@ -119,7 +119,7 @@ func (d *Deliverer) Run(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			log.Warn("webhook deliverer: lost its database connection; will try again", "err", err)
 		}
-		if !held {
+		if !held || err != nil {
 			sleep(ctx, d.opts.Poll)
 		}
 	}

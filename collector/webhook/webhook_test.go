@@ -350,7 +350,8 @@ func TestRunOneAtATime(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for range 2 {
-		dl := webhook.NewDeliverer(s.Pool, d, webhook.Options{Poll: time.Minute})
+		// Batch 1: the two events of one refresh take two reads.
+		dl := webhook.NewDeliverer(s.Pool, d, webhook.Options{Poll: time.Minute, Batch: 1})
 		wg.Go(func() { dl.Run(ctx) })
 	}
 	defer wg.Wait()
