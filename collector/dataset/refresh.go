@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -249,7 +251,9 @@ func (d *Dataset) Rebuild(ctx context.Context, log *slog.Logger) (RefreshStats, 
 		}
 		st.Results = n
 		log.Info("rebuild: tallies done", "results", n, "elapsed", time.Since(began).Round(time.Millisecond))
-		for _, q := range []string{"DELETE FROM agg_port", "DELETE FROM agg_class", "DELETE FROM policy_changes"} {
+		// policy_changes is left to changes(), which compares what it
+		// deletes with what it finds to log the events.
+		for _, q := range []string{"DELETE FROM agg_port", "DELETE FROM agg_class"} {
 			if _, err := tx.Exec(ctx, q); err != nil {
 				return err
 			}
@@ -285,7 +289,7 @@ func (d *Dataset) dailyPoints(ctx context.Context, tx pgx.Tx, days keys) error {
 			return err
 		}
 		if first == nil {
-			return nil
+			return changes(ctx, tx, since, d.now())
 		}
 		start, end = *first, last.Add(Day)
 	} else {
@@ -320,7 +324,7 @@ func (d *Dataset) dailyPoints(ctx context.Context, tx pgx.Tx, days keys) error {
 	if err := write(ctx, tx, 0, states); err != nil {
 		return err
 	}
-	return changes(ctx, tx, since)
+	return changes(ctx, tx, since, d.now())
 }
 
 // windows rewrites the rolling windows ending today of the (asn, family)
@@ -367,25 +371,54 @@ func (d *Dataset) windows(ctx context.Context, tx pgx.Tx, today time.Time, k key
 	return n, nil
 }
 
+// change is one row of policy_changes.
+type change struct {
+	asn      int64
+	family   int16
+	day      time.Time
+	from, to int16
+}
+
+// key identifies a change by all its columns.
+func (c change) key() [5]int64 {
+	return [5]int64{c.asn, int64(c.family), c.day.Unix(), int64(c.from), int64(c.to)}
+}
+
 // changes rewrites the policy changes of the pairs in since from their
 // timelines, from each pair's day in since on (every pair and day when
 // since is the zero keys): a change is a classified day whose class
 // differs from the previous classified day's; INSUFFICIENT_DATA days
-// neither change nor interrupt a class.
-func changes(ctx context.Context, tx pgx.Tx, since keys) error {
+// neither change nor interrupt a class. It logs in policy_change_events,
+// seen at now, each change that was not there before and each one that is
+// gone, so that the log is exactly as durable as the changes.
+func changes(ctx context.Context, tx pgx.Tx, since keys, now time.Time) error {
 	insufficient := int16(pb.PolicyClass_POLICY_CLASS_INSUFFICIENT_DATA)
 	var rows pgx.Rows
 	var err error
 	if since.all() {
-		rows, err = tx.Query(ctx, "SELECT asn, family, day, class FROM agg_class WHERE window_days = 0 AND class <> $1 ORDER BY asn, family, day", insufficient)
+		rows, err = tx.Query(ctx, "DELETE FROM policy_changes RETURNING asn, family, day, from_class, to_class")
 	} else {
 		if len(since.asns) == 0 {
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM policy_changes p USING unnest($1::bigint[], $2::smallint[], $3::date[]) AS k(asn, family, since)
-			WHERE p.asn = k.asn AND p.family = k.family AND p.day >= k.since`, since.asns, since.families, since.days); err != nil {
-			return err
-		}
+		rows, err = tx.Query(ctx, `DELETE FROM policy_changes p USING unnest($1::bigint[], $2::smallint[], $3::date[]) AS k(asn, family, since)
+			WHERE p.asn = k.asn AND p.family = k.family AND p.day >= k.since
+			RETURNING p.asn, p.family, p.day, p.from_class, p.to_class`, since.asns, since.families, since.days)
+	}
+	if err != nil {
+		return err
+	}
+	gone := map[[5]int64]change{}
+	var c change
+	if _, err := pgx.ForEachRow(rows, []any{&c.asn, &c.family, &c.day, &c.from, &c.to}, func() error {
+		gone[c.key()] = c
+		return nil
+	}); err != nil {
+		return err
+	}
+	if since.all() {
+		rows, err = tx.Query(ctx, "SELECT asn, family, day, class FROM agg_class WHERE window_days = 0 AND class <> $1 ORDER BY asn, family, day", insufficient)
+	} else {
 		// Each pair's last classified day before since, which a change
 		// on or after it compares with, then its classified days since.
 		rows, err = tx.Query(ctx, `SELECT k.asn, k.family, c.day, c.class
@@ -401,13 +434,19 @@ func changes(ctx context.Context, tx pgx.Tx, since keys) error {
 	if err != nil {
 		return err
 	}
-	var out [][]any
+	var out, events [][]any
 	var asn, prevASN int64
 	var family, prevFamily, class, prevClass int16 = 0, -1, 0, 0
 	var day time.Time
 	_, err = pgx.ForEachRow(rows, []any{&asn, &family, &day, &class}, func() error {
 		if asn == prevASN && family == prevFamily && class != prevClass {
+			c := change{asn: asn, family: family, day: day, from: prevClass, to: class}
 			out = append(out, []any{asn, family, day, prevClass, class})
+			if _, ok := gone[c.key()]; ok {
+				delete(gone, c.key())
+			} else {
+				events = append(events, c.event(now, false))
+			}
 		}
 		prevASN, prevFamily, prevClass = asn, family, class
 		return nil
@@ -415,8 +454,26 @@ func changes(ctx context.Context, tx pgx.Tx, since keys) error {
 	if err != nil {
 		return err
 	}
-	_, err = tx.CopyFrom(ctx, pgx.Identifier{"policy_changes"}, []string{"asn", "family", "day", "from_class", "to_class"}, pgx.CopyFromRows(out))
+	if _, err = tx.CopyFrom(ctx, pgx.Identifier{"policy_changes"}, []string{"asn", "family", "day", "from_class", "to_class"}, pgx.CopyFromRows(out)); err != nil {
+		return err
+	}
+	for _, k := range slices.SortedFunc(maps.Keys(gone), func(a, b [5]int64) int { return slices.Compare(a[:], b[:]) }) {
+		events = append(events, gone[k].event(now, true))
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"policy_change_events"}, []string{"asn", "family", "day", "from_class", "to_class", "retracted", "seen_at"},
+		pgx.CopyFromRows(events)); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "SELECT pg_notify($1, '')", EventsChannel)
 	return err
+}
+
+// event is c's row of policy_change_events.
+func (c change) event(seen time.Time, retracted bool) []any {
+	return []any{c.asn, c.family, c.day, c.from, c.to, retracted, seen}
 }
 
 // Run refreshes the daily points every interval and the rolling windows at

@@ -142,6 +142,9 @@ type fake struct {
 	block chan struct{}
 	// results, when not nil, replace exportResults.
 	results []*pb.PublicResult
+	// events is the log of changes; lastEvents the filter last asked.
+	events     []dataset.ChangeEvent
+	lastEvents dataset.EventFilter
 }
 
 func (f *fake) record(m proto.Message) {
@@ -158,6 +161,19 @@ func (f *fake) request() proto.Message {
 
 func notFound(asn uint32) error {
 	return fmt.Errorf("%w: AS%d has no published results", dataset.ErrNotFound, asn)
+}
+
+func (f *fake) ChangeEvents(_ context.Context, ef dataset.EventFilter) ([]dataset.ChangeEvent, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastEvents = ef
+	var out []dataset.ChangeEvent
+	for _, e := range f.events {
+		if (ef.ASN == 0 || e.ASN == ef.ASN) && (ef.Country == "" || e.Country == ef.Country) && len(out) < ef.Limit {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 func (f *fake) GetSubmission(_ context.Context, id string) (*pb.Submission, error) {

@@ -1,7 +1,8 @@
 // Package httpapi is the public HTTP dataset API of the collector, under
-// /api/v1: the per-ASN adoption of OP25B, peer benchmarks, policy changes,
-// country rollups and the export of raw public results as CSV, NDJSON or
-// Parquet. It is open to any origin (CORS) and documented by the OpenAPI
+// /api/v1: the per-ASN adoption of OP25B, peer benchmarks, policy changes
+// (also as an Atom feed, atom.go), country rollups and the export of raw
+// public results as CSV, NDJSON or Parquet. It is open to any origin
+// (CORS) and documented by the OpenAPI
 // document it serves at /api/v1/openapi.json; docs/dataset.md is the
 // researchers' guide. It only reads, but for one-off contributions
 // (submit.go): POST /api/v1/submissions takes the round of an `op25b-agent
@@ -49,6 +50,8 @@ type Querier interface {
 	ExportResults(ctx context.Context, req *pb.ExportResultsRequest, emit func([]*pb.PublicResult) error) error
 	// GetSubmission returns a one-off contribution by its id.
 	GetSubmission(ctx context.Context, id string) (*pb.Submission, error)
+	// ChangeEvents lists the log of policy changes (the Atom feed).
+	ChangeEvents(ctx context.Context, f dataset.EventFilter) ([]dataset.ChangeEvent, error)
 }
 
 // Options tune the API. The zero value of a field means its default.
@@ -64,8 +67,12 @@ type Options struct {
 	// none, and /api/v1/schedule and POST /api/v1/submissions answer 404.
 	Submissions Submitter
 	// TrustProxy takes a submitter's address from the last
-	// X-Forwarded-For entry (LimitOptions.TrustProxy).
+	// X-Forwarded-For entry (LimitOptions.TrustProxy), and the scheme of
+	// the feed's links from X-Forwarded-Proto.
 	TrustProxy bool
+	// PublicURL is the collector's web address, which the Atom feed links
+	// to (empty: the address of each request).
+	PublicURL string
 }
 
 const (
@@ -78,6 +85,7 @@ type server struct {
 	q          Querier
 	sub        Submitter
 	trustProxy bool
+	publicURL  string
 	now        func() time.Time
 	exports    chan struct{}
 	log        *slog.Logger
@@ -100,6 +108,7 @@ func New(q Querier, opts Options) http.Handler {
 		q:          q,
 		sub:        opts.Submissions,
 		trustProxy: opts.TrustProxy,
+		publicURL:  strings.TrimSuffix(opts.PublicURL, "/"),
 		now:        opts.Now,
 		exports:    make(chan struct{}, opts.MaxConcurrentExports),
 		log:        opts.Logger,
@@ -131,6 +140,7 @@ func (s *server) routes() []route {
 		{"GET " + prefix + "/asns/{asn}", []string{"family", "window"}, answerJSON(s.getASN)},
 		{"GET " + prefix + "/asns/{asn}/peers", []string{"family", "window"}, answerJSON(s.getPeers)},
 		{"GET " + prefix + "/changes", []string{"country", "asn", "window", "page_size", "page_token"}, answerJSON(s.listChanges)},
+		{"GET " + prefix + "/changes.atom", []string{"country", "asn"}, s.changesAtom},
 		{"GET " + prefix + "/countries", []string{"family", "window"}, answerJSON(s.listCountries)},
 		{"GET " + prefix + "/export", []string{"start", "end", "asn", "country", "family", "format"}, s.export},
 		{"GET " + prefix + "/openapi.json", nil, serveOpenAPI},

@@ -31,6 +31,9 @@ type subcommand struct {
 	minArgs, maxArgs int
 	// noFlags: the subcommand takes no flags (and has no --help listing).
 	noFlags bool
+	// interleaved: it takes flags among its positional arguments, as
+	// the programs in interleaved do.
+	interleaved bool
 }
 
 // grammar lists each program's subcommands. The empty path is what runs
@@ -56,6 +59,10 @@ var grammar = map[string][]subcommand{
 		{path: []string{"principal", "revoke"}, minArgs: 1, maxArgs: 1},
 		{path: []string{"summary"}},
 		{path: []string{"rebuild"}},
+		{path: []string{"webhook", "add"}, minArgs: 1, maxArgs: 1, interleaved: true},
+		{path: []string{"webhook", "list"}},
+		{path: []string{"webhook", "remove"}, minArgs: 1, maxArgs: 1, interleaved: true},
+		{path: []string{"webhook", "enable"}, minArgs: 1, maxArgs: 1, interleaved: true},
 		{path: []string{"version"}, noFlags: true},
 	},
 	"op25b": {
@@ -200,7 +207,7 @@ func (p *Programs) Parse(program string, args []string) (*Invocation, error) {
 			break
 		}
 		if !strings.HasPrefix(a, "-") || a == "-" {
-			if !interleaved[program] {
+			if !interleaved[program] && !sub.interleaved {
 				inv.Args = append(inv.Args, rest[i:]...)
 				break
 			}

@@ -9,6 +9,8 @@
 //	op25b-collector principal revoke ID                      refuse an agent or refmta from its next call
 //	op25b-collector summary [--since 24h]                    verdicts per ASN, family and port; results agents lost
 //	op25b-collector rebuild                                  recompute the published rollups from raw results
+//	op25b-collector webhook add URL [--country CC] [--asn N] [--family ipv4|ipv6]
+//	op25b-collector webhook list | webhook remove ID | webhook enable ID
 //
 // With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
 // cluster under --data-dir from the locally installed server binaries.
@@ -54,6 +56,7 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/submit"
 	"github.com/op25b/observatory/collector/web"
+	"github.com/op25b/observatory/collector/webhook"
 	"github.com/op25b/observatory/internal/flagenv"
 	"github.com/op25b/observatory/internal/ratelimit"
 	"github.com/op25b/observatory/internal/verdict"
@@ -234,10 +237,12 @@ func main() {
 		err = summary(args, os.Stdout)
 	case "rebuild":
 		err = rebuild(args, os.Stdout)
+	case "webhook":
+		err = webhookCmd(args, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("op25b-collector", version)
 	default:
-		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary, rebuild or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary, rebuild, webhook or version)\n", cmd)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -254,7 +259,7 @@ func serve(args []string) error {
 	listen := fs.String("listen", ":8443", "gRPC (TLS) address for agents and reference MTAs")
 	httpListen := fs.String("http-listen", "127.0.0.1:9090", "HTTP address of the web page (/), the dataset API (/api/v1), /metrics and /healthz")
 	downloadDir := fs.String("download-dir", "", "directory of the agent's release files (make release's out/release): served under /download/ and offered on the check page; empty: the page tells how to build the agent")
-	publicURL := fs.String("public-url", "", "the web address volunteers reach this collector at (https://observatory.example), which the check page tells them to submit to; empty: the address of each request")
+	publicURL := fs.String("public-url", "", "the web address volunteers reach this collector at (https://observatory.example), which the check page tells them to submit to and webhook deliveries link to; empty: the address of each request (webhooks: a path)")
 	submitRate := fs.Float64("submit-rate", 6, "one-off contributions (op25b-agent check --submit) per hour from one address (IPv6: per /64); 0: take none")
 	submitBurst := fs.Int("submit-burst", 3, "burst of one-off contributions from one address")
 	submitPrefixRate := fs.Float64("submit-prefix-rate", 30, "one-off contributions per hour from one /24 or /48")
@@ -280,6 +285,7 @@ func serve(args []string) error {
 	maxMsg := fs.Int("max-msg-size", 4<<20, "largest gRPC message accepted, bytes")
 	refreshEvery := fs.Duration("refresh-every", time.Minute, "how often the published daily points (timelines) take in new results")
 	windowsEvery := fs.Duration("windows-every", 15*time.Minute, "how often the published rolling windows (the ASN table) take in new results; they also move on at the first refresh after UTC midnight")
+	webhookFailures := fs.Int("webhook-max-failures", 10, "consecutive failed deliveries that disable a webhook (retried with backoff from 30s to 1h before that)")
 	readURL := fs.String("read-database-url", "", "PostgreSQL URL of a streaming replica of the database: the dataset API, the web page and the gRPC DatasetService read from it; empty: from the database")
 	var rollups rollupFlags
 	rollups.register(fs)
@@ -353,6 +359,9 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	// The deliverer reads the events where the refresh logs them.
+	deliverer := webhook.NewDeliverer(st.Pool, ds, webhook.Options{MaxFailures: *webhookFailures, PublicURL: *publicURL,
+		Logger: c.log, Observe: webhookMetrics(reg)})
 	if *readURL != "" {
 		// Refreshes still write to the database; ds reads from the replica.
 		var closeReplica func()
@@ -399,6 +408,7 @@ func serve(args []string) error {
 			}
 		}
 	})
+	go deliverer.Run(ctx)
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
 	ln, err := listenCapped(*listen, maxGRPC, *grpcConnsPerAddr)
@@ -525,7 +535,7 @@ type webOptions struct {
 
 func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, o webOptions, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy}
+	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy, PublicURL: o.publicURL}
 	if o.submissions != nil {
 		api.Submissions = o.submissions
 	}

@@ -41,6 +41,9 @@ func (emptyDataset) ExportResults(context.Context, *pb.ExportResultsRequest, fun
 func (emptyDataset) GetSubmission(_ context.Context, id string) (*pb.Submission, error) {
 	return nil, fmt.Errorf("%w: %s", dataset.ErrNotFound, id)
 }
+func (emptyDataset) ChangeEvents(context.Context, dataset.EventFilter) ([]dataset.ChangeEvent, error) {
+	return nil, nil
+}
 
 // TestEveryRouteIsRateLimited is issue 10's point 4: the web page and
 // /healthz had no rate limit (6,063 requests in 10 s from one address,

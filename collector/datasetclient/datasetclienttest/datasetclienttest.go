@@ -259,6 +259,12 @@ func (q querier) GetSubmission(_ context.Context, id string) (*pb.Submission, er
 	return nil, fmt.Errorf("%w: no submission %s", dataset.ErrNotFound, id)
 }
 
+// ChangeEvents: the fake's log of changes is empty; the clients do not
+// read the Atom feed.
+func (q querier) ChangeEvents(context.Context, dataset.EventFilter) ([]dataset.ChangeEvent, error) {
+	return nil, nil
+}
+
 func (q querier) ExportResults(_ context.Context, req *pb.ExportResultsRequest, emit func([]*pb.PublicResult) error) error {
 	start, end := req.Range.Start.AsTime(), req.Range.End.AsTime()
 	if end.Sub(start) > 31*dataset.Day {
