@@ -48,6 +48,12 @@ const (
 	window
 )
 
+// agentVerdictSQL is an agent's verdict from its tallies n1..n6 of the
+// conclusive verdicts: the most frequent, ties to the lower verdict number,
+// NULL when it has none. GetPrefixes uses it too.
+const agentVerdictSQL = `CASE greatest(n1, n2, n3, n4, n5, n6) WHEN 0 THEN NULL WHEN n1 THEN 1 WHEN n2 THEN 2
+		WHEN n3 THEN 3 WHEN n4 THEN 4 WHEN n5 THEN 5 ELSE 6 END`
+
 // deriveSQL computes, from the agents' tallies of src, per span, ASN,
 // family and port: each agent's majority verdict over its conclusive
 // results, then each prefix's majority over its agents, then prefix counts
@@ -79,8 +85,7 @@ func deriveSQL(src source, k keys) string {
 	WHERE ` + where + `
 	GROUP BY 1, 2, 3, 4, 5, 6
 ), av AS (
-	SELECT *, CASE greatest(n1, n2, n3, n4, n5, n6) WHEN 0 THEN NULL WHEN n1 THEN 1 WHEN n2 THEN 2
-		WHEN n3 THEN 3 WHEN n4 THEN 4 WHEN n5 THEN 5 ELSE 6 END AS verdict
+	SELECT *, ` + agentVerdictSQL + ` AS verdict
 	FROM a
 ), pv AS (
 	SELECT DISTINCT ON (d, asn, family, port, prefix) d, asn, family, port, prefix, verdict

@@ -83,6 +83,11 @@ func (s *Server) ListCountries(ctx context.Context, req *pb.ListCountriesRequest
 	return resp, s.status("ListCountries", err)
 }
 
+func (s *Server) GetPrefixes(ctx context.Context, req *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error) {
+	resp, err := s.D.GetPrefixes(ctx, req)
+	return resp, s.status("GetPrefixes", err)
+}
+
 func (s *Server) GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	resp, err := s.D.GetInfo(ctx, req)
 	return resp, s.status("GetInfo", err)

@@ -1,6 +1,7 @@
 // Package datasetclient is a Go client of the collector's dataset API
 // (/api/v1): the adoption of OP25B per ASN, timelines and policy changes,
-// peer benchmarks, country rollups, and the export of public raw results.
+// peer benchmarks, the verdicts of an ASN's prefixes, country rollups, and
+// the export of public raw results.
 //
 // Responses are the op25b.v1 messages, decoded with protojson and unknown
 // fields discarded, so that a newer collector does not break an older
@@ -183,6 +184,24 @@ func (c *Client) GetASN(ctx context.Context, asn uint32, q Query) (*pb.GetASNRes
 func (c *Client) GetPeers(ctx context.Context, asn uint32, q Query) (*pb.GetPeersResponse, error) {
 	out := &pb.GetPeersResponse{}
 	return out, c.get(ctx, "asns/"+strconv.FormatUint(uint64(asn), 10)+"/peers", q.values(pFamily, pWindow), out)
+}
+
+// GetPrefixes returns one page of the /24 and /48 prefixes of one ASN with
+// their verdicts over the window and day by day (Family, Window, PageSize,
+// PageToken).
+func (c *Client) GetPrefixes(ctx context.Context, asn uint32, q Query) (*pb.GetPrefixesResponse, error) {
+	out := &pb.GetPrefixesResponse{}
+	return out, c.get(ctx, "asns/"+strconv.FormatUint(uint64(asn), 10)+"/prefixes", q.values(pFamily, pWindow, pPage), out)
+}
+
+// AllPrefixes yields every prefix GetPrefixes selects, following the
+// pages; it stops after the first error, which it yields.
+func (c *Client) AllPrefixes(ctx context.Context, asn uint32, q Query) iter.Seq2[*pb.PrefixSummary, error] {
+	return all(func(token string) ([]*pb.PrefixSummary, string, error) {
+		q.PageToken = token
+		r, err := c.GetPrefixes(ctx, asn, q)
+		return r.GetPrefixes(), r.GetNextPageToken(), err
+	}, q.PageToken)
 }
 
 // ListPolicyChanges returns one page of changes of class (Country, ASN,

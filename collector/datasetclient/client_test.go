@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,37 @@ func TestAllASNsFollowsPages(t *testing.T) {
 	want := []string{"/api/v1/asns", "/api/v1/asns?page_token=offset-3", "/api/v1/asns?page_token=offset-6"}
 	if strings.Join(reqs, " ") != strings.Join(want, " ") {
 		t.Errorf("requests = %q; want %q", reqs, want)
+	}
+}
+
+func TestAllPrefixesFollowsPages(t *testing.T) {
+	s := datasetclienttest.Start(t)
+	c := newClient(t, s.URL)
+	ctx := context.Background()
+	var got []string
+	for p, err := range c.AllPrefixes(ctx, 64500, datasetclient.Query{Window: "7d", Country: "ignored"}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.Prefix)
+	}
+	if want := []string{"192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8:4a00::/48", "2001:db8:4a01::/48"}; !slices.Equal(got, want) {
+		t.Errorf("AllPrefixes(AS64500) = %q; want %q", got, want)
+	}
+	r, err := c.GetPrefixes(ctx, 64500, datasetclient.Query{Family: pb.AddressFamily_ADDRESS_FAMILY_IPV6, PageSize: 10})
+	if err != nil || len(r.Prefixes) != 2 || r.NextPageToken != "" || r.Window == nil {
+		t.Errorf("GetPrefixes(AS64500, ipv6) = %v, %v; want its two /48s and the window", r, err)
+	}
+	want := []string{
+		"/api/v1/asns/64500/prefixes?window=7d",
+		"/api/v1/asns/64500/prefixes?page_token=offset-3&window=7d",
+		"/api/v1/asns/64500/prefixes?family=ipv6&page_size=10",
+	}
+	if got := s.Requests(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("requests:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, err := c.GetPrefixes(ctx, 65000, datasetclient.Query{}); !datasetclient.IsNotFound(err) {
+		t.Errorf("GetPrefixes(AS65000) = %v; want not found", err)
 	}
 }
 

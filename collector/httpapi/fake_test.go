@@ -242,6 +242,35 @@ func (f *fake) ListCountries(_ context.Context, req *pb.ListCountriesRequest) (*
 	}}, nil
 }
 
+func (f *fake) GetPrefixes(_ context.Context, req *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error) {
+	f.record(req)
+	if req.GetAsn() != 64500 {
+		return nil, notFound(req.GetAsn())
+	}
+	verdicts := func(port uint32, v pb.Verdict) *pb.PortVerdict {
+		return &pb.PortVerdict{Port: port, Verdict: v, Agents: 1}
+	}
+	return &pb.GetPrefixesResponse{Window: window(), NextPageToken: "NCAxOTguNTEuMTAwLjAvMjQ", Prefixes: []*pb.PrefixSummary{
+		{Family: v4, Prefix: "192.0.2.0/24", Agents: 2, Results: 240, FirstSeen: day("2026-02-07"), LastSeen: day("2026-03-08"),
+			Ports: []*pb.PrefixPort{
+				{Port: 25, Verdict: open, AgentVerdicts: []*pb.VerdictAgents{{Verdict: open, Agents: 2}}, Results: 80, RefmtaCharged: 2},
+				{Port: 465, Verdict: open, AgentVerdicts: []*pb.VerdictAgents{{Verdict: open, Agents: 2}}, Results: 80},
+				{Port: 587, Verdict: open, AgentVerdicts: []*pb.VerdictAgents{{Verdict: open, Agents: 2}}, Results: 80},
+			},
+			Days: []*pb.PrefixDay{{Day: day("2026-03-08"), Ports: []*pb.PortVerdict{verdicts(25, open), verdicts(465, open), verdicts(587, open)}}}},
+		{Family: v4, Prefix: "198.51.100.0/24", Agents: 1, Results: 41, FirstSeen: day("2026-03-01"), LastSeen: day("2026-03-08"),
+			Ports: []*pb.PrefixPort{
+				{Port: 25, Verdict: timeout, AgentVerdicts: []*pb.VerdictAgents{{Verdict: timeout, Agents: 1}}, Results: 14},
+				{Port: 465, Results: 13},
+				{Port: 587, Verdict: open, AgentVerdicts: []*pb.VerdictAgents{{Verdict: open, Agents: 1}}, Results: 14},
+			},
+			Days: []*pb.PrefixDay{
+				{Day: day("2026-03-07"), Ports: []*pb.PortVerdict{verdicts(25, open), verdicts(587, open)}},
+				{Day: day("2026-03-08"), Ports: []*pb.PortVerdict{verdicts(25, timeout), verdicts(587, open)}},
+			}},
+	}}, nil
+}
+
 func (f *fake) ExportResults(ctx context.Context, req *pb.ExportResultsRequest, emit func([]*pb.PublicResult) error) error {
 	f.record(req)
 	if f.block != nil {

@@ -116,7 +116,8 @@ func TestOpenAPIRoutes(t *testing.T) {
 func TestOpenAPISchemas(t *testing.T) {
 	doc := loadOpenAPI(t)
 	schemas := doc.Components.Schemas
-	for _, name := range []string{"ASNSummary", "PortStats", "Share", "TimelinePoint", "PolicyChange", "PeerGap", "CountrySummary", "EvidenceItem", "GetInfoResponse", "Error", "ExportRow"} {
+	for _, name := range []string{"ASNSummary", "PortStats", "Share", "TimelinePoint", "PolicyChange", "PeerGap", "CountrySummary", "EvidenceItem", "GetInfoResponse", "Error", "ExportRow",
+		"GetPrefixesResponse", "PrefixSummary", "PrefixPort", "VerdictAgents", "PrefixDay", "PortVerdict"} {
 		if _, ok := schemas[name]; !ok {
 			t.Errorf("openapi.json has no schema %s", name)
 		}

@@ -2,12 +2,17 @@ package httpapi
 
 import (
 	"encoding/csv"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/dataset/datasettest"
 	"github.com/op25b/observatory/collector/store/storetest"
+	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -24,6 +29,7 @@ func TestSeededGolden(t *testing.T) {
 		"seeded_asns_jp_7d": "/api/v1/asns?country=jp&window=7d&family=ipv4",
 		"seeded_asn_relay":  "/api/v1/asns/AS64502?family=ipv4",
 		"seeded_peers":      "/api/v1/asns/64501/peers",
+		"seeded_prefixes":   "/api/v1/asns/64504/prefixes?window=2026-03-08/2026-03-11&page_size=3",
 		"seeded_changes":    "/api/v1/changes",
 		"seeded_countries":  "/api/v1/countries?window=30d",
 		"seeded_custom":     "/api/v1/asns?window=2026-03-04/2026-03-07&country=JP",
@@ -46,6 +52,48 @@ func TestSeededGolden(t *testing.T) {
 	for _, r := range rows[1:] {
 		if strings.HasSuffix(r[4], ".10") || !strings.Contains(r[4], "/") {
 			t.Fatalf("export row carries %q as its prefix; want a /24 or /48", r[4])
+		}
+	}
+}
+
+// An ISP halfway through its rollout: the API says which of its prefixes
+// still let port 25 out, and names no address.
+func TestSeededPrefixes(t *testing.T) {
+	w := datasettest.NewWorld()
+	w.Pools(64520)
+	_, d := datasettest.Open(t, w)
+	h := New(d, Options{Now: datasettest.Clock})
+	rec := get(h, "/api/v1/asns/AS64520/prefixes?window=7d")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET prefixes: %d %s", rec.Code, rec.Body)
+	}
+	var resp pb.GetPrefixesResponse
+	if err := protojson.Unmarshal(rec.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range resp.GetPrefixes() {
+		for _, pp := range p.GetPorts() {
+			if pp.GetPort() == 25 && pp.GetVerdict() != pb.Verdict_VERDICT_UNSPECIFIED {
+				got[p.GetPrefix()] = dataset.VerdictName(pp.GetVerdict())
+			}
+		}
+	}
+	want := map[string]string{}
+	for _, p := range datasettest.PoolPrefixes {
+		if p.Verdict25 != "" {
+			want[p.Prefix] = p.Verdict25
+		}
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("port 25 per prefix %v; want %v", got, want)
+	}
+	if len(resp.GetPrefixes()) != len(datasettest.PoolPrefixes) {
+		t.Errorf("%d prefixes; want %d", len(resp.GetPrefixes()), len(datasettest.PoolPrefixes))
+	}
+	for _, a := range w.Addresses() {
+		if strings.Contains(rec.Body.String(), `"`+a) {
+			t.Errorf("the answer holds the address %s", a)
 		}
 	}
 }

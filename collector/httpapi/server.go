@@ -1,8 +1,8 @@
 // Package httpapi is the public HTTP dataset API of the collector, under
-// /api/v1: the per-ASN adoption of OP25B, peer benchmarks, policy changes
-// (also as an Atom feed, atom.go), country rollups and the export of raw
-// public results as CSV, NDJSON or Parquet. It is open to any origin
-// (CORS) and documented by the OpenAPI
+// /api/v1: the per-ASN adoption of OP25B, peer benchmarks, the verdicts of
+// an ASN's prefixes, policy changes (also as an Atom feed, atom.go),
+// country rollups and the export of raw public results as CSV, NDJSON or
+// Parquet. It is open to any origin (CORS) and documented by the OpenAPI
 // document it serves at /api/v1/openapi.json; docs/dataset.md is the
 // researchers' guide. It only reads, but for one-off contributions
 // (submit.go): POST /api/v1/submissions takes the round of an `op25b-agent
@@ -44,6 +44,7 @@ type Querier interface {
 	GetPeers(context.Context, *pb.GetPeersRequest) (*pb.GetPeersResponse, error)
 	ListPolicyChanges(context.Context, *pb.ListPolicyChangesRequest) (*pb.ListPolicyChangesResponse, error)
 	ListCountries(context.Context, *pb.ListCountriesRequest) (*pb.ListCountriesResponse, error)
+	GetPrefixes(context.Context, *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error)
 	GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error)
 	// ExportResults calls emit with batches of results in (measured_at,
 	// result_id) order; an error from emit stops the export and is returned.
@@ -139,6 +140,7 @@ func (s *server) routes() []route {
 		{"GET " + prefix + "/asns", []string{"country", "class", "family", "window", "page_size", "page_token"}, answerJSON(s.listASNs)},
 		{"GET " + prefix + "/asns/{asn}", []string{"family", "window"}, answerJSON(s.getASN)},
 		{"GET " + prefix + "/asns/{asn}/peers", []string{"family", "window"}, answerJSON(s.getPeers)},
+		{"GET " + prefix + "/asns/{asn}/prefixes", []string{"family", "window", "page_size", "page_token"}, answerJSON(s.getPrefixes)},
 		{"GET " + prefix + "/changes", []string{"country", "asn", "window", "page_size", "page_token"}, answerJSON(s.listChanges)},
 		{"GET " + prefix + "/changes.atom", []string{"country", "asn"}, s.changesAtom},
 		{"GET " + prefix + "/countries", []string{"family", "window"}, answerJSON(s.listCountries)},
@@ -303,6 +305,15 @@ func (s *server) getPeers(r *http.Request, q *query) (proto.Message, error) {
 		return nil, q.err
 	}
 	return s.q.GetPeers(r.Context(), req)
+}
+
+func (s *server) getPrefixes(r *http.Request, q *query) (proto.Message, error) {
+	req := &pb.GetPrefixesRequest{Asn: q.pathASN(r), Family: q.family(), Window: q.window(), PageSize: q.pageSize(),
+		PageToken: q.v.Get("page_token")}
+	if q.err != nil {
+		return nil, q.err
+	}
+	return s.q.GetPrefixes(r.Context(), req)
 }
 
 func (s *server) listChanges(r *http.Request, q *query) (proto.Message, error) {

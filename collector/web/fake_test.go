@@ -256,6 +256,75 @@ func (q *fakeQuerier) GetASN(ctx context.Context, req *pb.GetASNRequest) (*pb.Ge
 	return resp, nil
 }
 
+// fakePools are AS64500's prefixes: port 25 per day from the window's
+// start, before and from fakeNow less 5 days.
+var fakePools = []struct {
+	family        pb.AddressFamily
+	prefix        string
+	agents        uint64
+	before, after pb.Verdict
+}{
+	{v4, "192.0.2.0/24", 4, pb.Verdict_VERDICT_BLOCKED_TIMEOUT, pb.Verdict_VERDICT_BLOCKED_TIMEOUT},
+	{v4, "198.51.100.0/24", 2, pb.Verdict_VERDICT_OPEN, pb.Verdict_VERDICT_BLOCKED_RESET},
+	{v4, "203.0.113.0/24", 1, pb.Verdict_VERDICT_OPEN, pb.Verdict_VERDICT_OPEN},
+	{v4, "100.64.7.0/24", 2, pb.Verdict_VERDICT_INTERCEPTED, pb.Verdict_VERDICT_INTERCEPTED},
+	{v6, "2001:db8:5a00::/48", 1, pb.Verdict_VERDICT_OPEN, pb.Verdict_VERDICT_OPEN},
+}
+
+// GetPrefixes pages AS64500's fakePools; the other ASNs of fakeNets have
+// none.
+func (q *fakeQuerier) GetPrefixes(ctx context.Context, req *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error) {
+	if err := q.fail["GetPrefixes"]; err != nil {
+		return nil, err
+	}
+	if !slices.ContainsFunc(fakeNets, func(n fakeNet) bool { return n.asn == req.GetAsn() }) {
+		return nil, fmt.Errorf("prefixes of AS%d: %w", req.GetAsn(), dataset.ErrNotFound)
+	}
+	w := q.window(req.GetWindow())
+	resp := &pb.GetPrefixesResponse{Window: w}
+	if req.GetAsn() != 64500 {
+		return resp, nil
+	}
+	switched := dataset.Today(q.now).Add(-5 * dataset.Day)
+	var all []*pb.PrefixSummary
+	for _, fp := range fakePools {
+		if req.GetFamily() != 0 && req.GetFamily() != fp.family {
+			continue
+		}
+		px := &pb.PrefixSummary{Family: fp.family, Prefix: fp.prefix, Agents: fp.agents, Results: 96 * fp.agents,
+			FirstSeen: w.GetStart(), LastSeen: timestamppb.New(dataset.Today(q.now))}
+		for d := w.GetStart().AsTime(); d.Before(w.GetEnd().AsTime()); d = d.Add(dataset.Day) {
+			v := fp.before
+			if !d.Before(switched) {
+				v = fp.after
+			}
+			px.Days = append(px.Days, &pb.PrefixDay{Day: timestamppb.New(d), Ports: []*pb.PortVerdict{{Port: 25, Verdict: v, Agents: fp.agents}}})
+		}
+		p25 := &pb.PrefixPort{Port: 25, Verdict: fp.after, AgentVerdicts: []*pb.VerdictAgents{{Verdict: fp.after, Agents: fp.agents}}}
+		if fp.before != fp.after { // one agent moved, the other did not yet
+			p25.Verdict = fp.before
+			p25.AgentVerdicts = []*pb.VerdictAgents{{Verdict: fp.before, Agents: 1}, {Verdict: fp.after, Agents: fp.agents - 1}}
+		}
+		px.Ports = []*pb.PrefixPort{p25,
+			{Port: 465, Verdict: pb.Verdict_VERDICT_OPEN, AgentVerdicts: []*pb.VerdictAgents{{Verdict: pb.Verdict_VERDICT_OPEN, Agents: fp.agents}}},
+			{Port: 587, Results: 12}}
+		all = append(all, px)
+	}
+	off := 0
+	if req.GetPageToken() != "" {
+		var err error
+		if off, err = strconv.Atoi(req.GetPageToken()); err != nil || off > len(all) {
+			return nil, fmt.Errorf("%w: page token %q", dataset.ErrInvalid, req.GetPageToken())
+		}
+	}
+	end := min(len(all), off+q.pageSize)
+	resp.Prefixes = all[off:end]
+	if end < len(all) {
+		resp.NextPageToken = strconv.Itoa(end)
+	}
+	return resp, nil
+}
+
 func (q *fakeQuerier) GetPeers(ctx context.Context, req *pb.GetPeersRequest) (*pb.GetPeersResponse, error) {
 	if err := q.fail["GetPeers"]; err != nil {
 		return nil, err

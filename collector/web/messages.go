@@ -82,6 +82,7 @@ var messages = map[string]map[string]string{
 		"col.charged":        "Charged to it",
 		"col.flag":           "Flag",
 		"col.prefix":         "Prefix",
+		"col.last_seen":      "Last seen",
 		"col.verdict":        "Verdict",
 		"col.failure":        "Failure",
 
@@ -155,6 +156,16 @@ var messages = map[string]map[string]string{
 		"evidence.last":    "last seen",
 		"evidence.results": "%[1]d results", // results
 		"evidence.empty":   "No middlebox evidence in this window.",
+
+		"prefixes.title":    "Prefixes",
+		"prefixes.link":     "See which of this network's /24 (IPv4) and /48 (IPv6) prefixes block port 25, day by day.",
+		"prefixes.table":    "Port 25 per prefix",
+		"prefixes.note":     "Each /24 (IPv4) or /48 (IPv6) prefix with results in the window: its verdict per port (the majority of its agents' verdicts, the unit the shares count; 1/2 when only one of two agents agrees), and its port 25 verdict day by day. OP25B is often rolled out pool by pool: an open prefix in a blocking network is a pool still to do. Prefixes only; no address is published.",
+		"prefixes.days":     "Port 25 by day",
+		"prefixes.day.none": "no conclusive result",
+		"prefixes.agreed":   "agents with this verdict, of those with a conclusive result",
+		"prefixes.next":     "Next prefixes",
+		"prefixes.empty":    "No prefix of this network has results in this window.",
 
 		"check.title":             "Check your own network",
 		"check.lede":              "Run one round of probes from your line and see, per port and address family, what your network does with outbound mail connections. It takes a few seconds and sends no mail.",
@@ -290,6 +301,7 @@ var messages = map[string]map[string]string{
 		"col.charged":        "MTA側に計上",
 		"col.flag":           "フラグ",
 		"col.prefix":         "プレフィックス",
+		"col.last_seen":      "最終観測",
 		"col.verdict":        "判定",
 		"col.failure":        "失敗の種類",
 
@@ -363,6 +375,16 @@ var messages = map[string]map[string]string{
 		"evidence.last":    "最終観測",
 		"evidence.results": "%[1]d 件の結果",
 		"evidence.empty":   "この期間に中継機器の証拠はありません。",
+
+		"prefixes.title":    "プレフィックス",
+		"prefixes.link":     "このネットワークの /24（IPv4）・/48（IPv6）プレフィックスごとに、ポート25がブロックされているかを日別に見る。",
+		"prefixes.table":    "プレフィックスごとのポート25",
+		"prefixes.note":     "期間中に結果のある /24（IPv4）・/48（IPv6）プレフィックスごとに、ポート別の判定（エージェントの判定の多数決。割合の計算単位と同じ。2台中1台だけが一致する場合は 1/2 と表示）と、ポート25の日別の判定を示します。OP25B はアドレスプール単位で導入されることが多く、ブロックしているネットワーク内で OPEN のプレフィックスは未対応のプールです。公開するのはプレフィックスのみで、アドレスは公開しません。",
+		"prefixes.days":     "ポート25（日別）",
+		"prefixes.day.none": "結論の出た結果なし",
+		"prefixes.agreed":   "この判定のエージェント数／結論の出たエージェント数",
+		"prefixes.next":     "次のプレフィックス",
+		"prefixes.empty":    "この期間、このネットワークに結果のあるプレフィックスはありません。",
 
 		"check.title":             "自分の回線を調べる",
 		"check.lede":              "お使いの回線からプローブを1回実行し、ポートとアドレスファミリーごとに、ネットワークが送信メールの接続をどう扱うかを確認できます。数秒で終わり、メールは一切送信しません。",

@@ -2,7 +2,9 @@ package web
 
 import (
 	"log/slog"
+	"maps"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/op25b/observatory/collector/dataset/datasettest"
@@ -24,4 +26,31 @@ func TestBrowserSeeded(t *testing.T) {
 		}
 	}
 	checkPages(t, srv.URL, "seeded", want, "")
+}
+
+// An ISP halfway through its rollout sees, over the real query layer,
+// which of its prefixes block port 25, in both languages, and no address.
+func TestPrefixesSeeded(t *testing.T) {
+	w := datasettest.NewWorld()
+	w.Pools(64520)
+	_, d := datasettest.Open(t, w)
+	h := New(d, Options{Now: datasettest.Clock, Logger: slog.New(slog.DiscardHandler)})
+	want := map[string]string{}
+	for _, p := range datasettest.PoolPrefixes {
+		want[p.Prefix] = p.Verdict25
+	}
+	for _, lang := range []string{"en", "ja"} {
+		r := get(t, h, "/asn/AS64520/prefixes?window=7d", "Cookie", "lang="+lang)
+		if r.status != 200 {
+			t.Fatalf("%s: status %d", lang, r.status)
+		}
+		if got := prefixVerdicts(r.body); !maps.Equal(got, want) {
+			t.Errorf("%s: port 25 per prefix %v; want %v", lang, got, want)
+		}
+		for _, a := range w.Addresses() {
+			if strings.Contains(r.body, a+"<") || strings.Contains(r.body, a+" ") || strings.Contains(r.body, a+`"`) {
+				t.Errorf("%s: the page holds the address %s", lang, a)
+			}
+		}
+	}
 }

@@ -12,7 +12,7 @@ import (
 var templateFS embed.FS
 
 // pageNames are the pages; each is templates/<name>.html on the layout.
-var pageNames = []string{"overview", "asn", "check", "result", "error"}
+var pageNames = []string{"overview", "asn", "prefixes", "check", "result", "error"}
 
 // allVerdicts are the verdicts the check page explains, in enum order.
 var allVerdicts = append(shownVerdicts[:len(shownVerdicts):len(shownVerdicts)], pb.Verdict_VERDICT_INCONCLUSIVE)

@@ -1,7 +1,7 @@
 // Package web is the collector's built-in web page: adoption of outbound
 // port 25 blocking by country and ASN, one page per ASN (ports, timeline,
-// changes, peers, evidence) and a page that tells a volunteer how to check
-// their own line.
+// changes, peers, evidence) with one of its prefixes' verdicts, and a page
+// that tells a volunteer how to check their own line.
 //
 // Pages are rendered on the server with html/template; templates, CSS,
 // JavaScript and icons are embedded, so the page needs no build step and
@@ -38,6 +38,7 @@ type Querier interface {
 	ListASNs(ctx context.Context, req *pb.ListASNsRequest) (*pb.ListASNsResponse, error)
 	GetASN(ctx context.Context, req *pb.GetASNRequest) (*pb.GetASNResponse, error)
 	GetPeers(ctx context.Context, req *pb.GetPeersRequest) (*pb.GetPeersResponse, error)
+	GetPrefixes(ctx context.Context, req *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error)
 	ListCountries(ctx context.Context, req *pb.ListCountriesRequest) (*pb.ListCountriesResponse, error)
 	GetInfo(ctx context.Context, req *pb.GetInfoRequest) (*pb.GetInfoResponse, error)
 	GetSubmission(ctx context.Context, id string) (*pb.Submission, error)
@@ -86,8 +87,8 @@ type server struct {
 }
 
 // New returns the web page's handler, to be served at the root of the
-// collector's HTTP listener: "/", "/asn/{asn}", "/check", "/result/{id}"
-// (a one-off contribution) and "/static/".
+// collector's HTTP listener: "/", "/asn/{asn}", "/asn/{asn}/prefixes",
+// "/check", "/result/{id}" (a one-off contribution) and "/static/".
 func New(q Querier, opts Options) http.Handler {
 	s := &server{q: q, now: opts.Now, log: opts.Logger, version: opts.SoftwareVersion, dl: opts.Downloads, public: strings.TrimSuffix(opts.PublicURL, "/"),
 		submit: opts.Submissions, static: loadStatic()}
@@ -102,6 +103,7 @@ func New(q Querier, opts Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.overview)
 	mux.HandleFunc("GET /asn/{asn}", s.asn)
+	mux.HandleFunc("GET /asn/{asn}/prefixes", s.prefixes)
 	mux.HandleFunc("GET /check", s.check)
 	mux.HandleFunc("GET /result/{id}", s.result)
 	if s.dl != "" {

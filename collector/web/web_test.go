@@ -184,6 +184,68 @@ func TestASNPage(t *testing.T) {
 	}
 }
 
+// prefixRowRE parses a row of the prefixes page: the prefix, then the
+// verdict of port 25 (empty for none).
+var prefixRowRE = regexp.MustCompile(`<th scope="row"><code>([^<]+)</code></th>\s*<td>IPv[46]</td>\s*<td class="num">\d+</td><td>(?:<span class="pv pv-\w+">([A-Z_]+)</span>)?`)
+
+// prefixVerdicts returns the port 25 verdict of each row of a prefixes
+// page, "" for none.
+func prefixVerdicts(body string) map[string]string {
+	out := map[string]string{}
+	for _, m := range prefixRowRE.FindAllStringSubmatch(body, -1) {
+		out[m[1]] = m[2]
+	}
+	return out
+}
+
+func TestPrefixesPage(t *testing.T) {
+	h := newTestHandler(newFake(), nil)
+	if r := get(t, h, "/asn/AS64500"); !strings.Contains(r.body, `<a href="/asn/AS64500/prefixes">`) {
+		t.Errorf("the ASN page does not link to its prefixes")
+	}
+	if r := get(t, h, "/asn/AS64500?window=90d"); !strings.Contains(r.body, `<a href="/asn/AS64500/prefixes?window=90d">`) {
+		t.Errorf("the ASN page's link to its prefixes loses the window")
+	}
+	r := get(t, h, "/asn/64500/prefixes")
+	if r.status != http.StatusOK {
+		t.Fatalf("GET /asn/64500/prefixes: status %d; want 200", r.status)
+	}
+	want := map[string]string{"192.0.2.0/24": "BLOCKED_TIMEOUT", "198.51.100.0/24": "OPEN", "203.0.113.0/24": "OPEN", "100.64.7.0/24": "INTERCEPTED"}
+	if got := prefixVerdicts(r.body); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("first page's port 25 verdicts %v; want %v", got, want)
+	}
+	for _, s := range []string{
+		`title="agents with this verdict, of those with a conclusive result">1/2</span>`, // 198.51.100.0/24's agents disagree
+		`<span class="pd pd-blocked" title="2026-03-20: BLOCKED_RESET"></span>`,
+		`<span class="pd pd-open" title="2026-03-14: OPEN"></span>`,
+		`<a class="btn-secondary" href="/asn/AS64500/prefixes?page_token=4">`,
+		`<a href="/asn/AS64500">AS64500</a>`,
+	} {
+		if !strings.Contains(r.body, s) {
+			t.Errorf("prefixes page lacks %q", s)
+		}
+	}
+	if n := strings.Count(r.body, `<span class="pd pd-`); n != 4*30+5 { // and the legend's
+		t.Errorf("%d day cells; want 30 for each of 4 prefixes and 5 in the legend", n)
+	}
+	r = get(t, h, "/asn/64500/prefixes?page_token=4&window=7d")
+	if got := prefixVerdicts(r.body); len(got) != 1 || got["2001:db8:5a00::/48"] != "OPEN" || strings.Contains(r.body, `btn-secondary" href=`) {
+		t.Errorf("second page: %v; want 2001:db8:5a00::/48 OPEN and no further page", got)
+	}
+	r = get(t, h, "/asn/64500/prefixes?family=ipv6")
+	if got := prefixVerdicts(r.body); len(got) != 1 || !strings.Contains(r.body, `<input type="hidden" name="family" value="ipv6">`) {
+		t.Errorf("family=ipv6: %v; want the one /48, and the window form keeping the family", got)
+	}
+	if r := get(t, h, "/asn/64503/prefixes"); r.status != http.StatusOK || !strings.Contains(r.body, "No prefix of this network has results in this window.") {
+		t.Errorf("AS64503 without prefixes: %d; want 200 saying so", r.status)
+	}
+	for path, status := range map[string]int{"/asn/AS64999/prefixes": 404, "/asn/x/prefixes": 400, "/asn/64500/prefixes?family=ipv5": 400} {
+		if r := get(t, h, path); r.status != status {
+			t.Errorf("GET %s: %d; want %d", path, r.status, status)
+		}
+	}
+}
+
 // TestEvidenceInert shows that a hostile relay's banner, and an ASN name
 // with markup, come out as text.
 func TestEvidenceInert(t *testing.T) {
@@ -417,7 +479,8 @@ func TestLanguage(t *testing.T) {
 // looks for untranslated keys and formatting mistakes.
 func TestEveryPageInBothLanguages(t *testing.T) {
 	h := newTestHandler(newFake(), nil)
-	paths := []string{"/", "/?country=US&class=MIXED", "/check", "/nowhere", "/asn/AS64999", "/?window=bad", "/result/" + fakeSubmission}
+	paths := []string{"/", "/?country=US&class=MIXED", "/check", "/nowhere", "/asn/AS64999", "/?window=bad", "/result/" + fakeSubmission,
+		"/asn/AS64500/prefixes", "/asn/AS64503/prefixes", "/asn/AS64999/prefixes"}
 	for _, n := range fakeNets {
 		paths = append(paths, fmt.Sprintf("/asn/AS%d", n.asn))
 	}

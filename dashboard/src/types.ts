@@ -2,9 +2,9 @@ import { DataSourceJsonData } from '@grafana/data';
 import { DataQuery } from '@grafana/schema';
 
 /** What a query asks the collector's DatasetService for. */
-export type QueryType = 'asns' | 'timeline' | 'countries' | 'peers' | 'changes' | 'results';
+export type QueryType = 'asns' | 'timeline' | 'countries' | 'peers' | 'prefixes' | 'changes' | 'results';
 
-export const QUERY_TYPES: QueryType[] = ['asns', 'timeline', 'countries', 'peers', 'changes', 'results'];
+export const QUERY_TYPES: QueryType[] = ['asns', 'timeline', 'countries', 'peers', 'prefixes', 'changes', 'results'];
 
 /** Address family; '' is both. */
 export type Family = 'ipv4' | 'ipv6' | '';
@@ -39,6 +39,7 @@ export const QUERY_FIELDS: Record<QueryType, Array<keyof Omit<OP25BQuery, keyof 
   timeline: ['asn', 'family', 'port'],
   countries: ['country', 'family'],
   peers: ['asn', 'family'],
+  prefixes: ['asn', 'family', 'port'],
   changes: ['asn', 'country', 'family'],
   results: ['asn', 'country', 'family', 'limit'],
 };
@@ -55,7 +56,7 @@ export interface OP25BQuery extends DataQuery {
   country?: string;
   family?: Family | Variable;
   policyClass?: PolicyClass | Variable;
-  /** The port a timeline follows. */
+  /** The port a timeline follows, or whose verdict a prefixes query gives. */
   port?: Port;
   /** Rows of a results query: default 1000, at most 10000. */
   limit?: number;

@@ -11,9 +11,9 @@ import (
 	"unicode"
 )
 
-// guides are the operator, volunteer and researcher guides: their
+// guides are the operator, volunteer, researcher and ISP guides: their
 // commands, variables and links are checked.
-var guides = []string{"docs/operator.md", "docs/volunteer.md", "docs/researcher.md"}
+var guides = []string{"docs/operator.md", "docs/volunteer.md", "docs/researcher.md", "docs/isp.md"}
 
 // commandDocs are every document whose commands are checked: the guides,
 // the README and the dataset reference. (docs/pipeline.md is left out for

@@ -69,6 +69,7 @@ var grammar = map[string][]subcommand{
 		{path: []string{"asns"}},
 		{path: []string{"asn"}, minArgs: 1, maxArgs: 1},
 		{path: []string{"peers"}, minArgs: 1, maxArgs: 1},
+		{path: []string{"prefixes"}, minArgs: 1, maxArgs: 1},
 		{path: []string{"changes"}},
 		{path: []string{"countries"}},
 		{path: []string{"info"}},

@@ -32,6 +32,9 @@ func (emptyDataset) ListPolicyChanges(context.Context, *pb.ListPolicyChangesRequ
 func (emptyDataset) ListCountries(context.Context, *pb.ListCountriesRequest) (*pb.ListCountriesResponse, error) {
 	return &pb.ListCountriesResponse{}, nil
 }
+func (emptyDataset) GetPrefixes(_ context.Context, req *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error) {
+	return nil, fmt.Errorf("%w: AS%d", dataset.ErrNotFound, req.GetAsn())
+}
 func (emptyDataset) GetInfo(context.Context, *pb.GetInfoRequest) (*pb.GetInfoResponse, error) {
 	return &pb.GetInfoResponse{}, nil
 }

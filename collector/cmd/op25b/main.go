@@ -5,6 +5,7 @@
 //	op25b asns [--country JP] [--class OP25B] [--family ipv4] [--window 30d] [--format table|csv|json] [--sort asn|blocked|agents]
 //	op25b asn AS64500 [--family ipv4] [--window 30d]      one ASN: ports, timeline, changes, evidence
 //	op25b peers AS64500 [--family ipv4] [--window 30d]    its rank among its country's networks
+//	op25b prefixes AS64500 [--family ipv4] [--window 30d] its /24 and /48 prefixes' verdicts, day by day
 //	op25b changes [--country JP] [--asn AS64500] [--window 90d]
 //	op25b countries [--family ipv4] [--window 30d]
 //	op25b info                                            the collector's software, schema, licence, limits
@@ -69,7 +70,7 @@ type command struct {
 var commands []*command // in the order op25b help lists them; filled by init
 
 func init() {
-	commands = []*command{asnsCommand, asnCommand, peersCommand, changesCommand, countriesCommand, infoCommand, exportCommand}
+	commands = []*command{asnsCommand, asnCommand, peersCommand, prefixesCommand, changesCommand, countriesCommand, infoCommand, exportCommand}
 }
 
 func lookup(name string) *command {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -124,6 +125,60 @@ func TestASN(t *testing.T) {
 func TestPeers(t *testing.T) {
 	s := datasetclienttest.Start(t)
 	golden(t, "peers.golden", query(t, s, "peers", "AS64500"))
+}
+
+func TestPrefixes(t *testing.T) {
+	s := datasetclienttest.Start(t)
+	out := query(t, s, "prefixes", "AS64500")
+	golden(t, "prefixes.golden", out)
+	if want := []string{"/api/v1/asns/64500/prefixes", "/api/v1/asns/64500/prefixes?page_token=offset-3"}; !slices.Equal(s.Requests(), want) {
+		t.Errorf("requests %q; want %q (every page followed)", s.Requests(), want)
+	}
+	// Which pools let port 25 out: the static one and the IPv6 ones.
+	leaking := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && strings.Contains(f[0], "/") && f[2] == "OPEN" {
+			leaking[f[0]] = true
+		}
+	}
+	if want := map[string]bool{"203.0.113.0/24": true, "2001:db8:4a00::/48": true, "2001:db8:4a01::/48": true}; !maps.Equal(leaking, want) {
+		t.Errorf("prefixes with port 25 OPEN %v; want %v", leaking, want)
+	}
+
+	recs, err := csv.NewReader(strings.NewReader(query(t, s, "prefixes", "64500", "--family", "ipv4", "--window", "7d", "--format", "csv"))).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ipv4,198.51.100.0/24,2,336,2026-03-06,2026-03-12,BLOCKED_RESET,2,OPEN,2,OPEN,2"
+	if len(recs) != 4 || recs[0][0] != "family" || strings.Join(recs[2], ",") != want {
+		t.Errorf("prefixes --format csv = %q; want the header, 3 IPv4 prefixes, the second %q", recs, want)
+	}
+	var r pb.GetPrefixesResponse
+	if err := protojson.Unmarshal([]byte(query(t, s, "prefixes", "AS64500", "--format", "json", "--family", "ipv6")), &r); err != nil ||
+		len(r.Prefixes) != 2 || len(r.Prefixes[0].Days) != 30 || r.Window == nil {
+		t.Errorf("prefixes --format json: %v; want the 2 IPv6 prefixes with 30 days each and the window", err)
+	}
+	code, _, errOut := runCmd(t, "prefixes", "AS65000", "--collector", s.URL)
+	if code != exitFailed || !strings.Contains(errOut, "no measurements from AS65000") {
+		t.Errorf("prefixes AS65000 = %d, %q; want 1 and the collector's not found", code, errOut)
+	}
+}
+
+func TestVerdictCell(t *testing.T) {
+	reset, open := pb.Verdict_VERDICT_BLOCKED_RESET, pb.Verdict_VERDICT_OPEN
+	for _, tc := range []struct {
+		pp   *pb.PrefixPort
+		want string
+	}{
+		{nil, "-"},
+		{&pb.PrefixPort{Port: 25, Results: 4}, "-"},
+		{&pb.PrefixPort{Port: 25, Verdict: reset, AgentVerdicts: []*pb.VerdictAgents{{Verdict: reset, Agents: 3}}}, "BLOCKED_RESET"},
+		{&pb.PrefixPort{Port: 25, Verdict: open, AgentVerdicts: []*pb.VerdictAgents{{Verdict: open, Agents: 1}, {Verdict: reset, Agents: 1}}}, "OPEN 1/2"},
+	} {
+		if got := verdictCell(tc.pp); got != tc.want {
+			t.Errorf("verdictCell(%v) = %q; want %q", tc.pp, got, tc.want)
+		}
+	}
 }
 
 func TestChanges(t *testing.T) {

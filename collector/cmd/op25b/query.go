@@ -332,6 +332,13 @@ func writeTimeline(w io.Writer, label string, window *pb.TimeRange, points []*pb
 	case len(points) > 0:
 		start, end = dataset.Today(points[0].Day.AsTime()), points[len(points)-1].Day.AsTime().Add(dataset.Day)
 	}
+	writeDays(w, label, start, end, byDay)
+}
+
+// writeDays writes the letter of each day in [start, end) from byDay ('-'
+// for a day it lacks), a week per group and ten weeks per line, each line
+// headed by its first day.
+func writeDays(w io.Writer, label string, start, end time.Time, byDay map[string]byte) {
 	var line strings.Builder
 	i := 0
 	for d := start; d.Before(end); d, i = d.Add(dataset.Day), i+1 {

@@ -194,6 +194,53 @@ func (w *World) Farm(asn uint32, n int, v uint8) {
 	}
 }
 
+// The prefixes of Pools, with the verdict on port 25 the per-prefix view
+// must give each over the week (short names as dataset.VerdictName; "" for
+// none).
+var PoolPrefixes = []struct{ Prefix, Verdict25 string }{
+	{"192.0.2.0/24", "OPEN"},               // static pool, never filtered
+	{"198.51.100.0/24", "BLOCKED_TIMEOUT"}, // dynamic pool, filtered all week
+	{"100.64.1.0/24", "BLOCKED_RESET"},     // filtered from ChangeDay on
+	{"100.64.2.0/24", "OPEN"},              // one agent open, one blocked: a tie
+	{"100.64.3.0/24", ""},                  // inconclusive results only
+	{"2001:db8:77::/48", "OPEN"},           // IPv6 left open
+}
+
+// Pools adds an ISP halfway through its OP25B rollout, asn, whose
+// prefixes PoolPrefixes lists: two agents in the static pool, one in the
+// dynamic pool, one in a pool filtered from ChangeDay on (4 days of
+// BLOCKED_RESET after 3 OPEN, so the week's majority is blocked), one
+// open and one blocked agent in a fourth, one agent with inconclusive
+// results only, and one agent over IPv6. 587 and 465 are open everywhere
+// but in the inconclusive pool.
+func (w *World) Pools(asn uint32) {
+	v4 := func(a, b, c, d byte) netip.Addr { return netip.AddrFrom4([4]byte{a, b, c, d}) }
+	week := days(0, 7)
+	w.add(asn, "agent-pool-static-0", v4(192, 0, 2, 25), week, 2, open, open, open, "")
+	w.add(asn, "agent-pool-static-1", v4(192, 0, 2, 26), week, 2, open, open, open, "")
+	w.add(asn, "agent-pool-dynamic-0", v4(198, 51, 100, 77), week, 2, timeout, open, open, "")
+	w.add(asn, "agent-pool-switch-0", v4(100, 64, 1, 99), days(0, 3), 2, open, open, open, "")
+	w.add(asn, "agent-pool-switch-0", v4(100, 64, 1, 99), days(3, 4), 2, reset, open, open, "")
+	w.add(asn, "agent-pool-tie-0", v4(100, 64, 2, 40), week, 2, reset, open, open, "")
+	w.add(asn, "agent-pool-tie-1", v4(100, 64, 2, 41), week, 2, open, open, open, "")
+	w.add(asn, "agent-pool-dark-0", v4(100, 64, 3, 7), week[5:], 1, inconc, inconc, inconc, "")
+	w.add(asn, "agent-pool-v6-0", netip.MustParseAddr("2001:db8:77:4:5:6:7:8"), week, 2, open, open, open, "")
+}
+
+// Addresses returns the distinct full source addresses of the world's
+// results, which no public output may contain.
+func (w *World) Addresses() []string {
+	seen := map[netip.Addr]bool{}
+	var out []string
+	for _, r := range w.rs {
+		if !seen[r.Egress] {
+			seen[r.Egress] = true
+			out = append(out, r.Egress.String())
+		}
+	}
+	return out
+}
+
 // Results returns the world's results.
 func (w *World) Results() []store.Result { return w.rs }
 

@@ -253,6 +253,84 @@ func (q querier) ListCountries(_ context.Context, req *pb.ListCountriesRequest) 
 	return resp, nil
 }
 
+// GetPrefixes answers AS64500's prefixes (Prefixes), the other ASNs of
+// Summaries with none, any other ASN as not measured.
+func (q querier) GetPrefixes(_ context.Context, req *pb.GetPrefixesRequest) (*pb.GetPrefixesResponse, error) {
+	w := window(req.Window)
+	if !slices.ContainsFunc(Summaries(w), func(a *pb.ASNSummary) bool { return a.Asn == req.Asn }) {
+		return nil, fmt.Errorf("%w: no measurements from AS%d", dataset.ErrNotFound, req.Asn)
+	}
+	var out []*pb.PrefixSummary
+	if req.Asn == 64500 {
+		out = slices.DeleteFunc(Prefixes(w), func(p *pb.PrefixSummary) bool { return !match(req.Family, p.Family) })
+	}
+	items, next, err := page(out, cmp.Or(int(req.PageSize), q.s.PageSize), req.PageToken)
+	if err != nil {
+		return nil, err
+	}
+	return &pb.GetPrefixesResponse{Prefixes: items, NextPageToken: next, Window: w}, nil
+}
+
+// Prefixes returns AS64500's prefixes with results in window w, as the
+// query layer makes them: its dynamic pool blocked since its agents
+// started, a second pool open until 2026-02-22 and blocked from the day
+// AS64500 turned OP25B, its static pool open, and two IPv6 prefixes left
+// open; 587 and 465 open everywhere. A prefix's verdict over the window
+// is that of most of its days, ties to the lower verdict.
+func Prefixes(w *pb.TimeRange) []*pb.PrefixSummary {
+	switched := day("2026-02-23")
+	pools := []struct {
+		family        pb.AddressFamily
+		prefix        string
+		agents        uint64
+		before, after pb.Verdict // port 25 before and from switched
+	}{
+		{v4, "192.0.2.0/24", 3, timeout, timeout},
+		{v4, "198.51.100.0/24", 2, open, reset},
+		{v4, "203.0.113.0/24", 1, open, open},
+		{v6, "2001:db8:4a00::/48", 1, open, open},
+		{v6, "2001:db8:4a01::/48", 1, open, open},
+	}
+	from, end := dataset.Today(w.Start.AsTime()), w.End.AsTime()
+	if first := day("2026-02-11"); from.Before(first) {
+		from = first
+	}
+	if tomorrow := dataset.Today(Now).Add(dataset.Day); tomorrow.Before(end) {
+		end = tomorrow
+	}
+	var out []*pb.PrefixSummary
+	for _, p := range pools {
+		s := &pb.PrefixSummary{Family: p.family, Prefix: p.prefix, Agents: p.agents}
+		days := map[pb.Verdict]uint64{}
+		for d := from; d.Before(end); d = d.Add(dataset.Day) {
+			v := p.before
+			if !d.Before(switched) {
+				v = p.after
+			}
+			days[v]++
+			s.Days = append(s.Days, &pb.PrefixDay{Day: timestamppb.New(d), Ports: []*pb.PortVerdict{
+				{Port: 25, Verdict: v, Agents: p.agents}, {Port: 465, Verdict: open, Agents: p.agents}, {Port: 587, Verdict: open, Agents: p.agents}}})
+		}
+		if len(s.Days) == 0 {
+			continue
+		}
+		s.FirstSeen, s.LastSeen = s.Days[0].Day, s.Days[len(s.Days)-1].Day
+		v25 := p.before
+		if days[p.after] > days[p.before] || days[p.after] == days[p.before] && p.after < p.before {
+			v25 = p.after
+		}
+		n := 8 * p.agents * uint64(len(s.Days)) // results a port
+		s.Results = 3 * n
+		for port, v := range map[uint32]pb.Verdict{25: v25, 465: open, 587: open} {
+			s.Ports = append(s.Ports, &pb.PrefixPort{Port: port, Verdict: v, Results: n,
+				AgentVerdicts: []*pb.VerdictAgents{{Verdict: v, Agents: p.agents}}})
+		}
+		slices.SortFunc(s.Ports, func(a, b *pb.PrefixPort) int { return cmp.Compare(a.Port, b.Port) })
+		out = append(out, s)
+	}
+	return out
+}
+
 var errBroken = errors.New("datasetclienttest: export broken off, as configured")
 
 func (q querier) GetSubmission(_ context.Context, id string) (*pb.Submission, error) {

@@ -41,6 +41,7 @@ var handlers = map[string]handler{
 	"countries": (*Datasource).countries,
 	"peers":     (*Datasource).peers,
 	"changes":   (*Datasource).changes,
+	"prefixes":  (*Datasource).prefixes,
 	"results":   (*Datasource).results,
 }
 
@@ -342,6 +343,64 @@ func (d *Datasource) peers(ctx context.Context, q params) (data.Frames, error) {
 			Text: fmt.Sprintf("%s (%s): %s", g.GetKind(), familyTitle(g.GetFamily()), g.GetDetail())})
 	}
 	return data.Frames{f}, nil
+}
+
+// prefixes lists the /24 and /48 prefixes of one ASN with their verdict on
+// the query's port over the panel's days: which pools still let port 25
+// out. Prefixes only, never an address.
+func (d *Datasource) prefixes(ctx context.Context, q params) (data.Frames, error) {
+	if q.asn == 0 {
+		return nil, invalid("the prefixes query needs an ASN")
+	}
+	// No page size: the collector's default stays within its bound on
+	// prefixes times days, whatever the window's length.
+	req := &op25bv1.GetPrefixesRequest{Asn: q.asn, Family: q.family, Window: window(q.tr)}
+	f := table("prefixes", executed("GetPrefixes", req.Window, q),
+		field("prefix", "Prefix", []string{}),
+		field("family", "Family", []string{}),
+		field("port", "Port", []uint32{}),
+		field("verdict", "Verdict", []string{}),
+		field("agents", "Agents", []uint64{}),
+		field("agreeing", "Agents with the verdict", []uint64{}),
+		field("results", "Results", []uint64{}),
+		field("first_seen", "First seen", []time.Time{}),
+		field("last_seen", "Last seen", []time.Time{}),
+	)
+	f.Fields[4].Config.Description = "agents with a conclusive result on the port; the verdict is their majority"
+	for {
+		resp, err := d.client.GetPrefixes(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range resp.GetPrefixes() {
+			if truncated(f, maxRows, "prefixes") {
+				return data.Frames{f}, nil
+			}
+			var pp *op25bv1.PrefixPort
+			for _, x := range p.GetPorts() {
+				if x.GetPort() == q.port {
+					pp = x
+				}
+			}
+			var agents, agreeing uint64
+			for _, av := range pp.GetAgentVerdicts() {
+				agents += av.GetAgents()
+				if av.GetVerdict() == pp.GetVerdict() {
+					agreeing = av.GetAgents()
+				}
+			}
+			verdict := "" // no conclusive result on this port
+			if pp.GetVerdict() != op25bv1.Verdict_VERDICT_UNSPECIFIED {
+				verdict = strings.TrimPrefix(pp.GetVerdict().String(), "VERDICT_")
+			}
+			f.AppendRow(p.GetPrefix(), familyName(p.GetFamily()), q.port, verdict, agents, agreeing, pp.GetResults(),
+				p.GetFirstSeen().AsTime().UTC(), p.GetLastSeen().AsTime().UTC())
+		}
+		if resp.GetNextPageToken() == "" {
+			return data.Frames{f}, nil
+		}
+		req.PageToken = resp.GetNextPageToken()
+	}
 }
 
 // changes lists policy changes, newest first, with the time, text and tags

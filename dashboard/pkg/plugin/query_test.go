@@ -47,6 +47,8 @@ func TestQueryGolden(t *testing.T) {
 		{"peers-ranked-second", `{"queryType": "peers", "asn": 64506}`},
 		{"changes", `{"queryType": "changes"}`},
 		{"results", `{"queryType": "results", "asn": 64505, "limit": 5}`},
+		{"prefixes", `{"queryType": "prefixes", "asn": 64504, "family": "ipv4"}`},
+		{"prefixes-587", `{"queryType": "prefixes", "asn": "AS64501", "port": 587}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dr := run(t, d, tc.query)["A"]
@@ -105,6 +107,31 @@ func TestQuerySeededWorld(t *testing.T) {
 	}
 }
 
+// The prefixes query says which of a network's prefixes let port 25 out
+// (AS64504: two /24s open, two blocked), and holds no address.
+func TestQueryPrefixes(t *testing.T) {
+	d := open(t, seeded(t))
+	dr := run(t, d, `{"queryType": "prefixes", "asn": 64504}`)["A"]
+	if dr.Error != nil {
+		t.Fatal(dr.Error)
+	}
+	f := dr.Frames[0]
+	got := map[string]string{}
+	for i := range f.Rows() {
+		got[f.At(0, i).(string)] = f.At(3, i).(string)
+	}
+	want := map[string]string{"198.22.0.0/24": "OPEN", "198.22.1.0/24": "BLOCKED_RESET", "198.22.2.0/24": "OPEN", "198.22.3.0/24": "BLOCKED_RESET"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("prefixes of AS64504:\n%v\nwant port 25 %v", dump(f), want)
+	}
+	table := dump(f)
+	for _, a := range datasettest.NewWorld().Addresses() {
+		if strings.Contains(table, a+" ") || strings.Contains(table, a+"\n") {
+			t.Errorf("the frame holds the address %s", a)
+		}
+	}
+}
+
 func dump(fs ...*data.Frame) string {
 	var b strings.Builder
 	for _, f := range fs {
@@ -123,7 +150,9 @@ func TestQueryErrors(t *testing.T) {
 		status backend.Status
 		want   string
 	}{
-		{`{"queryType": "nonsense"}`, backend.StatusBadRequest, `query type "nonsense": want one of asns, changes, countries, peers, results, timeline`},
+		{`{"queryType": "nonsense"}`, backend.StatusBadRequest, `query type "nonsense": want one of asns, changes, countries, peers, prefixes, results, timeline`},
+		{`{"queryType": "prefixes"}`, backend.StatusBadRequest, "needs an ASN"},
+		{`{"queryType": "prefixes", "asn": 65000}`, backend.StatusNotFound, "no measurements from AS65000"},
 		{`{"queryType": "asns", "family": "ipv5"}`, backend.StatusBadRequest, `family "ipv5"`},
 		{`{"queryType": "asns", "policyClass": "SPAMMY"}`, backend.StatusBadRequest, `policy class "SPAMMY": want one of OP25B, INTERCEPT, OPEN, ALL_SMTP_BLOCKED, MIXED, INSUFFICIENT_DATA`},
 		{`{"queryType": "asns", "country": "Japan"}`, backend.StatusBadRequest, `country "JAPAN"`}, // the collector's check

@@ -33,6 +33,15 @@ describe('QueryEditor', () => {
     expect(screen.queryByLabelText('Limit')).not.toBeInTheDocument();
   });
 
+  it('asks a prefixes query for its ASN, family and port', () => {
+    renderEditor({ refId: 'A', queryType: 'prefixes' });
+    expect(screen.getByText('ASN prefixes')).toBeInTheDocument();
+    expect(screen.getByLabelText('ASN')).toHaveAttribute('placeholder', 'required');
+    expect(screen.getByText('Port')).toBeInTheDocument();
+    expect(screen.getByLabelText('Family')).toBeInTheDocument();
+    expect(screen.queryByLabelText('Country')).not.toBeInTheDocument();
+  });
+
   it('calls onChange and runs the query when the query type changes', () => {
     const { onChange, onRunQuery } = renderEditor({ refId: 'A', queryType: 'asns' });
     const select = screen.getByLabelText('Query type');

@@ -26,9 +26,13 @@ export const QUERY_TYPE_OPTIONS: Array<SelectableValue<QueryType>> = [
   { value: 'timeline', label: 'ASN timeline', description: 'Class and shares of one ASN, day by day' },
   { value: 'countries', label: 'Countries', description: 'ASNs per class and OP25B share, by ISO country code' },
   { value: 'peers', label: 'Peer comparison', description: "One ASN's rank among its country's ASNs, and its gaps" },
+  { value: 'prefixes', label: 'ASN prefixes', description: 'Verdict of each /24 or /48 prefix of one ASN on a port' },
   { value: 'changes', label: 'Policy changes', description: 'Days an ASN changed class (usable as annotations)' },
   { value: 'results', label: 'Raw results', description: `Public raw results, at most ${MAX_RESULTS_LIMIT} rows` },
 ];
+
+/** The query types that answer for one ASN. */
+const ASN_REQUIRED: QueryType[] = ['timeline', 'peers', 'prefixes'];
 
 const FAMILY_OPTIONS: Array<SelectableValue<string>> = [
   { value: '', label: 'Both' },
@@ -87,7 +91,7 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
               id="op25b-asn"
               value={query.asn === undefined ? '' : String(query.asn)}
               valid={(text) => text === '' || parseASNText(text) !== undefined}
-              placeholder={queryType === 'timeline' || queryType === 'peers' ? 'required' : 'any'}
+              placeholder={ASN_REQUIRED.includes(queryType) ? 'required' : 'any'}
               width={16}
               onCommit={(text) => update({ asn: parseASNText(text) })}
             />

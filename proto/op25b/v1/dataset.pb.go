@@ -1469,6 +1469,506 @@ func (x *ListCountriesResponse) GetCountries() []*CountrySummary {
 	return nil
 }
 
+type GetPrefixesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required.
+	Asn           uint32        `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	Family        AddressFamily `protobuf:"varint,2,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	Window        *TimeRange    `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	PageSize      uint32        `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string        `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrefixesRequest) Reset() {
+	*x = GetPrefixesRequest{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrefixesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrefixesRequest) ProtoMessage() {}
+
+func (x *GetPrefixesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrefixesRequest.ProtoReflect.Descriptor instead.
+func (*GetPrefixesRequest) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetPrefixesRequest) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *GetPrefixesRequest) GetFamily() AddressFamily {
+	if x != nil {
+		return x.Family
+	}
+	return AddressFamily_ADDRESS_FAMILY_UNSPECIFIED
+}
+
+func (x *GetPrefixesRequest) GetWindow() *TimeRange {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+func (x *GetPrefixesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *GetPrefixesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type GetPrefixesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// In (family, prefix) order, IPv4 first.
+	Prefixes      []*PrefixSummary `protobuf:"bytes,1,rep,name=prefixes,proto3" json:"prefixes,omitempty"`
+	NextPageToken string           `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// The window the prefixes cover, widened to whole UTC days.
+	Window        *TimeRange `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPrefixesResponse) Reset() {
+	*x = GetPrefixesResponse{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPrefixesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPrefixesResponse) ProtoMessage() {}
+
+func (x *GetPrefixesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPrefixesResponse.ProtoReflect.Descriptor instead.
+func (*GetPrefixesResponse) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetPrefixesResponse) GetPrefixes() []*PrefixSummary {
+	if x != nil {
+		return x.Prefixes
+	}
+	return nil
+}
+
+func (x *GetPrefixesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+func (x *GetPrefixesResponse) GetWindow() *TimeRange {
+	if x != nil {
+		return x.Window
+	}
+	return nil
+}
+
+// PrefixSummary is one /24 (IPv4) or /48 (IPv6) prefix of an ASN in a
+// window: the unit the shares count, never an address. Since schema 1.5.
+type PrefixSummary struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Family AddressFamily          `protobuf:"varint,1,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	// Such as "198.51.100.0/24" or "2001:db8:1::/48".
+	Prefix string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Distinct agents with a conclusive result on any port.
+	Agents uint64 `protobuf:"varint,3,opt,name=agents,proto3" json:"agents,omitempty"`
+	// Results counted on every port, inconclusive ones included; those
+	// charged to a reference MTA's side are in the ports' refmta_charged.
+	Results uint64 `protobuf:"varint,4,opt,name=results,proto3" json:"results,omitempty"`
+	// The first and last UTC day with a result stored in the window.
+	FirstSeen *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=first_seen,json=firstSeen,proto3" json:"first_seen,omitempty"`
+	LastSeen  *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// One entry per port with results, in port order.
+	Ports []*PrefixPort `protobuf:"bytes,7,rep,name=ports,proto3" json:"ports,omitempty"`
+	// The days with a conclusive verdict on some port, oldest first.
+	Days          []*PrefixDay `protobuf:"bytes,8,rep,name=days,proto3" json:"days,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrefixSummary) Reset() {
+	*x = PrefixSummary{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrefixSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrefixSummary) ProtoMessage() {}
+
+func (x *PrefixSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrefixSummary.ProtoReflect.Descriptor instead.
+func (*PrefixSummary) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PrefixSummary) GetFamily() AddressFamily {
+	if x != nil {
+		return x.Family
+	}
+	return AddressFamily_ADDRESS_FAMILY_UNSPECIFIED
+}
+
+func (x *PrefixSummary) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *PrefixSummary) GetAgents() uint64 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
+func (x *PrefixSummary) GetResults() uint64 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
+func (x *PrefixSummary) GetFirstSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeen
+	}
+	return nil
+}
+
+func (x *PrefixSummary) GetLastSeen() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastSeen
+	}
+	return nil
+}
+
+func (x *PrefixSummary) GetPorts() []*PrefixPort {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *PrefixSummary) GetDays() []*PrefixDay {
+	if x != nil {
+		return x.Days
+	}
+	return nil
+}
+
+// PrefixPort is the verdict of one prefix on one port over a window: the
+// majority of its agents' verdicts, each agent's verdict the majority of its
+// conclusive results, ties to the lower verdict number (docs/dataset.md).
+type PrefixPort struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Port  uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	// VERDICT_UNSPECIFIED when no agent had a conclusive result.
+	Verdict Verdict `protobuf:"varint,2,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
+	// Agents per verdict, in verdict order, those with none left out.
+	AgentVerdicts []*VerdictAgents `protobuf:"bytes,3,rep,name=agent_verdicts,json=agentVerdicts,proto3" json:"agent_verdicts,omitempty"`
+	// Results counted (conclusive and inconclusive).
+	Results uint64 `protobuf:"varint,4,opt,name=results,proto3" json:"results,omitempty"`
+	// Results charged to the reference MTA's side, not counted above.
+	RefmtaCharged uint64 `protobuf:"varint,5,opt,name=refmta_charged,json=refmtaCharged,proto3" json:"refmta_charged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrefixPort) Reset() {
+	*x = PrefixPort{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrefixPort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrefixPort) ProtoMessage() {}
+
+func (x *PrefixPort) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrefixPort.ProtoReflect.Descriptor instead.
+func (*PrefixPort) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *PrefixPort) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PrefixPort) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *PrefixPort) GetAgentVerdicts() []*VerdictAgents {
+	if x != nil {
+		return x.AgentVerdicts
+	}
+	return nil
+}
+
+func (x *PrefixPort) GetResults() uint64 {
+	if x != nil {
+		return x.Results
+	}
+	return 0
+}
+
+func (x *PrefixPort) GetRefmtaCharged() uint64 {
+	if x != nil {
+		return x.RefmtaCharged
+	}
+	return 0
+}
+
+// VerdictAgents is how many agents a verdict was the majority of.
+type VerdictAgents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Verdict       Verdict                `protobuf:"varint,1,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
+	Agents        uint64                 `protobuf:"varint,2,opt,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerdictAgents) Reset() {
+	*x = VerdictAgents{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerdictAgents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerdictAgents) ProtoMessage() {}
+
+func (x *VerdictAgents) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerdictAgents.ProtoReflect.Descriptor instead.
+func (*VerdictAgents) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *VerdictAgents) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *VerdictAgents) GetAgents() uint64 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
+// PrefixDay is the verdict of one prefix on one UTC day.
+type PrefixDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Day   *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=day,proto3" json:"day,omitempty"`
+	// The ports with a conclusive verdict that day, in port order.
+	Ports         []*PortVerdict `protobuf:"bytes,2,rep,name=ports,proto3" json:"ports,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PrefixDay) Reset() {
+	*x = PrefixDay{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PrefixDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PrefixDay) ProtoMessage() {}
+
+func (x *PrefixDay) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PrefixDay.ProtoReflect.Descriptor instead.
+func (*PrefixDay) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *PrefixDay) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+func (x *PrefixDay) GetPorts() []*PortVerdict {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+// PortVerdict is the verdict of a prefix on one port, and how many agents
+// had a conclusive verdict there.
+type PortVerdict struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Port          uint32                 `protobuf:"varint,1,opt,name=port,proto3" json:"port,omitempty"`
+	Verdict       Verdict                `protobuf:"varint,2,opt,name=verdict,proto3,enum=op25b.v1.Verdict" json:"verdict,omitempty"`
+	Agents        uint64                 `protobuf:"varint,3,opt,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PortVerdict) Reset() {
+	*x = PortVerdict{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PortVerdict) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PortVerdict) ProtoMessage() {}
+
+func (x *PortVerdict) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PortVerdict.ProtoReflect.Descriptor instead.
+func (*PortVerdict) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PortVerdict) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *PortVerdict) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *PortVerdict) GetAgents() uint64 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
 // PublicResult is a raw result as published: prefix and ASN, never the full
 // source address.
 type PublicResult struct {
@@ -1502,7 +2002,7 @@ type PublicResult struct {
 
 func (x *PublicResult) Reset() {
 	*x = PublicResult{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +2014,7 @@ func (x *PublicResult) String() string {
 func (*PublicResult) ProtoMessage() {}
 
 func (x *PublicResult) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[19]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +2027,7 @@ func (x *PublicResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicResult.ProtoReflect.Descriptor instead.
 func (*PublicResult) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{19}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PublicResult) GetResultId() string {
@@ -1641,7 +2141,7 @@ type ExportResultsRequest struct {
 
 func (x *ExportResultsRequest) Reset() {
 	*x = ExportResultsRequest{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1653,7 +2153,7 @@ func (x *ExportResultsRequest) String() string {
 func (*ExportResultsRequest) ProtoMessage() {}
 
 func (x *ExportResultsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[20]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1666,7 +2166,7 @@ func (x *ExportResultsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportResultsRequest.ProtoReflect.Descriptor instead.
 func (*ExportResultsRequest) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{20}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ExportResultsRequest) GetRange() *TimeRange {
@@ -1706,7 +2206,7 @@ type ExportResultsResponse struct {
 
 func (x *ExportResultsResponse) Reset() {
 	*x = ExportResultsResponse{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[21]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +2218,7 @@ func (x *ExportResultsResponse) String() string {
 func (*ExportResultsResponse) ProtoMessage() {}
 
 func (x *ExportResultsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[21]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +2231,7 @@ func (x *ExportResultsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportResultsResponse.ProtoReflect.Descriptor instead.
 func (*ExportResultsResponse) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{21}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ExportResultsResponse) GetResults() []*PublicResult {
@@ -1749,7 +2249,7 @@ type GetInfoRequest struct {
 
 func (x *GetInfoRequest) Reset() {
 	*x = GetInfoRequest{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[22]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1761,7 +2261,7 @@ func (x *GetInfoRequest) String() string {
 func (*GetInfoRequest) ProtoMessage() {}
 
 func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[22]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1774,7 +2274,7 @@ func (x *GetInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetInfoRequest) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{22}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{29}
 }
 
 type GetInfoResponse struct {
@@ -1819,7 +2319,7 @@ type GetInfoResponse struct {
 
 func (x *GetInfoResponse) Reset() {
 	*x = GetInfoResponse{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[23]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2331,7 @@ func (x *GetInfoResponse) String() string {
 func (*GetInfoResponse) ProtoMessage() {}
 
 func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[23]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2344,7 @@ func (x *GetInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetInfoResponse) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{23}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetInfoResponse) GetSoftwareVersion() string {
@@ -1952,7 +2452,7 @@ type GroupShare struct {
 
 func (x *GroupShare) Reset() {
 	*x = GroupShare{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[24]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1964,7 +2464,7 @@ func (x *GroupShare) String() string {
 func (*GroupShare) ProtoMessage() {}
 
 func (x *GroupShare) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[24]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1977,7 +2477,7 @@ func (x *GroupShare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupShare.ProtoReflect.Descriptor instead.
 func (*GroupShare) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{24}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GroupShare) GetCount() uint64 {
@@ -2037,7 +2537,7 @@ type RefMTAStats struct {
 
 func (x *RefMTAStats) Reset() {
 	*x = RefMTAStats{}
-	mi := &file_op25b_v1_dataset_proto_msgTypes[25]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2049,7 +2549,7 @@ func (x *RefMTAStats) String() string {
 func (*RefMTAStats) ProtoMessage() {}
 
 func (x *RefMTAStats) ProtoReflect() protoreflect.Message {
-	mi := &file_op25b_v1_dataset_proto_msgTypes[25]
+	mi := &file_op25b_v1_dataset_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2062,7 +2562,7 @@ func (x *RefMTAStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RefMTAStats.ProtoReflect.Descriptor instead.
 func (*RefMTAStats) Descriptor() ([]byte, []int) {
-	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{25}
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RefMTAStats) GetRefmtaId() string {
@@ -2262,7 +2762,45 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x06family\x18\x01 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12+\n" +
 	"\x06window\x18\x02 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\"O\n" +
 	"\x15ListCountriesResponse\x126\n" +
-	"\tcountries\x18\x01 \x03(\v2\x18.op25b.v1.CountrySummaryR\tcountries\"\xd5\x03\n" +
+	"\tcountries\x18\x01 \x03(\v2\x18.op25b.v1.CountrySummaryR\tcountries\"\xc0\x01\n" +
+	"\x12GetPrefixesRequest\x12\x10\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\x12/\n" +
+	"\x06family\x18\x02 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12+\n" +
+	"\x06window\x18\x03 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\x12\x1b\n" +
+	"\tpage_size\x18\x04 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x05 \x01(\tR\tpageToken\"\x9f\x01\n" +
+	"\x13GetPrefixesResponse\x123\n" +
+	"\bprefixes\x18\x01 \x03(\v2\x17.op25b.v1.PrefixSummaryR\bprefixes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12+\n" +
+	"\x06window\x18\x03 \x01(\v2\x13.op25b.v1.TimeRangeR\x06window\"\xd3\x02\n" +
+	"\rPrefixSummary\x12/\n" +
+	"\x06family\x18\x01 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06agents\x18\x03 \x01(\x04R\x06agents\x12\x18\n" +
+	"\aresults\x18\x04 \x01(\x04R\aresults\x129\n" +
+	"\n" +
+	"first_seen\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\x127\n" +
+	"\tlast_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12*\n" +
+	"\x05ports\x18\a \x03(\v2\x14.op25b.v1.PrefixPortR\x05ports\x12'\n" +
+	"\x04days\x18\b \x03(\v2\x13.op25b.v1.PrefixDayR\x04days\"\xce\x01\n" +
+	"\n" +
+	"PrefixPort\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12+\n" +
+	"\averdict\x18\x02 \x01(\x0e2\x11.op25b.v1.VerdictR\averdict\x12>\n" +
+	"\x0eagent_verdicts\x18\x03 \x03(\v2\x17.op25b.v1.VerdictAgentsR\ragentVerdicts\x12\x18\n" +
+	"\aresults\x18\x04 \x01(\x04R\aresults\x12%\n" +
+	"\x0erefmta_charged\x18\x05 \x01(\x04R\rrefmtaCharged\"T\n" +
+	"\rVerdictAgents\x12+\n" +
+	"\averdict\x18\x01 \x01(\x0e2\x11.op25b.v1.VerdictR\averdict\x12\x16\n" +
+	"\x06agents\x18\x02 \x01(\x04R\x06agents\"f\n" +
+	"\tPrefixDay\x12,\n" +
+	"\x03day\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\x12+\n" +
+	"\x05ports\x18\x02 \x03(\v2\x15.op25b.v1.PortVerdictR\x05ports\"f\n" +
+	"\vPortVerdict\x12\x12\n" +
+	"\x04port\x18\x01 \x01(\rR\x04port\x12+\n" +
+	"\averdict\x18\x02 \x01(\x0e2\x11.op25b.v1.VerdictR\averdict\x12\x16\n" +
+	"\x06agents\x18\x03 \x01(\x04R\x06agents\"\xd5\x03\n" +
 	"\fPublicResult\x12\x1b\n" +
 	"\tresult_id\x18\x01 \x01(\tR\bresultId\x12;\n" +
 	"\vmeasured_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -2335,13 +2873,14 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x11POLICY_CLASS_OPEN\x10\x03\x12!\n" +
 	"\x1dPOLICY_CLASS_ALL_SMTP_BLOCKED\x10\x04\x12\x16\n" +
 	"\x12POLICY_CLASS_MIXED\x10\x05\x12\"\n" +
-	"\x1ePOLICY_CLASS_INSUFFICIENT_DATA\x10\x062\x97\x04\n" +
+	"\x1ePOLICY_CLASS_INSUFFICIENT_DATA\x10\x062\xe3\x04\n" +
 	"\x0eDatasetService\x12A\n" +
 	"\bListASNs\x12\x19.op25b.v1.ListASNsRequest\x1a\x1a.op25b.v1.ListASNsResponse\x12;\n" +
 	"\x06GetASN\x12\x17.op25b.v1.GetASNRequest\x1a\x18.op25b.v1.GetASNResponse\x12A\n" +
 	"\bGetPeers\x12\x19.op25b.v1.GetPeersRequest\x1a\x1a.op25b.v1.GetPeersResponse\x12\\\n" +
 	"\x11ListPolicyChanges\x12\".op25b.v1.ListPolicyChangesRequest\x1a#.op25b.v1.ListPolicyChangesResponse\x12P\n" +
-	"\rListCountries\x12\x1e.op25b.v1.ListCountriesRequest\x1a\x1f.op25b.v1.ListCountriesResponse\x12R\n" +
+	"\rListCountries\x12\x1e.op25b.v1.ListCountriesRequest\x1a\x1f.op25b.v1.ListCountriesResponse\x12J\n" +
+	"\vGetPrefixes\x12\x1c.op25b.v1.GetPrefixesRequest\x1a\x1d.op25b.v1.GetPrefixesResponse\x12R\n" +
 	"\rExportResults\x12\x1e.op25b.v1.ExportResultsRequest\x1a\x1f.op25b.v1.ExportResultsResponse0\x01\x12>\n" +
 	"\aGetInfo\x12\x18.op25b.v1.GetInfoRequest\x1a\x19.op25b.v1.GetInfoResponseB5Z3github.com/op25b/observatory/proto/op25b/v1;op25bv1b\x06proto3"
 
@@ -2358,7 +2897,7 @@ func file_op25b_v1_dataset_proto_rawDescGZIP() []byte {
 }
 
 var file_op25b_v1_dataset_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_op25b_v1_dataset_proto_goTypes = []any{
 	(PolicyClass)(0),                  // 0: op25b.v1.PolicyClass
 	(*TimeRange)(nil),                 // 1: op25b.v1.TimeRange
@@ -2380,98 +2919,122 @@ var file_op25b_v1_dataset_proto_goTypes = []any{
 	(*CountrySummary)(nil),            // 17: op25b.v1.CountrySummary
 	(*ListCountriesRequest)(nil),      // 18: op25b.v1.ListCountriesRequest
 	(*ListCountriesResponse)(nil),     // 19: op25b.v1.ListCountriesResponse
-	(*PublicResult)(nil),              // 20: op25b.v1.PublicResult
-	(*ExportResultsRequest)(nil),      // 21: op25b.v1.ExportResultsRequest
-	(*ExportResultsResponse)(nil),     // 22: op25b.v1.ExportResultsResponse
-	(*GetInfoRequest)(nil),            // 23: op25b.v1.GetInfoRequest
-	(*GetInfoResponse)(nil),           // 24: op25b.v1.GetInfoResponse
-	(*GroupShare)(nil),                // 25: op25b.v1.GroupShare
-	(*RefMTAStats)(nil),               // 26: op25b.v1.RefMTAStats
-	nil,                               // 27: op25b.v1.CountrySummary.ClassesEntry
-	(*timestamppb.Timestamp)(nil),     // 28: google.protobuf.Timestamp
-	(Verdict)(0),                      // 29: op25b.v1.Verdict
-	(AddressFamily)(0),                // 30: op25b.v1.AddressFamily
-	(*durationpb.Duration)(nil),       // 31: google.protobuf.Duration
+	(*GetPrefixesRequest)(nil),        // 20: op25b.v1.GetPrefixesRequest
+	(*GetPrefixesResponse)(nil),       // 21: op25b.v1.GetPrefixesResponse
+	(*PrefixSummary)(nil),             // 22: op25b.v1.PrefixSummary
+	(*PrefixPort)(nil),                // 23: op25b.v1.PrefixPort
+	(*VerdictAgents)(nil),             // 24: op25b.v1.VerdictAgents
+	(*PrefixDay)(nil),                 // 25: op25b.v1.PrefixDay
+	(*PortVerdict)(nil),               // 26: op25b.v1.PortVerdict
+	(*PublicResult)(nil),              // 27: op25b.v1.PublicResult
+	(*ExportResultsRequest)(nil),      // 28: op25b.v1.ExportResultsRequest
+	(*ExportResultsResponse)(nil),     // 29: op25b.v1.ExportResultsResponse
+	(*GetInfoRequest)(nil),            // 30: op25b.v1.GetInfoRequest
+	(*GetInfoResponse)(nil),           // 31: op25b.v1.GetInfoResponse
+	(*GroupShare)(nil),                // 32: op25b.v1.GroupShare
+	(*RefMTAStats)(nil),               // 33: op25b.v1.RefMTAStats
+	nil,                               // 34: op25b.v1.CountrySummary.ClassesEntry
+	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
+	(Verdict)(0),                      // 36: op25b.v1.Verdict
+	(AddressFamily)(0),                // 37: op25b.v1.AddressFamily
+	(*durationpb.Duration)(nil),       // 38: google.protobuf.Duration
 }
 var file_op25b_v1_dataset_proto_depIdxs = []int32{
-	28, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
-	28, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
-	29, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
+	35, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
+	35, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
+	36, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
 	2,  // 3: op25b.v1.PortStats.shares:type_name -> op25b.v1.Share
-	30, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
+	37, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
 	0,  // 5: op25b.v1.ASNSummary.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 6: op25b.v1.ASNSummary.ports:type_name -> op25b.v1.PortStats
 	1,  // 7: op25b.v1.ASNSummary.window:type_name -> op25b.v1.TimeRange
 	0,  // 8: op25b.v1.ListASNsRequest.policy_class:type_name -> op25b.v1.PolicyClass
-	30, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
+	37, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 10: op25b.v1.ListASNsRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 11: op25b.v1.ListASNsResponse.asns:type_name -> op25b.v1.ASNSummary
-	28, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
+	35, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
 	0,  // 13: op25b.v1.TimelinePoint.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 14: op25b.v1.TimelinePoint.ports:type_name -> op25b.v1.PortStats
-	30, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
-	30, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
+	37, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
+	37, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
 	0,  // 17: op25b.v1.PolicyChange.from_class:type_name -> op25b.v1.PolicyClass
 	0,  // 18: op25b.v1.PolicyChange.to_class:type_name -> op25b.v1.PolicyClass
-	28, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
-	30, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
+	35, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
+	37, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 21: op25b.v1.GetASNRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 22: op25b.v1.GetASNResponse.summaries:type_name -> op25b.v1.ASNSummary
 	7,  // 23: op25b.v1.GetASNResponse.timeline:type_name -> op25b.v1.TimelinePoint
 	8,  // 24: op25b.v1.GetASNResponse.changes:type_name -> op25b.v1.PolicyChange
 	11, // 25: op25b.v1.GetASNResponse.evidence_items:type_name -> op25b.v1.EvidenceItem
-	30, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
-	29, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
-	28, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
-	28, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
-	30, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
-	30, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
+	37, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
+	36, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
+	35, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
+	35, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
+	37, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
+	37, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 32: op25b.v1.GetPeersRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 33: op25b.v1.GetPeersResponse.subject:type_name -> op25b.v1.ASNSummary
 	4,  // 34: op25b.v1.GetPeersResponse.peers:type_name -> op25b.v1.ASNSummary
 	12, // 35: op25b.v1.GetPeersResponse.gaps:type_name -> op25b.v1.PeerGap
 	1,  // 36: op25b.v1.ListPolicyChangesRequest.window:type_name -> op25b.v1.TimeRange
 	8,  // 37: op25b.v1.ListPolicyChangesResponse.changes:type_name -> op25b.v1.PolicyChange
-	30, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
-	27, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
-	30, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
+	37, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
+	34, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
+	37, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 41: op25b.v1.ListCountriesRequest.window:type_name -> op25b.v1.TimeRange
 	17, // 42: op25b.v1.ListCountriesResponse.countries:type_name -> op25b.v1.CountrySummary
-	28, // 43: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
-	30, // 44: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
-	29, // 45: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
-	1,  // 46: op25b.v1.ExportResultsRequest.range:type_name -> op25b.v1.TimeRange
-	30, // 47: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
-	20, // 48: op25b.v1.ExportResultsResponse.results:type_name -> op25b.v1.PublicResult
-	28, // 49: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
-	26, // 50: op25b.v1.GetInfoResponse.reference_mtas:type_name -> op25b.v1.RefMTAStats
-	1,  // 51: op25b.v1.GetInfoResponse.reference_mta_window:type_name -> op25b.v1.TimeRange
-	31, // 52: op25b.v1.GetInfoResponse.replica_lag:type_name -> google.protobuf.Duration
-	28, // 53: op25b.v1.GetInfoResponse.windows_refreshed_at:type_name -> google.protobuf.Timestamp
-	30, // 54: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
-	25, // 55: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
-	25, // 56: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
-	25, // 57: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
-	25, // 58: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
-	5,  // 59: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
-	9,  // 60: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
-	13, // 61: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
-	15, // 62: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
-	18, // 63: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
-	21, // 64: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
-	23, // 65: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
-	6,  // 66: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
-	10, // 67: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
-	14, // 68: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
-	16, // 69: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
-	19, // 70: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
-	22, // 71: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
-	24, // 72: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
-	66, // [66:73] is the sub-list for method output_type
-	59, // [59:66] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	37, // 43: op25b.v1.GetPrefixesRequest.family:type_name -> op25b.v1.AddressFamily
+	1,  // 44: op25b.v1.GetPrefixesRequest.window:type_name -> op25b.v1.TimeRange
+	22, // 45: op25b.v1.GetPrefixesResponse.prefixes:type_name -> op25b.v1.PrefixSummary
+	1,  // 46: op25b.v1.GetPrefixesResponse.window:type_name -> op25b.v1.TimeRange
+	37, // 47: op25b.v1.PrefixSummary.family:type_name -> op25b.v1.AddressFamily
+	35, // 48: op25b.v1.PrefixSummary.first_seen:type_name -> google.protobuf.Timestamp
+	35, // 49: op25b.v1.PrefixSummary.last_seen:type_name -> google.protobuf.Timestamp
+	23, // 50: op25b.v1.PrefixSummary.ports:type_name -> op25b.v1.PrefixPort
+	25, // 51: op25b.v1.PrefixSummary.days:type_name -> op25b.v1.PrefixDay
+	36, // 52: op25b.v1.PrefixPort.verdict:type_name -> op25b.v1.Verdict
+	24, // 53: op25b.v1.PrefixPort.agent_verdicts:type_name -> op25b.v1.VerdictAgents
+	36, // 54: op25b.v1.VerdictAgents.verdict:type_name -> op25b.v1.Verdict
+	35, // 55: op25b.v1.PrefixDay.day:type_name -> google.protobuf.Timestamp
+	26, // 56: op25b.v1.PrefixDay.ports:type_name -> op25b.v1.PortVerdict
+	36, // 57: op25b.v1.PortVerdict.verdict:type_name -> op25b.v1.Verdict
+	35, // 58: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
+	37, // 59: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
+	36, // 60: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
+	1,  // 61: op25b.v1.ExportResultsRequest.range:type_name -> op25b.v1.TimeRange
+	37, // 62: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
+	27, // 63: op25b.v1.ExportResultsResponse.results:type_name -> op25b.v1.PublicResult
+	35, // 64: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
+	33, // 65: op25b.v1.GetInfoResponse.reference_mtas:type_name -> op25b.v1.RefMTAStats
+	1,  // 66: op25b.v1.GetInfoResponse.reference_mta_window:type_name -> op25b.v1.TimeRange
+	38, // 67: op25b.v1.GetInfoResponse.replica_lag:type_name -> google.protobuf.Duration
+	35, // 68: op25b.v1.GetInfoResponse.windows_refreshed_at:type_name -> google.protobuf.Timestamp
+	37, // 69: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
+	32, // 70: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
+	32, // 71: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
+	32, // 72: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
+	32, // 73: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
+	5,  // 74: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
+	9,  // 75: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
+	13, // 76: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
+	15, // 77: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
+	18, // 78: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
+	20, // 79: op25b.v1.DatasetService.GetPrefixes:input_type -> op25b.v1.GetPrefixesRequest
+	28, // 80: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
+	30, // 81: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
+	6,  // 82: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
+	10, // 83: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
+	14, // 84: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
+	16, // 85: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
+	19, // 86: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
+	21, // 87: op25b.v1.DatasetService.GetPrefixes:output_type -> op25b.v1.GetPrefixesResponse
+	29, // 88: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
+	31, // 89: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
+	82, // [82:90] is the sub-list for method output_type
+	74, // [74:82] is the sub-list for method input_type
+	74, // [74:74] is the sub-list for extension type_name
+	74, // [74:74] is the sub-list for extension extendee
+	0,  // [0:74] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_dataset_proto_init() }
@@ -2486,7 +3049,7 @@ func file_op25b_v1_dataset_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_op25b_v1_dataset_proto_rawDesc), len(file_op25b_v1_dataset_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

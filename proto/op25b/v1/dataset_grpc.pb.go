@@ -24,6 +24,7 @@ const (
 	DatasetService_GetPeers_FullMethodName          = "/op25b.v1.DatasetService/GetPeers"
 	DatasetService_ListPolicyChanges_FullMethodName = "/op25b.v1.DatasetService/ListPolicyChanges"
 	DatasetService_ListCountries_FullMethodName     = "/op25b.v1.DatasetService/ListCountries"
+	DatasetService_GetPrefixes_FullMethodName       = "/op25b.v1.DatasetService/GetPrefixes"
 	DatasetService_ExportResults_FullMethodName     = "/op25b.v1.DatasetService/ExportResults"
 	DatasetService_GetInfo_FullMethodName           = "/op25b.v1.DatasetService/GetInfo"
 )
@@ -41,6 +42,10 @@ type DatasetServiceClient interface {
 	GetPeers(ctx context.Context, in *GetPeersRequest, opts ...grpc.CallOption) (*GetPeersResponse, error)
 	ListPolicyChanges(ctx context.Context, in *ListPolicyChangesRequest, opts ...grpc.CallOption) (*ListPolicyChangesResponse, error)
 	ListCountries(ctx context.Context, in *ListCountriesRequest, opts ...grpc.CallOption) (*ListCountriesResponse, error)
+	// GetPrefixes lists the /24 (IPv4) and /48 (IPv6) prefixes of one ASN
+	// with results in a window, each with its verdict per port and per day,
+	// so that an ISP sees which of its address pools still leak port 25.
+	GetPrefixes(ctx context.Context, in *GetPrefixesRequest, opts ...grpc.CallOption) (*GetPrefixesResponse, error)
 	// ExportResults streams public raw results in a bounded time range.
 	ExportResults(ctx context.Context, in *ExportResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResultsResponse], error)
 	// GetInfo says which software and dataset schema serve the data, its
@@ -106,6 +111,16 @@ func (c *datasetServiceClient) ListCountries(ctx context.Context, in *ListCountr
 	return out, nil
 }
 
+func (c *datasetServiceClient) GetPrefixes(ctx context.Context, in *GetPrefixesRequest, opts ...grpc.CallOption) (*GetPrefixesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPrefixesResponse)
+	err := c.cc.Invoke(ctx, DatasetService_GetPrefixes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *datasetServiceClient) ExportResults(ctx context.Context, in *ExportResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportResultsResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &DatasetService_ServiceDesc.Streams[0], DatasetService_ExportResults_FullMethodName, cOpts...)
@@ -148,6 +163,10 @@ type DatasetServiceServer interface {
 	GetPeers(context.Context, *GetPeersRequest) (*GetPeersResponse, error)
 	ListPolicyChanges(context.Context, *ListPolicyChangesRequest) (*ListPolicyChangesResponse, error)
 	ListCountries(context.Context, *ListCountriesRequest) (*ListCountriesResponse, error)
+	// GetPrefixes lists the /24 (IPv4) and /48 (IPv6) prefixes of one ASN
+	// with results in a window, each with its verdict per port and per day,
+	// so that an ISP sees which of its address pools still leak port 25.
+	GetPrefixes(context.Context, *GetPrefixesRequest) (*GetPrefixesResponse, error)
 	// ExportResults streams public raw results in a bounded time range.
 	ExportResults(*ExportResultsRequest, grpc.ServerStreamingServer[ExportResultsResponse]) error
 	// GetInfo says which software and dataset schema serve the data, its
@@ -177,6 +196,9 @@ func (UnimplementedDatasetServiceServer) ListPolicyChanges(context.Context, *Lis
 }
 func (UnimplementedDatasetServiceServer) ListCountries(context.Context, *ListCountriesRequest) (*ListCountriesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListCountries not implemented")
+}
+func (UnimplementedDatasetServiceServer) GetPrefixes(context.Context, *GetPrefixesRequest) (*GetPrefixesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPrefixes not implemented")
 }
 func (UnimplementedDatasetServiceServer) ExportResults(*ExportResultsRequest, grpc.ServerStreamingServer[ExportResultsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportResults not implemented")
@@ -295,6 +317,24 @@ func _DatasetService_ListCountries_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DatasetService_GetPrefixes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPrefixesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DatasetServiceServer).GetPrefixes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DatasetService_GetPrefixes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DatasetServiceServer).GetPrefixes(ctx, req.(*GetPrefixesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _DatasetService_ExportResults_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(ExportResultsRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -350,6 +390,10 @@ var DatasetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListCountries",
 			Handler:    _DatasetService_ListCountries_Handler,
+		},
+		{
+			MethodName: "GetPrefixes",
+			Handler:    _DatasetService_GetPrefixes_Handler,
 		},
 		{
 			MethodName: "GetInfo",
