@@ -57,6 +57,7 @@ var grammar = map[string][]subcommand{
 		{path: []string{"principal", "revoke"}, minArgs: 1, maxArgs: 1},
 		{path: []string{"summary"}},
 		{path: []string{"rebuild"}},
+		{path: []string{"archive"}},
 		{path: []string{"version"}, noFlags: true},
 	},
 	"op25b": {
