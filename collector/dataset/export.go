@@ -45,8 +45,33 @@ func (d *Dataset) ExportResults(ctx context.Context, req *pb.ExportResultsReques
 	if err != nil {
 		return fmt.Errorf("dataset: export: %w", err)
 	}
+	return emitBatches(rows, emit)
+}
+
+// DayResults streams the public form of the raw results measured on the
+// UTC day that starts at day, as ExportResults does, ordered by
+// measured_at then result_id, so that the same results come in the same
+// order: what the daily archives (collector/archive) write. A day whose
+// raw results were retired has none.
+func (d *Dataset) DayResults(ctx context.Context, day time.Time, emit func([]*pb.PublicResult) error) error {
+	start := Today(day)
+	if !start.Equal(day) {
+		return invalid("day: %s is not a UTC midnight", day.Format(time.RFC3339Nano))
+	}
+	rows, err := d.read.Query(ctx, publicResultSQL+`
+		WHERE r.measured_at >= $1 AND r.measured_at < $2
+		ORDER BY r.measured_at, r.result_id`, start, start.Add(Day))
+	if err != nil {
+		return fmt.Errorf("dataset: results of %s: %w", start.Format(time.DateOnly), err)
+	}
+	return emitBatches(rows, emit)
+}
+
+// emitBatches hands the rows of publicResultSQL to emit, exportBatch at a
+// time, and closes rows.
+func emitBatches(rows pgx.Rows, emit func([]*pb.PublicResult) error) error {
 	batch := make([]*pb.PublicResult, 0, exportBatch)
-	err = scanPublicResults(rows, func(p *pb.PublicResult, _ string) error {
+	err := scanPublicResults(rows, func(p *pb.PublicResult, _ string) error {
 		batch = append(batch, p)
 		if len(batch) < exportBatch {
 			return nil

@@ -7,71 +7,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"time"
 
-	"github.com/parquet-go/parquet-go"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/collector/resultfile"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
-
-// exportRow is one published result, as every export format writes it. It
-// is built from a PublicResult only, which carries a prefix and never a
-// full address.
-type exportRow struct {
-	ResultID   string    `json:"result_id" parquet:"result_id"`
-	MeasuredAt time.Time `json:"measured_at" parquet:"measured_at,timestamp(microsecond)"`
-	ASN        uint32    `json:"asn" parquet:"asn"`
-	Country    string    `json:"country" parquet:"country,dict"`
-	Prefix     string    `json:"prefix" parquet:"prefix,dict"`
-	Family     string    `json:"family" parquet:"family,dict"`
-	Port       uint32    `json:"port" parquet:"port"`
-	Verdict    string    `json:"verdict" parquet:"verdict,dict"`
-	Failure    string    `json:"failure" parquet:"failure,dict"`
-	RefmtaID   string    `json:"refmta_id" parquet:"refmta_id,dict"`
-	AgentID    string    `json:"agent_id" parquet:"agent_id,dict"`
-	// RefMTACharged: charged to the reference MTA's side, left out of the
-	// network's shares.
-	RefMTACharged bool `json:"refmta_charged" parquet:"refmta_charged"`
-	// OneOff: contributed once with `op25b-agent check --submit`, as
-	// SubmissionID; counted at most once per prefix in the shares.
-	OneOff       bool   `json:"one_off" parquet:"one_off"`
-	SubmissionID string `json:"submission_id" parquet:"submission_id"`
-}
-
-// columns are the CSV header, in the order of exportRow.
-var columns = []string{"result_id", "measured_at", "asn", "country", "prefix", "family", "port", "verdict", "failure", "refmta_id", "agent_id", "refmta_charged", "one_off", "submission_id"}
-
-func rowOf(r *pb.PublicResult) exportRow {
-	return exportRow{
-		ResultID: r.GetResultId(),
-		// Every format carries microseconds, as Parquet does.
-		MeasuredAt:    r.GetMeasuredAt().AsTime().UTC().Truncate(time.Microsecond),
-		ASN:           r.GetAsn(),
-		Country:       r.GetCountry(),
-		Prefix:        r.GetPrefix(),
-		Family:        dataset.FamilyName(r.GetFamily()),
-		Port:          r.GetPort(),
-		Verdict:       dataset.VerdictName(r.GetVerdict()),
-		Failure:       r.GetFailure(),
-		RefmtaID:      r.GetRefmtaId(),
-		AgentID:       r.GetAgentId(),
-		RefMTACharged: r.GetRefmtaCharged(),
-		OneOff:        r.GetOneOff(),
-		SubmissionID:  r.GetSubmissionId(),
-	}
-}
-
-func (r exportRow) record() []string {
-	return []string{
-		r.ResultID, r.MeasuredAt.Format(time.RFC3339Nano), strconv.FormatUint(uint64(r.ASN), 10),
-		r.Country, r.Prefix, r.Family, strconv.FormatUint(uint64(r.Port), 10),
-		r.Verdict, r.Failure, r.RefmtaID, r.AgentID, strconv.FormatBool(r.RefMTACharged),
-		strconv.FormatBool(r.OneOff), r.SubmissionID,
-	}
-}
 
 // encoder writes batches of results in one format. Nothing reaches the
 // response before the first batch, so that an export refused by the query
@@ -100,7 +43,6 @@ const (
 	// exportBusyRetry is the Retry-After of an export refused because
 	// too many run.
 	exportBusyRetry = "10"
-	rowGroupRows    = 64 << 10
 )
 
 func (s *server) export(w http.ResponseWriter, r *http.Request, q *query) error {
@@ -194,11 +136,11 @@ func newCSV(w io.Writer) encoder { return &csvEncoder{w: csv.NewWriter(w)} }
 
 func (e *csvEncoder) write(batch []*pb.PublicResult) error {
 	if !e.header {
-		e.w.Write(columns)
+		e.w.Write(resultfile.Columns)
 		e.header = true
 	}
 	for _, r := range batch {
-		e.w.Write(rowOf(r).record())
+		e.w.Write(resultfile.RowOf(r).Record())
 	}
 	e.w.Flush()
 	return e.w.Error()
@@ -220,7 +162,7 @@ func newNDJSON(w io.Writer) encoder {
 
 func (e *ndjsonEncoder) write(batch []*pb.PublicResult) error {
 	for _, r := range batch {
-		if err := e.enc.Encode(rowOf(r)); err != nil {
+		if err := e.enc.Encode(resultfile.RowOf(r)); err != nil {
 			return err
 		}
 	}
@@ -229,26 +171,11 @@ func (e *ndjsonEncoder) write(batch []*pb.PublicResult) error {
 
 func (e *ndjsonEncoder) close() error { return e.w.Flush() }
 
-// parquetEncoder buffers a row group (rowGroupRows rows) before writing it.
-type parquetEncoder struct {
-	w    *parquet.GenericWriter[exportRow]
-	rows []exportRow
-}
+// parquetEncoder is the Parquet file the daily archives write too.
+type parquetEncoder struct{ *resultfile.Parquet }
 
-func newParquet(w io.Writer) encoder {
-	pw := parquet.NewGenericWriter[exportRow](w, parquet.Compression(&parquet.Zstd), parquet.MaxRowsPerRowGroup(rowGroupRows))
-	pw.SetKeyValueMetadata("op25b.schema_version", dataset.SchemaVersion)
-	pw.SetKeyValueMetadata("op25b.licence", dataset.Licence)
-	return &parquetEncoder{w: pw}
-}
+func newParquet(w io.Writer) encoder { return parquetEncoder{resultfile.NewParquet(w)} }
 
-func (e *parquetEncoder) write(batch []*pb.PublicResult) error {
-	e.rows = e.rows[:0]
-	for _, r := range batch {
-		e.rows = append(e.rows, rowOf(r))
-	}
-	_, err := e.w.Write(e.rows)
-	return err
-}
+func (e parquetEncoder) write(batch []*pb.PublicResult) error { return e.Write(batch) }
 
-func (e *parquetEncoder) close() error { return e.w.Close() }
+func (e parquetEncoder) close() error { return e.Close() }

@@ -20,6 +20,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/collector/resultfile"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -35,8 +36,8 @@ var wantRecords = [][]string{
 }
 
 // wantRows is wantRecords as typed rows.
-func wantRows(t *testing.T) []exportRow {
-	var rows []exportRow
+func wantRows(t *testing.T) []resultfile.Row {
+	var rows []resultfile.Row
 	for _, r := range wantRecords {
 		at, err := time.Parse(time.RFC3339Nano, r[1])
 		asn, err2 := strconv.ParseUint(r[2], 10, 32)
@@ -44,7 +45,9 @@ func wantRows(t *testing.T) []exportRow {
 		if err != nil || err2 != nil || err3 != nil {
 			t.Fatalf("bad fixture %q", r)
 		}
-		rows = append(rows, exportRow{r[0], at, uint32(asn), r[3], r[4], r[5], uint32(port), r[7], r[8], r[9], r[10], r[11] == "true", r[12] == "true", r[13]})
+		rows = append(rows, resultfile.Row{ResultID: r[0], MeasuredAt: at, ASN: uint32(asn), Country: r[3], Prefix: r[4], Family: r[5],
+			Port: uint32(port), Verdict: r[7], Failure: r[8], RefmtaID: r[9], AgentID: r[10], RefMTACharged: r[11] == "true",
+			OneOff: r[12] == "true", SubmissionID: r[13]})
 	}
 	return rows
 }
@@ -73,7 +76,7 @@ func TestExportCSV(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reading the CSV back: %v\n%s", err, body)
 	}
-	if want := append([][]string{columns}, wantRecords...); !reflect.DeepEqual(got, want) {
+	if want := append([][]string{resultfile.Columns}, wantRecords...); !reflect.DeepEqual(got, want) {
 		t.Errorf("CSV export = %q; want %q", got, want)
 	}
 }
@@ -113,8 +116,8 @@ func TestExportNDJSON(t *testing.T) {
 		}
 		want := append([]string(nil), wantRecords[i]...)
 		want[2], want[6] = "#"+want[2], "#"+want[6] // asn and port are numbers
-		if !reflect.DeepEqual(keys, columns) || !reflect.DeepEqual(values, want) {
-			t.Errorf("line %d = %s; want keys %q with values %q", i, line, columns, want)
+		if !reflect.DeepEqual(keys, resultfile.Columns) || !reflect.DeepEqual(values, want) {
+			t.Errorf("line %d = %s; want keys %q with values %q", i, line, resultfile.Columns, want)
 		}
 	}
 }
@@ -129,8 +132,8 @@ func TestExportParquet(t *testing.T) {
 	for _, field := range f.Schema().Fields() {
 		names = append(names, field.Name())
 	}
-	if !reflect.DeepEqual(names, columns) {
-		t.Errorf("Parquet columns = %q; want %q", names, columns)
+	if !reflect.DeepEqual(names, resultfile.Columns) {
+		t.Errorf("Parquet columns = %q; want %q", names, resultfile.Columns)
 	}
 	at, _ := f.Schema().Lookup("measured_at")
 	if got, want := at.Node.Type().LogicalType().String(), "TIMESTAMP(isAdjustedToUTC=true,unit=MICROS)"; got != want {
@@ -146,11 +149,11 @@ func TestExportParquet(t *testing.T) {
 	}
 }
 
-func readParquet(t *testing.T, body []byte) []exportRow {
+func readParquet(t *testing.T, body []byte) []resultfile.Row {
 	t.Helper()
-	r := parquet.NewGenericReader[exportRow](bytes.NewReader(body))
+	r := parquet.NewGenericReader[resultfile.Row](bytes.NewReader(body))
 	defer r.Close()
-	rows := make([]exportRow, r.NumRows())
+	rows := make([]resultfile.Row, r.NumRows())
 	if n, err := r.Read(rows); n != len(rows) || (err != nil && err != io.EOF) {
 		t.Fatalf("reading the Parquet export back: %d of %d rows: %v", n, len(rows), err)
 	}
@@ -162,7 +165,7 @@ func readParquet(t *testing.T, body []byte) []exportRow {
 
 func TestExportEmpty(t *testing.T) {
 	h := newHandler(&fake{results: []*pb.PublicResult{}}, Options{})
-	if got := string(exportOK(t, h, exportMarch, "text/csv; charset=utf-8; header=present", "op25b-results-2026-03-01-2026-03-08.csv")); got != strings.Join(columns, ",")+"\n" {
+	if got := string(exportOK(t, h, exportMarch, "text/csv; charset=utf-8; header=present", "op25b-results-2026-03-01-2026-03-08.csv")); got != strings.Join(resultfile.Columns, ",")+"\n" {
 		t.Errorf("empty CSV export = %q; want the header alone", got)
 	}
 	if got := exportOK(t, h, exportMarch+"&format=ndjson", "application/x-ndjson", "op25b-results-2026-03-01-2026-03-08.ndjson"); len(got) != 0 {
@@ -176,11 +179,11 @@ func TestExportEmpty(t *testing.T) {
 
 // TestExportColumns keeps the three formats on one list of columns.
 func TestExportColumns(t *testing.T) {
-	rt := reflect.TypeFor[exportRow]()
-	if rt.NumField() != len(columns) {
-		t.Fatalf("exportRow has %d fields for %d columns", rt.NumField(), len(columns))
+	rt := reflect.TypeFor[resultfile.Row]()
+	if rt.NumField() != len(resultfile.Columns) {
+		t.Fatalf("resultfile.Row has %d fields for %d columns", rt.NumField(), len(resultfile.Columns))
 	}
-	for i, col := range columns {
+	for i, col := range resultfile.Columns {
 		f := rt.Field(i)
 		if js := f.Tag.Get("json"); js != col {
 			t.Errorf("field %s: json tag %q; want %q", f.Name, js, col)
@@ -189,14 +192,14 @@ func TestExportColumns(t *testing.T) {
 			t.Errorf("field %s: parquet column %q; want %q", f.Name, pq, col)
 		}
 	}
-	if got := rowOf(exportResults[0]).record(); len(got) != len(columns) {
-		t.Errorf("a CSV record has %d fields; want %d", len(got), len(columns))
+	if got := resultfile.RowOf(exportResults[0]).Record(); len(got) != len(resultfile.Columns) {
+		t.Errorf("a CSV record has %d fields; want %d", len(got), len(resultfile.Columns))
 	}
 }
 
 // TestExportNoFullAddress checks that an export carries prefixes only:
 // every address-like token of the text formats is a /24 or /48, and so is
-// every prefix of the Parquet rows. exportRow is built from PublicResult
+// every prefix of the Parquet rows. resultfile.Row is built from PublicResult
 // alone, which has no field for a full address.
 func TestExportNoFullAddress(t *testing.T) {
 	h := newHandler(&fake{}, Options{})

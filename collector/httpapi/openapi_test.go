@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/collector/resultfile"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -151,8 +152,8 @@ func TestOpenAPISchemas(t *testing.T) {
 			t.Errorf("schema %s names no op25b.v1 type: %v", name, err)
 		}
 	}
-	if got := slices.Sorted(maps.Keys(schemas["ExportRow"].Properties)); !slices.Equal(got, slices.Sorted(slices.Values(columns))) {
-		t.Errorf("schema ExportRow has %q; the export has the columns %q", got, columns)
+	if got := slices.Sorted(maps.Keys(schemas["ExportRow"].Properties)); !slices.Equal(got, slices.Sorted(slices.Values(resultfile.Columns))) {
+		t.Errorf("schema ExportRow has %q; the export has the columns %q", got, resultfile.Columns)
 	}
 	if got := doc.Components.Parameters["Class"].Schema.Enum; !slices.Equal(got, dataset.ClassNames()) {
 		t.Errorf("parameter class lists %q; want %q", got, dataset.ClassNames())

@@ -141,7 +141,9 @@ WHERE d.majority IS DISTINCT FROM c.grp`
 // stored result, inside tx, and empties agg_dirty and agg_delta: the caller
 // recomputes every derived row. It locks the tallies against ingest
 // (readers go on) until tx ends, so that no result is counted twice or
-// missed.
+// missed. The tallies of retired days (retire.go), whose raw results are
+// gone, are kept as they are; so is agg_evidence once any day is retired,
+// as it sums over all days and cannot be counted again without them.
 func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 	for _, q := range []string{
 		"LOCK TABLE agg_agent_day, agg_evidence, agg_refmta_day IN EXCLUSIVE MODE",
@@ -155,9 +157,6 @@ func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 				AND NOT EXISTS (SELECT 1 FROM ch WHERE ch.result_id = r.result_id AND ch.measured_at = r.measured_at))
 		UPDATE results r SET refmta_charged = fix.charged FROM fix
 		WHERE r.result_id = fix.result_id AND r.measured_at = fix.measured_at AND r.refmta_charged <> fix.charged`,
-		"DELETE FROM agg_agent_day",
-		"DELETE FROM agg_evidence",
-		"DELETE FROM agg_refmta_day",
 		"DELETE FROM agg_dirty",
 		"DELETE FROM agg_delta",
 	} {
@@ -165,10 +164,41 @@ func RebuildTallies(ctx context.Context, tx pgx.Tx) (results int64, err error) {
 			return 0, fmt.Errorf("store: rebuild tallies: %w", err)
 		}
 	}
+	// Retired days keep their tallies: their raw results are gone.
+	raw, err := rawDays(ctx, tx)
+	if err != nil {
+		return 0, fmt.Errorf("store: rebuild tallies: %w", err)
+	}
+	for _, t := range []string{"agg_agent_day", "agg_refmta_day"} {
+		if _, err := tx.Exec(ctx, "DELETE FROM "+t+" WHERE day = ANY($1)", raw); err != nil {
+			return 0, fmt.Errorf("store: rebuild tallies: %w", err)
+		}
+	}
+	// What is left of agg_refmta_day (which counts every result) are the
+	// tallies of retired days.
+	var retired bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM agg_refmta_day)").Scan(&retired); err != nil {
+		return 0, fmt.Errorf("store: rebuild tallies: %w", err)
+	}
+	if retired {
+		if _, err := tx.Exec(ctx, "CREATE TEMP TABLE agg_evidence_kept ON COMMIT DROP AS SELECT * FROM agg_evidence"); err != nil {
+			return 0, fmt.Errorf("store: rebuild tallies: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM agg_evidence"); err != nil {
+		return 0, fmt.Errorf("store: rebuild tallies: %w", err)
+	}
 	err = tx.QueryRow(ctx, "WITH src AS MATERIALIZED (SELECT "+tallyColumns+" FROM results), "+tallySQL("src", false)+
 		" SELECT count(*) FROM src").Scan(&results)
 	if err != nil {
 		return 0, fmt.Errorf("store: rebuild tallies: %w", err)
+	}
+	if retired {
+		for _, q := range []string{"DELETE FROM agg_evidence", "INSERT INTO agg_evidence SELECT * FROM agg_evidence_kept"} {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return 0, fmt.Errorf("store: rebuild tallies: keep the evidence of retired days: %w", err)
+			}
+		}
 	}
 	return results, nil
 }

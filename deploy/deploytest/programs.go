@@ -63,6 +63,7 @@ var grammar = map[string][]subcommand{
 		{path: []string{"webhook", "list"}},
 		{path: []string{"webhook", "remove"}, minArgs: 1, maxArgs: 1, interleaved: true},
 		{path: []string{"webhook", "enable"}, minArgs: 1, maxArgs: 1, interleaved: true},
+		{path: []string{"archive"}},
 		{path: []string{"version"}, noFlags: true},
 	},
 	"op25b": {

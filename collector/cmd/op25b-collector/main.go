@@ -11,6 +11,8 @@
 //	op25b-collector rebuild                                  recompute the published rollups from raw results
 //	op25b-collector webhook add URL [--country CC] [--asn N] [--family ipv4|ipv6]
 //	op25b-collector webhook list | webhook remove ID | webhook enable ID
+//	op25b-collector archive --dir DIR [--from D] [--to D] [--retain-raw-days N]
+//	                                                         write each finished UTC day as Parquet; retire archived raw results
 //
 // With no --database-url (or DATABASE_URL) it runs a private PostgreSQL
 // cluster under --data-dir from the locally installed server binaries.
@@ -46,6 +48,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/op25b/observatory/collector/api"
+	"github.com/op25b/observatory/collector/archive"
 	"github.com/op25b/observatory/collector/asn"
 	"github.com/op25b/observatory/collector/auth"
 	"github.com/op25b/observatory/collector/dataset"
@@ -239,10 +242,12 @@ func main() {
 		err = rebuild(args, os.Stdout)
 	case "webhook":
 		err = webhookCmd(args, os.Stdout, os.Stderr)
+	case "archive":
+		err = archiveDays(args, os.Stdout)
 	case "version":
 		fmt.Println("op25b-collector", version)
 	default:
-		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary, rebuild, webhook or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "op25b-collector: unknown command %q (want serve, token, principal, summary, rebuild, webhook, archive or version)\n", cmd)
 		os.Exit(2)
 	}
 	if err != nil {
@@ -287,10 +292,18 @@ func serve(args []string) error {
 	windowsEvery := fs.Duration("windows-every", 15*time.Minute, "how often the published rolling windows (the ASN table) take in new results; they also move on at the first refresh after UTC midnight")
 	webhookFailures := fs.Int("webhook-max-failures", 10, "consecutive failed deliveries that disable a webhook (retried with backoff from 30s to 1h before that)")
 	readURL := fs.String("read-database-url", "", "PostgreSQL URL of a streaming replica of the database: the dataset API, the web page and the gRPC DatasetService read from it; empty: from the database")
+	archiveDir := fs.String("archive-dir", "", "directory of the daily archives: each finished UTC day of public results written there as Parquet every hour, by one collector of those sharing the database at a time, and served under /archive/; empty: none")
+	retainRaw := fs.Int("retain-raw-days", 0, "with --archive-dir, drop the raw results of days older than this many days once the archive holds them (the rollups stay); more than the 30 days ingest accepts results for; 0: keep all")
 	var rollups rollupFlags
 	rollups.register(fs)
 	if err := c.parse(fs, args); err != nil {
 		return err
+	}
+	if err := checkRetention(*retainRaw); err != nil {
+		return err
+	}
+	if *retainRaw != 0 && *archiveDir == "" {
+		return errors.New("--retain-raw-days needs --archive-dir: only archived days are retired")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -362,6 +375,8 @@ func serve(args []string) error {
 	// The deliverer reads the events where the refresh logs them.
 	deliverer := webhook.NewDeliverer(st.Pool, ds, webhook.Options{MaxFailures: *webhookFailures, PublicURL: *publicURL,
 		Logger: c.log, Observe: webhookMetrics(reg)})
+	// The archives read the database, not a replica that may lag.
+	primary := ds
 	if *readURL != "" {
 		// Refreshes still write to the database; ds reads from the replica.
 		var closeReplica func()
@@ -409,6 +424,19 @@ func serve(args []string) error {
 		}
 	})
 	go deliverer.Run(ctx)
+	if *archiveDir != "" {
+		a, err := newArchiver(*archiveDir, st, primary, c.log)
+		if err != nil {
+			return err
+		}
+		report := archiveMetrics(reg)
+		go a.Every(ctx, archiveEvery, archive.Options{RetainRawDays: *retainRaw}, func(st archive.Stats, err error) {
+			report(st, err)
+			if err != nil {
+				c.log.Error("archiving finished days failed; retrying in an hour", "dir", *archiveDir, "err", err)
+			}
+		})
+	}
 	health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 
 	ln, err := listenCapped(*listen, maxGRPC, *grpcConnsPerAddr)
@@ -422,7 +450,7 @@ func serve(args []string) error {
 	}
 	limiter := httpapi.NewLimiter(httpapi.LimitOptions{Rate: *httpRate, Burst: *httpBurst, TrustProxy: *trustProxy})
 	registerLimits(reg, map[string]*ratelimit.Listener{"grpc": ln, "http": hln}, limiter)
-	webOpts := webOptions{downloads: *downloadDir, publicURL: *publicURL, trustProxy: *trustProxy}
+	webOpts := webOptions{downloads: *downloadDir, publicURL: *publicURL, trustProxy: *trustProxy, archives: *archiveDir}
 	if *submitRate > 0 {
 		submissions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "op25b_submissions_total",
 			Help: "One-off contributions (op25b-agent check --submit) by outcome."}, []string{"outcome"})
@@ -531,6 +559,8 @@ type webOptions struct {
 	// submissions takes one-off contributions; nil: none.
 	submissions *submit.Service
 	trustProxy  bool
+	// archives is the directory of the daily archives; empty: none.
+	archives string
 }
 
 func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, o webOptions, log *slog.Logger) http.Handler {
@@ -543,6 +573,9 @@ func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics ht
 	mux.Handle("/", web.New(q, web.Options{Logger: log, SoftwareVersion: version, Downloads: o.downloads, PublicURL: o.publicURL,
 		Submissions: o.submissions != nil}))
 	mux.Handle("GET /metrics", metrics)
+	if o.archives != "" {
+		mux.Handle("GET /archive/", http.StripPrefix("/archive", archive.Handler(o.archives)))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if err := ping(r.Context()); err != nil {
 			http.Error(w, "database unreachable: "+err.Error(), http.StatusServiceUnavailable)
@@ -769,6 +802,116 @@ func rebuild(args []string, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "rebuilt from %d results: %d ASN and family keys, in %s\n", res.Results, res.Keys, res.Took.Round(time.Millisecond))
+	return nil
+}
+
+// archiveEvery is how often serve archives the days that finished.
+const archiveEvery = time.Hour
+
+// checkRetention refuses a --retain-raw-days that would retire days
+// ingest still accepts results of: such a result would find no partition.
+func checkRetention(days int) error {
+	if maxAge := int(ingest.DefaultLimits.MaxAge / dataset.Day); days < 0 || days != 0 && days <= maxAge {
+		return fmt.Errorf("--retain-raw-days %d: must be more than %d, the days ingest accepts a result for after its measurement (or 0: keep all)", days, maxAge)
+	}
+	return nil
+}
+
+// newArchiver returns the archiver of dir, on the rollups' clock.
+func newArchiver(dir string, st *store.Store, ds *dataset.Dataset, log *slog.Logger) (*archive.Archiver, error) {
+	now, err := testOnlyClock()
+	if err != nil {
+		return nil, err
+	}
+	return &archive.Archiver{Dir: dir, Results: ds, Store: st, Now: now, Log: log}, nil
+}
+
+// archiveMetrics registers the archiver's metrics and returns what sets
+// them from one run's outcome.
+func archiveMetrics(reg *prometheus.Registry) func(archive.Stats, error) {
+	days := prometheus.NewCounter(prometheus.CounterOpts{Name: "op25b_archive_days_total",
+		Help: "Daily archive files written (new days, or days whose results changed)."})
+	retired := prometheus.NewCounter(prometheus.CounterOpts{Name: "op25b_archive_retired_days_total",
+		Help: "Days whose raw results were dropped from the database once archived (--retain-raw-days)."})
+	failures := prometheus.NewCounter(prometheus.CounterOpts{Name: "op25b_archive_failures_total",
+		Help: "Archive runs that failed (retried at the next)."})
+	last := prometheus.NewGauge(prometheus.GaugeOpts{Name: "op25b_archive_last_day_timestamp_seconds",
+		Help: "Start of the latest UTC day the archive's manifest lists (Unix time); 0 until a run of this collector read it."})
+	reg.MustRegister(days, retired, failures, last)
+	return func(st archive.Stats, err error) {
+		days.Add(float64(st.Days))
+		retired.Add(float64(st.Retired))
+		if err != nil {
+			failures.Inc()
+		}
+		if !st.Last.IsZero() {
+			last.Set(float64(st.Last.Unix()))
+		}
+	}
+}
+
+// archiveDays writes the daily archives once, and retires raw results
+// with --retain-raw-days.
+func archiveDays(args []string, stdout io.Writer) error {
+	var c common
+	fs := flag.NewFlagSet("op25b-collector archive", flag.ContinueOnError)
+	c.register(fs)
+	dir := fs.String("dir", "", "directory of the daily archives (required): DIR/YYYY/op25b-results-YYYY-MM-DD.parquet and DIR/manifest.json")
+	from := fs.String("from", "", "first day to write, YYYY-MM-DD (UTC); empty: the first with results")
+	to := fs.String("to", "", "last day to write, YYYY-MM-DD (UTC); empty: yesterday, the last finished day")
+	retainRaw := fs.Int("retain-raw-days", 0, "drop the raw results of days older than this many days once the archive holds them (the rollups stay); more than the 30 days ingest accepts results for; 0: keep all")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("archive: --dir is required")
+	}
+	if err := checkRetention(*retainRaw); err != nil {
+		return err
+	}
+	var o archive.Options
+	for _, f := range []struct {
+		name, v string
+		t       *time.Time
+	}{{"--from", *from, &o.From}, {"--to", *to, &o.To}} {
+		if f.v == "" {
+			continue
+		}
+		t, err := time.Parse(time.DateOnly, f.v)
+		if err != nil {
+			return fmt.Errorf("%s %q: want a day, YYYY-MM-DD", f.name, f.v)
+		}
+		*f.t = t
+	}
+	o.RetainRawDays = *retainRaw
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	st, closeStore, err := c.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	ds, err := dataset.New(st.Pool, dataset.Config{SoftwareVersion: version}, nil)
+	if err != nil {
+		return err
+	}
+	a, err := newArchiver(*dir, st, ds, c.log)
+	if err != nil {
+		return err
+	}
+	res, err := a.Run(ctx, o)
+	if err != nil {
+		return err
+	}
+	if res.Locked {
+		return errors.New("archive: another collector is archiving (it holds the archive lock); try again when it is done")
+	}
+	last := "none"
+	if !res.Last.IsZero() {
+		last = res.Last.Format(time.DateOnly)
+	}
+	fmt.Fprintf(stdout, "archived %d days (%d results, %d bytes) in %s; the manifest's latest day: %s; raw results retired: %d days, kept: %d days\n",
+		res.Days, res.Rows, res.Bytes, res.Took.Round(time.Millisecond), last, res.Retired, res.Kept)
 	return nil
 }
 

@@ -1,7 +1,7 @@
 // Command dataset is the dataset benchmark of make bench: it loads a
 // synthetic world of raw results into a private PostgreSQL, rebuilds the
 // rollups, and measures the dataset API over real HTTP (the ASN table, ASN
-// timelines, exports, the incremental refresh), each next to the same
+// timelines, exports, daily archives, the incremental refresh), each next to the same
 // answer computed by plain SQL over the raw results in the same run, whose
 // agreement it checks. It prints `key value` lines on stdout for
 // deploy/bench.sh and its progress on stderr.
@@ -220,6 +220,9 @@ func run(ctx context.Context, c config) error {
 		if err := step(ctx); err != nil {
 			return err
 		}
+	}
+	if err := b.archives(ctx, st, ds); err != nil {
+		return err
 	}
 	if err := b.refresh(ctx, st, ds); err != nil {
 		return err

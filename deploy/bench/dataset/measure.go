@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/op25b/observatory/collector/archive"
 	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/store"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
@@ -316,6 +317,56 @@ func (b *bench) exports(ctx context.Context) error {
 	emit("export_copy_rows_per_s", rate(copyRate))
 	emit("export_csv_mib", float64(csvBytes)/(1<<20))
 	emit("export_parquet_mib", float64(pqBytes)/(1<<20))
+	return nil
+}
+
+// archives measures the daily archive of the exported day (a Parquet
+// file, written and hashed, and its manifest), next to COPY of the same
+// rows in the archive's order, 3 runs each: issue 13's "archive write rate
+// next to COPY ... TO of the same rows".
+func (b *bench) archives(ctx context.Context, st *store.Store, ds *dataset.Dataset) error {
+	day := dataset.Today(b.now).Add(-dataset.Day)
+	logf("archive of %s: Parquet file and COPY, 3 runs each", day.Format(time.DateOnly))
+	var archRate, copyRate []time.Duration
+	var rows, size int64
+	for range 3 {
+		dir, err := os.MkdirTemp("", "op25b-bench-archive-")
+		if err != nil {
+			return err
+		}
+		a := &archive.Archiver{Dir: dir, Results: ds, Store: st, Now: func() time.Time { return b.now }}
+		res, err := a.Run(ctx, archive.Options{From: day, To: day})
+		os.RemoveAll(dir)
+		if err != nil {
+			return fmt.Errorf("archive: %w", err)
+		}
+		if res.Days != 1 {
+			return fmt.Errorf("archive: %d days written; want 1", res.Days)
+		}
+		rows, size = res.Rows, res.Bytes
+		archRate = append(archRate, time.Duration(float64(res.Took)*1e6/float64(max(rows, 1))))
+
+		conn, err := b.pool.Acquire(ctx)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		tag, err := conn.Conn().PgConn().CopyTo(ctx, io.Discard, archiveSQL(day))
+		d := time.Since(t0)
+		conn.Release()
+		if err != nil {
+			return fmt.Errorf("archive: copy: %w", err)
+		}
+		if tag.RowsAffected() != rows {
+			return fmt.Errorf("archive: COPY gave %d rows, the archive %d", tag.RowsAffected(), rows)
+		}
+		copyRate = append(copyRate, time.Duration(float64(d)*1e6/float64(max(rows, 1))))
+	}
+	rate := func(perMillion []time.Duration) int64 { return int64(math.Round(1e6 / median(perMillion).Seconds())) }
+	emit("archive_rows", rows)
+	emit("archive_rows_per_s", rate(archRate))
+	emit("archive_copy_rows_per_s", rate(copyRate))
+	emit("archive_bytes_per_row", float64(size)/float64(max(rows, 1)))
 	return nil
 }
 

@@ -203,3 +203,14 @@ func exportSQL(start, end time.Time) string {
 	WHERE r.measured_at >= '%s' AND r.measured_at < '%s'
 	ORDER BY r.result_id) TO STDOUT (FORMAT csv, HEADER)`, start.Format(time.RFC3339), end.Format(time.RFC3339))
 }
+
+// archiveSQL is the public columns of a day's results in the daily
+// archive's order (measured_at, then result_id), as one COPY statement.
+func archiveSQL(day time.Time) string {
+	return fmt.Sprintf(`COPY (SELECT r.result_id, r.measured_at, coalesce(r.asn, 0), coalesce(n.country, ''),
+		coalesce(r.prefix::text, ''), r.family, r.port, r.verdict, r.failure, r.refmta_id, r.agent_id, r.refmta_charged,
+		r.submission_id
+	FROM results r LEFT JOIN as_names n ON n.asn = r.asn
+	WHERE r.measured_at >= '%s' AND r.measured_at < '%s'
+	ORDER BY r.measured_at, r.result_id) TO STDOUT`, day.Format(time.RFC3339), day.Add(24*time.Hour).Format(time.RFC3339))
+}
