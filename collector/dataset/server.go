@@ -21,6 +21,10 @@ type Server struct {
 	D *Dataset
 	// Log receives the details of failed queries (slog.Default()).
 	Log *slog.Logger
+	// Streamer serves Stream (*stream.Broker); nil: Unimplemented.
+	Streamer interface {
+		Serve(*pb.StreamRequest, grpc.ServerStreamingServer[pb.StreamResponse]) error
+	}
 }
 
 var _ pb.DatasetServiceServer = (*Server)(nil)
@@ -97,4 +101,11 @@ func (s *Server) ExportResults(req *pb.ExportResultsRequest, stream grpc.ServerS
 	return s.status("ExportResults", s.D.ExportResults(stream.Context(), req, func(batch []*pb.PublicResult) error {
 		return stream.Send(&pb.ExportResultsResponse{Results: batch})
 	}))
+}
+
+func (s *Server) Stream(req *pb.StreamRequest, srv grpc.ServerStreamingServer[pb.StreamResponse]) error {
+	if s.Streamer == nil {
+		return status.Error(codes.Unimplemented, "this collector serves no live stream (serve --stream=false)")
+	}
+	return s.Streamer.Serve(req, srv)
 }

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/op25b/observatory/collector/dataset"
+	"github.com/op25b/observatory/collector/stream"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -74,6 +75,8 @@ type Options struct {
 	// PublicURL is the collector's web address, which the Atom feed links
 	// to (empty: the address of each request).
 	PublicURL string
+	// Stream serves /api/v1/stream (nil: 404).
+	Stream *stream.Broker
 }
 
 const (
@@ -89,6 +92,7 @@ type server struct {
 	publicURL  string
 	now        func() time.Time
 	exports    chan struct{}
+	broker     *stream.Broker
 	log        *slog.Logger
 	mux        *http.ServeMux
 }
@@ -112,6 +116,7 @@ func New(q Querier, opts Options) http.Handler {
 		publicURL:  strings.TrimSuffix(opts.PublicURL, "/"),
 		now:        opts.Now,
 		exports:    make(chan struct{}, opts.MaxConcurrentExports),
+		broker:     opts.Stream,
 		log:        opts.Logger,
 		mux:        http.NewServeMux(),
 	}
@@ -149,6 +154,7 @@ func (s *server) routes() []route {
 		{"GET " + prefix + "/schedule", nil, answerJSON(s.schedule)},
 		{"POST " + prefix + "/submissions", nil, s.postSubmission},
 		{"GET " + prefix + "/submissions/{id}", nil, answerJSON(s.getSubmission)},
+		{"GET " + prefix + "/stream", []string{"asn", "country", "port", "verdict"}, s.stream},
 	}
 }
 

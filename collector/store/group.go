@@ -91,9 +91,14 @@ func (s *Store) commitGroup(group []*insertCall) {
 			return err
 		}
 		if inserted < int64(len(all)) {
-			replayed, err = storedBefore(ctx, tx, all)
+			if replayed, err = storedBefore(ctx, tx, all); err != nil {
+				return err
+			}
 		}
-		return err
+		if inserted > 0 && s.notify.Load() {
+			return notifyInserted(ctx, tx, all, replayed)
+		}
+		return nil
 	})
 	if err != nil && len(group) > 1 {
 		s.log.Warn("a merged insert failed; storing its batches one by one", "batches", len(group), "results", len(all), "err", err)

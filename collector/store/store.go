@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +47,8 @@ type Store struct {
 	queue      []*insertCall   // InsertResults calls waiting for a commit (group.go)
 	committers int             // commitLoops running
 	maxCommit  int             // commitLoops at most: groupCommitters
+
+	notify atomic.Bool // announce inserted results (NotifyResults)
 }
 
 // Open connects to url, applies pending migrations and returns the Store.

@@ -643,13 +643,16 @@ func (x *TimelinePoint) GetPrefixes() uint64 {
 // PolicyChange is one change of class, such as "AS64500 IPv4 turned to OP25B
 // on 2026-03-01".
 type PolicyChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Asn           uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
-	Family        AddressFamily          `protobuf:"varint,2,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
-	FromClass     PolicyClass            `protobuf:"varint,3,opt,name=from_class,json=fromClass,proto3,enum=op25b.v1.PolicyClass" json:"from_class,omitempty"`
-	ToClass       PolicyClass            `protobuf:"varint,4,opt,name=to_class,json=toClass,proto3,enum=op25b.v1.PolicyClass" json:"to_class,omitempty"`
-	ChangedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
-	Country       string                 `protobuf:"bytes,6,opt,name=country,proto3" json:"country,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Asn       uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	Family    AddressFamily          `protobuf:"varint,2,opt,name=family,proto3,enum=op25b.v1.AddressFamily" json:"family,omitempty"`
+	FromClass PolicyClass            `protobuf:"varint,3,opt,name=from_class,json=fromClass,proto3,enum=op25b.v1.PolicyClass" json:"from_class,omitempty"`
+	ToClass   PolicyClass            `protobuf:"varint,4,opt,name=to_class,json=toClass,proto3,enum=op25b.v1.PolicyClass" json:"to_class,omitempty"`
+	ChangedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=changed_at,json=changedAt,proto3" json:"changed_at,omitempty"`
+	Country   string                 `protobuf:"bytes,6,opt,name=country,proto3" json:"country,omitempty"`
+	// The change is gone since the results of its days were recomputed
+	// (only in the live stream, which announces retractions; since 1.6).
+	Retracted     bool `protobuf:"varint,7,opt,name=retracted,proto3" json:"retracted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -724,6 +727,13 @@ func (x *PolicyChange) GetCountry() string {
 		return x.Country
 	}
 	return ""
+}
+
+func (x *PolicyChange) GetRetracted() bool {
+	if x != nil {
+		return x.Retracted
+	}
+	return false
 }
 
 type GetASNRequest struct {
@@ -2642,6 +2652,260 @@ func (x *RefMTAStats) GetFlagged() bool {
 	return false
 }
 
+// StreamRequest selects the events of a live stream: zero fields select
+// any.
+type StreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Asn   uint32                 `protobuf:"varint,1,opt,name=asn,proto3" json:"asn,omitempty"`
+	// ISO 3166-1 alpha-2 country of the ASN.
+	Country string `protobuf:"bytes,2,opt,name=country,proto3" json:"country,omitempty"`
+	// 25, 587 or 465; results only (changes have no port).
+	Port uint32 `protobuf:"varint,3,opt,name=port,proto3" json:"port,omitempty"`
+	// Any of these verdicts; results only.
+	Verdicts []Verdict `protobuf:"varint,4,rep,packed,name=verdicts,proto3,enum=op25b.v1.Verdict" json:"verdicts,omitempty"`
+	// Resume after the event with this id (an earlier StreamResponse.id): the
+	// events since are sent first, or a gap when the collector no longer
+	// holds them.
+	LastEventId   string `protobuf:"bytes,5,opt,name=last_event_id,json=lastEventId,proto3" json:"last_event_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamRequest) Reset() {
+	*x = StreamRequest{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamRequest) ProtoMessage() {}
+
+func (x *StreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamRequest.ProtoReflect.Descriptor instead.
+func (*StreamRequest) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StreamRequest) GetAsn() uint32 {
+	if x != nil {
+		return x.Asn
+	}
+	return 0
+}
+
+func (x *StreamRequest) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+func (x *StreamRequest) GetPort() uint32 {
+	if x != nil {
+		return x.Port
+	}
+	return 0
+}
+
+func (x *StreamRequest) GetVerdicts() []Verdict {
+	if x != nil {
+		return x.Verdicts
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetLastEventId() string {
+	if x != nil {
+		return x.LastEventId
+	}
+	return ""
+}
+
+// StreamResponse is one event of a live stream.
+type StreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque; a later StreamRequest.last_event_id resumes after it. Ids are
+	// those of one collector process: another, or a restart, answers a gap.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*StreamResponse_Result
+	//	*StreamResponse_Change
+	//	*StreamResponse_Gap
+	Event         isStreamResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamResponse) Reset() {
+	*x = StreamResponse{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamResponse) ProtoMessage() {}
+
+func (x *StreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamResponse.ProtoReflect.Descriptor instead.
+func (*StreamResponse) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *StreamResponse) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StreamResponse) GetEvent() isStreamResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetResult() *PublicResult {
+	if x != nil {
+		if x, ok := x.Event.(*StreamResponse_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetChange() *PolicyChange {
+	if x != nil {
+		if x, ok := x.Event.(*StreamResponse_Change); ok {
+			return x.Change
+		}
+	}
+	return nil
+}
+
+func (x *StreamResponse) GetGap() *StreamGap {
+	if x != nil {
+		if x, ok := x.Event.(*StreamResponse_Gap); ok {
+			return x.Gap
+		}
+	}
+	return nil
+}
+
+type isStreamResponse_Event interface {
+	isStreamResponse_Event()
+}
+
+type StreamResponse_Result struct {
+	// A result as stored, with the public columns only: measured_at,
+	// asn, country, prefix, family, port, verdict, failure, refmta_id.
+	// result_id and agent_id are left empty.
+	Result *PublicResult `protobuf:"bytes,2,opt,name=result,proto3,oneof"`
+}
+
+type StreamResponse_Change struct {
+	// A change of policy class as the refresh logged it.
+	Change *PolicyChange `protobuf:"bytes,3,opt,name=change,proto3,oneof"`
+}
+
+type StreamResponse_Gap struct {
+	// Events were missed: the resumed id is too old or unknown, or the
+	// collector lost its database connection for a while.
+	Gap *StreamGap `protobuf:"bytes,4,opt,name=gap,proto3,oneof"`
+}
+
+func (*StreamResponse_Result) isStreamResponse_Event() {}
+
+func (*StreamResponse_Change) isStreamResponse_Event() {}
+
+func (*StreamResponse_Gap) isStreamResponse_Event() {}
+
+// StreamGap says that events were lost between the previous event and the
+// next.
+type StreamGap struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many events (of all filters) were missed; 0 when unknown.
+	Missed        uint64 `protobuf:"varint,1,opt,name=missed,proto3" json:"missed,omitempty"`
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamGap) Reset() {
+	*x = StreamGap{}
+	mi := &file_op25b_v1_dataset_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamGap) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamGap) ProtoMessage() {}
+
+func (x *StreamGap) ProtoReflect() protoreflect.Message {
+	mi := &file_op25b_v1_dataset_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamGap.ProtoReflect.Descriptor instead.
+func (*StreamGap) Descriptor() ([]byte, []int) {
+	return file_op25b_v1_dataset_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StreamGap) GetMissed() uint64 {
+	if x != nil {
+		return x.Missed
+	}
+	return 0
+}
+
+func (x *StreamGap) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_op25b_v1_dataset_proto protoreflect.FileDescriptor
 
 const file_op25b_v1_dataset_proto_rawDesc = "" +
@@ -2693,7 +2957,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x05ports\x18\x03 \x03(\v2\x13.op25b.v1.PortStatsR\x05ports\x12/\n" +
 	"\x06family\x18\x04 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12\x16\n" +
 	"\x06agents\x18\x05 \x01(\x04R\x06agents\x12\x1a\n" +
-	"\bprefixes\x18\x06 \x01(\x04R\bprefixes\"\x8e\x02\n" +
+	"\bprefixes\x18\x06 \x01(\x04R\bprefixes\"\xac\x02\n" +
 	"\fPolicyChange\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12/\n" +
 	"\x06family\x18\x02 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x124\n" +
@@ -2702,7 +2966,8 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\bto_class\x18\x04 \x01(\x0e2\x15.op25b.v1.PolicyClassR\atoClass\x129\n" +
 	"\n" +
 	"changed_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tchangedAt\x12\x18\n" +
-	"\acountry\x18\x06 \x01(\tR\acountry\"\x7f\n" +
+	"\acountry\x18\x06 \x01(\tR\acountry\x12\x1c\n" +
+	"\tretracted\x18\a \x01(\bR\tretracted\"\x7f\n" +
 	"\rGetASNRequest\x12\x10\n" +
 	"\x03asn\x18\x01 \x01(\rR\x03asn\x12/\n" +
 	"\x06family\x18\x02 \x01(\x0e2\x17.op25b.v1.AddressFamilyR\x06family\x12+\n" +
@@ -2865,7 +3130,22 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\acharged\x18\t \x01(\x04R\acharged\x12;\n" +
 	"\x0eothers_blocked\x18\n" +
 	" \x01(\v2\x14.op25b.v1.GroupShareR\rothersBlocked\x12\x18\n" +
-	"\aflagged\x18\v \x01(\bR\aflagged*\xd5\x01\n" +
+	"\aflagged\x18\v \x01(\bR\aflagged\"\xa2\x01\n" +
+	"\rStreamRequest\x12\x10\n" +
+	"\x03asn\x18\x01 \x01(\rR\x03asn\x12\x18\n" +
+	"\acountry\x18\x02 \x01(\tR\acountry\x12\x12\n" +
+	"\x04port\x18\x03 \x01(\rR\x04port\x12-\n" +
+	"\bverdicts\x18\x04 \x03(\x0e2\x11.op25b.v1.VerdictR\bverdicts\x12\"\n" +
+	"\rlast_event_id\x18\x05 \x01(\tR\vlastEventId\"\xb6\x01\n" +
+	"\x0eStreamResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x120\n" +
+	"\x06result\x18\x02 \x01(\v2\x16.op25b.v1.PublicResultH\x00R\x06result\x120\n" +
+	"\x06change\x18\x03 \x01(\v2\x16.op25b.v1.PolicyChangeH\x00R\x06change\x12'\n" +
+	"\x03gap\x18\x04 \x01(\v2\x13.op25b.v1.StreamGapH\x00R\x03gapB\a\n" +
+	"\x05event\";\n" +
+	"\tStreamGap\x12\x16\n" +
+	"\x06missed\x18\x01 \x01(\x04R\x06missed\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\xd5\x01\n" +
 	"\vPolicyClass\x12\x1c\n" +
 	"\x18POLICY_CLASS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12POLICY_CLASS_OP25B\x10\x01\x12\x1a\n" +
@@ -2873,7 +3153,7 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\x11POLICY_CLASS_OPEN\x10\x03\x12!\n" +
 	"\x1dPOLICY_CLASS_ALL_SMTP_BLOCKED\x10\x04\x12\x16\n" +
 	"\x12POLICY_CLASS_MIXED\x10\x05\x12\"\n" +
-	"\x1ePOLICY_CLASS_INSUFFICIENT_DATA\x10\x062\xe3\x04\n" +
+	"\x1ePOLICY_CLASS_INSUFFICIENT_DATA\x10\x062\xa2\x05\n" +
 	"\x0eDatasetService\x12A\n" +
 	"\bListASNs\x12\x19.op25b.v1.ListASNsRequest\x1a\x1a.op25b.v1.ListASNsResponse\x12;\n" +
 	"\x06GetASN\x12\x17.op25b.v1.GetASNRequest\x1a\x18.op25b.v1.GetASNResponse\x12A\n" +
@@ -2882,7 +3162,8 @@ const file_op25b_v1_dataset_proto_rawDesc = "" +
 	"\rListCountries\x12\x1e.op25b.v1.ListCountriesRequest\x1a\x1f.op25b.v1.ListCountriesResponse\x12J\n" +
 	"\vGetPrefixes\x12\x1c.op25b.v1.GetPrefixesRequest\x1a\x1d.op25b.v1.GetPrefixesResponse\x12R\n" +
 	"\rExportResults\x12\x1e.op25b.v1.ExportResultsRequest\x1a\x1f.op25b.v1.ExportResultsResponse0\x01\x12>\n" +
-	"\aGetInfo\x12\x18.op25b.v1.GetInfoRequest\x1a\x19.op25b.v1.GetInfoResponseB5Z3github.com/op25b/observatory/proto/op25b/v1;op25bv1b\x06proto3"
+	"\aGetInfo\x12\x18.op25b.v1.GetInfoRequest\x1a\x19.op25b.v1.GetInfoResponse\x12=\n" +
+	"\x06Stream\x12\x17.op25b.v1.StreamRequest\x1a\x18.op25b.v1.StreamResponse0\x01B5Z3github.com/op25b/observatory/proto/op25b/v1;op25bv1b\x06proto3"
 
 var (
 	file_op25b_v1_dataset_proto_rawDescOnce sync.Once
@@ -2897,7 +3178,7 @@ func file_op25b_v1_dataset_proto_rawDescGZIP() []byte {
 }
 
 var file_op25b_v1_dataset_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_op25b_v1_dataset_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_op25b_v1_dataset_proto_goTypes = []any{
 	(PolicyClass)(0),                  // 0: op25b.v1.PolicyClass
 	(*TimeRange)(nil),                 // 1: op25b.v1.TimeRange
@@ -2933,108 +3214,117 @@ var file_op25b_v1_dataset_proto_goTypes = []any{
 	(*GetInfoResponse)(nil),           // 31: op25b.v1.GetInfoResponse
 	(*GroupShare)(nil),                // 32: op25b.v1.GroupShare
 	(*RefMTAStats)(nil),               // 33: op25b.v1.RefMTAStats
-	nil,                               // 34: op25b.v1.CountrySummary.ClassesEntry
-	(*timestamppb.Timestamp)(nil),     // 35: google.protobuf.Timestamp
-	(Verdict)(0),                      // 36: op25b.v1.Verdict
-	(AddressFamily)(0),                // 37: op25b.v1.AddressFamily
-	(*durationpb.Duration)(nil),       // 38: google.protobuf.Duration
+	(*StreamRequest)(nil),             // 34: op25b.v1.StreamRequest
+	(*StreamResponse)(nil),            // 35: op25b.v1.StreamResponse
+	(*StreamGap)(nil),                 // 36: op25b.v1.StreamGap
+	nil,                               // 37: op25b.v1.CountrySummary.ClassesEntry
+	(*timestamppb.Timestamp)(nil),     // 38: google.protobuf.Timestamp
+	(Verdict)(0),                      // 39: op25b.v1.Verdict
+	(AddressFamily)(0),                // 40: op25b.v1.AddressFamily
+	(*durationpb.Duration)(nil),       // 41: google.protobuf.Duration
 }
 var file_op25b_v1_dataset_proto_depIdxs = []int32{
-	35, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
-	35, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
-	36, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
+	38, // 0: op25b.v1.TimeRange.start:type_name -> google.protobuf.Timestamp
+	38, // 1: op25b.v1.TimeRange.end:type_name -> google.protobuf.Timestamp
+	39, // 2: op25b.v1.Share.verdict:type_name -> op25b.v1.Verdict
 	2,  // 3: op25b.v1.PortStats.shares:type_name -> op25b.v1.Share
-	37, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
+	40, // 4: op25b.v1.ASNSummary.family:type_name -> op25b.v1.AddressFamily
 	0,  // 5: op25b.v1.ASNSummary.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 6: op25b.v1.ASNSummary.ports:type_name -> op25b.v1.PortStats
 	1,  // 7: op25b.v1.ASNSummary.window:type_name -> op25b.v1.TimeRange
 	0,  // 8: op25b.v1.ListASNsRequest.policy_class:type_name -> op25b.v1.PolicyClass
-	37, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
+	40, // 9: op25b.v1.ListASNsRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 10: op25b.v1.ListASNsRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 11: op25b.v1.ListASNsResponse.asns:type_name -> op25b.v1.ASNSummary
-	35, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
+	38, // 12: op25b.v1.TimelinePoint.day:type_name -> google.protobuf.Timestamp
 	0,  // 13: op25b.v1.TimelinePoint.policy_class:type_name -> op25b.v1.PolicyClass
 	3,  // 14: op25b.v1.TimelinePoint.ports:type_name -> op25b.v1.PortStats
-	37, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
-	37, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
+	40, // 15: op25b.v1.TimelinePoint.family:type_name -> op25b.v1.AddressFamily
+	40, // 16: op25b.v1.PolicyChange.family:type_name -> op25b.v1.AddressFamily
 	0,  // 17: op25b.v1.PolicyChange.from_class:type_name -> op25b.v1.PolicyClass
 	0,  // 18: op25b.v1.PolicyChange.to_class:type_name -> op25b.v1.PolicyClass
-	35, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
-	37, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
+	38, // 19: op25b.v1.PolicyChange.changed_at:type_name -> google.protobuf.Timestamp
+	40, // 20: op25b.v1.GetASNRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 21: op25b.v1.GetASNRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 22: op25b.v1.GetASNResponse.summaries:type_name -> op25b.v1.ASNSummary
 	7,  // 23: op25b.v1.GetASNResponse.timeline:type_name -> op25b.v1.TimelinePoint
 	8,  // 24: op25b.v1.GetASNResponse.changes:type_name -> op25b.v1.PolicyChange
 	11, // 25: op25b.v1.GetASNResponse.evidence_items:type_name -> op25b.v1.EvidenceItem
-	37, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
-	36, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
-	35, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
-	35, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
-	37, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
-	37, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
+	40, // 26: op25b.v1.EvidenceItem.family:type_name -> op25b.v1.AddressFamily
+	39, // 27: op25b.v1.EvidenceItem.verdict:type_name -> op25b.v1.Verdict
+	38, // 28: op25b.v1.EvidenceItem.first_seen:type_name -> google.protobuf.Timestamp
+	38, // 29: op25b.v1.EvidenceItem.last_seen:type_name -> google.protobuf.Timestamp
+	40, // 30: op25b.v1.PeerGap.family:type_name -> op25b.v1.AddressFamily
+	40, // 31: op25b.v1.GetPeersRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 32: op25b.v1.GetPeersRequest.window:type_name -> op25b.v1.TimeRange
 	4,  // 33: op25b.v1.GetPeersResponse.subject:type_name -> op25b.v1.ASNSummary
 	4,  // 34: op25b.v1.GetPeersResponse.peers:type_name -> op25b.v1.ASNSummary
 	12, // 35: op25b.v1.GetPeersResponse.gaps:type_name -> op25b.v1.PeerGap
 	1,  // 36: op25b.v1.ListPolicyChangesRequest.window:type_name -> op25b.v1.TimeRange
 	8,  // 37: op25b.v1.ListPolicyChangesResponse.changes:type_name -> op25b.v1.PolicyChange
-	37, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
-	34, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
-	37, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
+	40, // 38: op25b.v1.CountrySummary.family:type_name -> op25b.v1.AddressFamily
+	37, // 39: op25b.v1.CountrySummary.classes:type_name -> op25b.v1.CountrySummary.ClassesEntry
+	40, // 40: op25b.v1.ListCountriesRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 41: op25b.v1.ListCountriesRequest.window:type_name -> op25b.v1.TimeRange
 	17, // 42: op25b.v1.ListCountriesResponse.countries:type_name -> op25b.v1.CountrySummary
-	37, // 43: op25b.v1.GetPrefixesRequest.family:type_name -> op25b.v1.AddressFamily
+	40, // 43: op25b.v1.GetPrefixesRequest.family:type_name -> op25b.v1.AddressFamily
 	1,  // 44: op25b.v1.GetPrefixesRequest.window:type_name -> op25b.v1.TimeRange
 	22, // 45: op25b.v1.GetPrefixesResponse.prefixes:type_name -> op25b.v1.PrefixSummary
 	1,  // 46: op25b.v1.GetPrefixesResponse.window:type_name -> op25b.v1.TimeRange
-	37, // 47: op25b.v1.PrefixSummary.family:type_name -> op25b.v1.AddressFamily
-	35, // 48: op25b.v1.PrefixSummary.first_seen:type_name -> google.protobuf.Timestamp
-	35, // 49: op25b.v1.PrefixSummary.last_seen:type_name -> google.protobuf.Timestamp
+	40, // 47: op25b.v1.PrefixSummary.family:type_name -> op25b.v1.AddressFamily
+	38, // 48: op25b.v1.PrefixSummary.first_seen:type_name -> google.protobuf.Timestamp
+	38, // 49: op25b.v1.PrefixSummary.last_seen:type_name -> google.protobuf.Timestamp
 	23, // 50: op25b.v1.PrefixSummary.ports:type_name -> op25b.v1.PrefixPort
 	25, // 51: op25b.v1.PrefixSummary.days:type_name -> op25b.v1.PrefixDay
-	36, // 52: op25b.v1.PrefixPort.verdict:type_name -> op25b.v1.Verdict
+	39, // 52: op25b.v1.PrefixPort.verdict:type_name -> op25b.v1.Verdict
 	24, // 53: op25b.v1.PrefixPort.agent_verdicts:type_name -> op25b.v1.VerdictAgents
-	36, // 54: op25b.v1.VerdictAgents.verdict:type_name -> op25b.v1.Verdict
-	35, // 55: op25b.v1.PrefixDay.day:type_name -> google.protobuf.Timestamp
+	39, // 54: op25b.v1.VerdictAgents.verdict:type_name -> op25b.v1.Verdict
+	38, // 55: op25b.v1.PrefixDay.day:type_name -> google.protobuf.Timestamp
 	26, // 56: op25b.v1.PrefixDay.ports:type_name -> op25b.v1.PortVerdict
-	36, // 57: op25b.v1.PortVerdict.verdict:type_name -> op25b.v1.Verdict
-	35, // 58: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
-	37, // 59: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
-	36, // 60: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
+	39, // 57: op25b.v1.PortVerdict.verdict:type_name -> op25b.v1.Verdict
+	38, // 58: op25b.v1.PublicResult.measured_at:type_name -> google.protobuf.Timestamp
+	40, // 59: op25b.v1.PublicResult.family:type_name -> op25b.v1.AddressFamily
+	39, // 60: op25b.v1.PublicResult.verdict:type_name -> op25b.v1.Verdict
 	1,  // 61: op25b.v1.ExportResultsRequest.range:type_name -> op25b.v1.TimeRange
-	37, // 62: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
+	40, // 62: op25b.v1.ExportResultsRequest.family:type_name -> op25b.v1.AddressFamily
 	27, // 63: op25b.v1.ExportResultsResponse.results:type_name -> op25b.v1.PublicResult
-	35, // 64: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
+	38, // 64: op25b.v1.GetInfoResponse.refreshed_at:type_name -> google.protobuf.Timestamp
 	33, // 65: op25b.v1.GetInfoResponse.reference_mtas:type_name -> op25b.v1.RefMTAStats
 	1,  // 66: op25b.v1.GetInfoResponse.reference_mta_window:type_name -> op25b.v1.TimeRange
-	38, // 67: op25b.v1.GetInfoResponse.replica_lag:type_name -> google.protobuf.Duration
-	35, // 68: op25b.v1.GetInfoResponse.windows_refreshed_at:type_name -> google.protobuf.Timestamp
-	37, // 69: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
+	41, // 67: op25b.v1.GetInfoResponse.replica_lag:type_name -> google.protobuf.Duration
+	38, // 68: op25b.v1.GetInfoResponse.windows_refreshed_at:type_name -> google.protobuf.Timestamp
+	40, // 69: op25b.v1.RefMTAStats.family:type_name -> op25b.v1.AddressFamily
 	32, // 70: op25b.v1.RefMTAStats.open:type_name -> op25b.v1.GroupShare
 	32, // 71: op25b.v1.RefMTAStats.blocked:type_name -> op25b.v1.GroupShare
 	32, // 72: op25b.v1.RefMTAStats.intercepted:type_name -> op25b.v1.GroupShare
 	32, // 73: op25b.v1.RefMTAStats.others_blocked:type_name -> op25b.v1.GroupShare
-	5,  // 74: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
-	9,  // 75: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
-	13, // 76: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
-	15, // 77: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
-	18, // 78: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
-	20, // 79: op25b.v1.DatasetService.GetPrefixes:input_type -> op25b.v1.GetPrefixesRequest
-	28, // 80: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
-	30, // 81: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
-	6,  // 82: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
-	10, // 83: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
-	14, // 84: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
-	16, // 85: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
-	19, // 86: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
-	21, // 87: op25b.v1.DatasetService.GetPrefixes:output_type -> op25b.v1.GetPrefixesResponse
-	29, // 88: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
-	31, // 89: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
-	82, // [82:90] is the sub-list for method output_type
-	74, // [74:82] is the sub-list for method input_type
-	74, // [74:74] is the sub-list for extension type_name
-	74, // [74:74] is the sub-list for extension extendee
-	0,  // [0:74] is the sub-list for field type_name
+	39, // 74: op25b.v1.StreamRequest.verdicts:type_name -> op25b.v1.Verdict
+	27, // 75: op25b.v1.StreamResponse.result:type_name -> op25b.v1.PublicResult
+	8,  // 76: op25b.v1.StreamResponse.change:type_name -> op25b.v1.PolicyChange
+	36, // 77: op25b.v1.StreamResponse.gap:type_name -> op25b.v1.StreamGap
+	5,  // 78: op25b.v1.DatasetService.ListASNs:input_type -> op25b.v1.ListASNsRequest
+	9,  // 79: op25b.v1.DatasetService.GetASN:input_type -> op25b.v1.GetASNRequest
+	13, // 80: op25b.v1.DatasetService.GetPeers:input_type -> op25b.v1.GetPeersRequest
+	15, // 81: op25b.v1.DatasetService.ListPolicyChanges:input_type -> op25b.v1.ListPolicyChangesRequest
+	18, // 82: op25b.v1.DatasetService.ListCountries:input_type -> op25b.v1.ListCountriesRequest
+	20, // 83: op25b.v1.DatasetService.GetPrefixes:input_type -> op25b.v1.GetPrefixesRequest
+	28, // 84: op25b.v1.DatasetService.ExportResults:input_type -> op25b.v1.ExportResultsRequest
+	30, // 85: op25b.v1.DatasetService.GetInfo:input_type -> op25b.v1.GetInfoRequest
+	34, // 86: op25b.v1.DatasetService.Stream:input_type -> op25b.v1.StreamRequest
+	6,  // 87: op25b.v1.DatasetService.ListASNs:output_type -> op25b.v1.ListASNsResponse
+	10, // 88: op25b.v1.DatasetService.GetASN:output_type -> op25b.v1.GetASNResponse
+	14, // 89: op25b.v1.DatasetService.GetPeers:output_type -> op25b.v1.GetPeersResponse
+	16, // 90: op25b.v1.DatasetService.ListPolicyChanges:output_type -> op25b.v1.ListPolicyChangesResponse
+	19, // 91: op25b.v1.DatasetService.ListCountries:output_type -> op25b.v1.ListCountriesResponse
+	21, // 92: op25b.v1.DatasetService.GetPrefixes:output_type -> op25b.v1.GetPrefixesResponse
+	29, // 93: op25b.v1.DatasetService.ExportResults:output_type -> op25b.v1.ExportResultsResponse
+	31, // 94: op25b.v1.DatasetService.GetInfo:output_type -> op25b.v1.GetInfoResponse
+	35, // 95: op25b.v1.DatasetService.Stream:output_type -> op25b.v1.StreamResponse
+	87, // [87:96] is the sub-list for method output_type
+	78, // [78:87] is the sub-list for method input_type
+	78, // [78:78] is the sub-list for extension type_name
+	78, // [78:78] is the sub-list for extension extendee
+	0,  // [0:78] is the sub-list for field type_name
 }
 
 func init() { file_op25b_v1_dataset_proto_init() }
@@ -3043,13 +3333,18 @@ func file_op25b_v1_dataset_proto_init() {
 		return
 	}
 	file_op25b_v1_probe_proto_init()
+	file_op25b_v1_dataset_proto_msgTypes[34].OneofWrappers = []any{
+		(*StreamResponse_Result)(nil),
+		(*StreamResponse_Change)(nil),
+		(*StreamResponse_Gap)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_op25b_v1_dataset_proto_rawDesc), len(file_op25b_v1_dataset_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

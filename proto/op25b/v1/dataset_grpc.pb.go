@@ -27,6 +27,7 @@ const (
 	DatasetService_GetPrefixes_FullMethodName       = "/op25b.v1.DatasetService/GetPrefixes"
 	DatasetService_ExportResults_FullMethodName     = "/op25b.v1.DatasetService/ExportResults"
 	DatasetService_GetInfo_FullMethodName           = "/op25b.v1.DatasetService/GetInfo"
+	DatasetService_Stream_FullMethodName            = "/op25b.v1.DatasetService/Stream"
 )
 
 // DatasetServiceClient is the client API for DatasetService service.
@@ -51,6 +52,11 @@ type DatasetServiceClient interface {
 	// GetInfo says which software and dataset schema serve the data, its
 	// licence, how fresh the rollups are and the server's limits.
 	GetInfo(ctx context.Context, in *GetInfoRequest, opts ...grpc.CallOption) (*GetInfoResponse, error)
+	// Stream sends new results (public columns only) and policy changes as
+	// the collectors store them, until the caller cancels. A caller that
+	// does not keep up is dropped with RESOURCE_EXHAUSTED and the reason;
+	// it may resume with the id of the last event it got. Since schema 1.6.
+	Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamResponse], error)
 }
 
 type datasetServiceClient struct {
@@ -150,6 +156,25 @@ func (c *datasetServiceClient) GetInfo(ctx context.Context, in *GetInfoRequest, 
 	return out, nil
 }
 
+func (c *datasetServiceClient) Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DatasetService_ServiceDesc.Streams[1], DatasetService_Stream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamRequest, StreamResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DatasetService_StreamClient = grpc.ServerStreamingClient[StreamResponse]
+
 // DatasetServiceServer is the server API for DatasetService service.
 // All implementations must embed UnimplementedDatasetServiceServer
 // for forward compatibility.
@@ -172,6 +197,11 @@ type DatasetServiceServer interface {
 	// GetInfo says which software and dataset schema serve the data, its
 	// licence, how fresh the rollups are and the server's limits.
 	GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error)
+	// Stream sends new results (public columns only) and policy changes as
+	// the collectors store them, until the caller cancels. A caller that
+	// does not keep up is dropped with RESOURCE_EXHAUSTED and the reason;
+	// it may resume with the id of the last event it got. Since schema 1.6.
+	Stream(*StreamRequest, grpc.ServerStreamingServer[StreamResponse]) error
 	mustEmbedUnimplementedDatasetServiceServer()
 }
 
@@ -205,6 +235,9 @@ func (UnimplementedDatasetServiceServer) ExportResults(*ExportResultsRequest, gr
 }
 func (UnimplementedDatasetServiceServer) GetInfo(context.Context, *GetInfoRequest) (*GetInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetInfo not implemented")
+}
+func (UnimplementedDatasetServiceServer) Stream(*StreamRequest, grpc.ServerStreamingServer[StreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method Stream not implemented")
 }
 func (UnimplementedDatasetServiceServer) mustEmbedUnimplementedDatasetServiceServer() {}
 func (UnimplementedDatasetServiceServer) testEmbeddedByValue()                        {}
@@ -364,6 +397,17 @@ func _DatasetService_GetInfo_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DatasetService_Stream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DatasetServiceServer).Stream(m, &grpc.GenericServerStream[StreamRequest, StreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DatasetService_StreamServer = grpc.ServerStreamingServer[StreamResponse]
+
 // DatasetService_ServiceDesc is the grpc.ServiceDesc for DatasetService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -404,6 +448,11 @@ var DatasetService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExportResults",
 			Handler:       _DatasetService_ExportResults_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Stream",
+			Handler:       _DatasetService_Stream_Handler,
 			ServerStreams: true,
 		},
 	},
