@@ -282,6 +282,12 @@ func (c *Client) get(ctx context.Context, path string, query url.Values, out pro
 // do sends GET /api/v1/<path>?<query> and returns the response if its
 // status is 200; otherwise the collector's error as an *APIError.
 func (c *Client) do(ctx context.Context, path string, query url.Values, accept string) (*http.Response, error) {
+	return c.doHeaders(ctx, path, query, accept, nil)
+}
+
+// doHeaders is do with more request headers (those with empty values are
+// left out).
+func (c *Client) doHeaders(ctx context.Context, path string, query url.Values, accept string, headers map[string]string) (*http.Response, error) {
 	u := c.base.JoinPath("api/v1", path)
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -290,6 +296,11 @@ func (c *Client) do(ctx context.Context, path string, query url.Values, accept s
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	req.Header.Set("Accept", accept)
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -121,7 +122,10 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, q *query) error 
 	}
 }
 
-// errorData is the data of the final error event.
+// errorData is the data of the final error event: an API error body, with
+// the status of a limit (429, RESOURCE_EXHAUSTED).
 func errorData(reason string) []byte {
-	return fmt.Appendf(nil, `{"status":"RESOURCE_EXHAUSTED","message":%q}`, "stream: dropped: "+reason)
+	b, _ := json.Marshal(map[string]any{"error": map[string]any{"code": http.StatusTooManyRequests,
+		"status": "RESOURCE_EXHAUSTED", "message": "stream: dropped: " + reason}})
+	return b
 }

@@ -44,7 +44,8 @@ type Options struct {
 	// (65536, about half a minute at the design ingest rate).
 	Ring int
 	// Buffer is how many events may wait for one subscriber before it is
-	// dropped as too slow (4096: two seconds at the design rate).
+	// dropped as too slow (8192: four seconds at the design rate, and more
+	// than one group commit of ingest announces at once).
 	Buffer int
 	// MaxSubscribers bounds the subscribers held at once (1000).
 	MaxSubscribers int
@@ -107,7 +108,7 @@ func NewBroker(opts Options) *Broker {
 		opts.Ring = 65536
 	}
 	if opts.Buffer <= 0 {
-		opts.Buffer = 4096
+		opts.Buffer = 8192
 	}
 	if opts.MaxSubscribers <= 0 {
 		opts.MaxSubscribers = 1000

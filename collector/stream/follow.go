@@ -39,6 +39,7 @@ type Follower struct {
 
 	cursor    int64 // the last change event published
 	countries map[uint32]country
+	ready     chan struct{}
 }
 
 type country struct {
@@ -51,8 +52,13 @@ func NewFollower(src Source, changes Changes, b *Broker, log *slog.Logger) *Foll
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Follower{src: src, changes: changes, b: b, log: log, cursor: -1, countries: map[uint32]country{}}
+	return &Follower{src: src, changes: changes, b: b, log: log, cursor: -1, countries: map[uint32]country{},
+		ready: make(chan struct{})}
 }
+
+// Ready is closed once the Follower first listens: what is stored from
+// then on is published.
+func (f *Follower) Ready() <-chan struct{} { return f.ready }
 
 // Run listens until ctx ends, reconnecting with capped backoff. After a
 // reconnection it publishes a gap: results stored while it was away were
@@ -66,8 +72,11 @@ func (f *Follower) Run(ctx context.Context) {
 				f.b.Publish(&pb.StreamResponse{Event: &pb.StreamResponse_Gap{Gap: &pb.StreamGap{
 					Reason: "the collector lost its database connection for a while; results stored meanwhile are missing from the stream"}}})
 			}
-			connected, wait = true, time.Second
 			f.followChanges(ctx)
+			if !connected {
+				close(f.ready)
+			}
+			connected, wait = true, time.Second
 		}, func(channel, payload string) {
 			if channel == store.ResultsChannel {
 				f.results(ctx, payload)

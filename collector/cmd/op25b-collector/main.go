@@ -57,6 +57,7 @@ import (
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/pgcluster"
 	"github.com/op25b/observatory/collector/store"
+	"github.com/op25b/observatory/collector/stream"
 	"github.com/op25b/observatory/collector/submit"
 	"github.com/op25b/observatory/collector/web"
 	"github.com/op25b/observatory/collector/webhook"
@@ -294,6 +295,8 @@ func serve(args []string) error {
 	readURL := fs.String("read-database-url", "", "PostgreSQL URL of a streaming replica of the database: the dataset API, the web page and the gRPC DatasetService read from it; empty: from the database")
 	archiveDir := fs.String("archive-dir", "", "directory of the daily archives: each finished UTC day of public results written there as Parquet every hour, by one collector of those sharing the database at a time, and served under /archive/; empty: none")
 	retainRaw := fs.Int("retain-raw-days", 0, "with --archive-dir, drop the raw results of days older than this many days once the archive holds them (the rollups stay); more than the 30 days ingest accepts results for; 0: keep all")
+	streamOn := fs.Bool("stream", true, "serve the live stream of results and policy changes (/api/v1/stream, DatasetService/Stream): ingest then announces the results it stores to every collector sharing the database (docs/operator.md, Live stream)")
+	streamSubs := fs.Int("stream-max-subscribers", 1000, "live stream subscribers (SSE and gRPC) held at once; more are answered 503 / UNAVAILABLE")
 	var rollups rollupFlags
 	rollups.register(fs)
 	if err := c.parse(fs, args); err != nil {
@@ -385,7 +388,19 @@ func serve(args []string) error {
 		}
 		defer closeReplica()
 	}
-	op25bv1.RegisterDatasetServiceServer(grpcSrv, &dataset.Server{D: ds, Log: c.log})
+	dsSrv := &dataset.Server{D: ds, Log: c.log}
+	var broker *stream.Broker
+	if *streamOn {
+		// Every collector announces what it stores, whether or not it
+		// has subscribers: a subscriber of another one may want it.
+		st.NotifyResults(true)
+		broker = stream.NewBroker(stream.Options{MaxSubscribers: *streamSubs, Metrics: stream.NewMetrics(reg)})
+		// Changes are read from the database: a replica may not have
+		// replayed the event it was notified of yet.
+		go stream.NewFollower(st, primary, broker, c.log).Run(ctx)
+		dsSrv.Streamer = broker
+	}
+	op25bv1.RegisterDatasetServiceServer(grpcSrv, dsSrv)
 	maxHTTP, maxGRPC, err := connCaps(*httpConns, *grpcConns, c.log)
 	if err != nil {
 		return err
@@ -450,7 +465,7 @@ func serve(args []string) error {
 	}
 	limiter := httpapi.NewLimiter(httpapi.LimitOptions{Rate: *httpRate, Burst: *httpBurst, TrustProxy: *trustProxy})
 	registerLimits(reg, map[string]*ratelimit.Listener{"grpc": ln, "http": hln}, limiter)
-	webOpts := webOptions{downloads: *downloadDir, publicURL: *publicURL, trustProxy: *trustProxy, archives: *archiveDir}
+	webOpts := webOptions{downloads: *downloadDir, publicURL: *publicURL, trustProxy: *trustProxy, archives: *archiveDir, stream: broker}
 	if *submitRate > 0 {
 		submissions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "op25b_submissions_total",
 			Help: "One-off contributions (op25b-agent check --submit) by outcome."}, []string{"outcome"})
@@ -494,6 +509,11 @@ func serve(args []string) error {
 	}
 	c.log.Info("shutting down: finishing in-flight batches")
 	health.Shutdown()
+	if broker != nil {
+		// Live subscribers are told why they are dropped, and their
+		// gRPC streams end, which GracefulStop waits for.
+		broker.Close()
+	}
 	done := make(chan struct{})
 	go func() { grpcSrv.GracefulStop(); close(done) }()
 	select {
@@ -561,11 +581,13 @@ type webOptions struct {
 	trustProxy  bool
 	// archives is the directory of the daily archives; empty: none.
 	archives string
+	// stream serves /api/v1/stream; nil: none.
+	stream *stream.Broker
 }
 
 func httpHandler(q httpapi.Querier, ping func(context.Context) error, metrics http.Handler, limit *httpapi.Limiter, o webOptions, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy, PublicURL: o.publicURL}
+	api := httpapi.Options{Logger: log, TrustProxy: o.trustProxy, PublicURL: o.publicURL, Stream: o.stream}
 	if o.submissions != nil {
 		api.Submissions = o.submissions
 	}
