@@ -23,7 +23,7 @@ import (
 )
 
 // SchemaVersion is the version of the published schema in docs/dataset.md.
-const SchemaVersion = "1.5"
+const SchemaVersion = "1.6"
 
 // Licence is the SPDX identifier of the dataset's licence.
 const Licence = "CC-BY-4.0"
