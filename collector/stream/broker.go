@@ -289,3 +289,10 @@ func (b *Broker) Close() {
 
 // Sent counts n events written to the subscriber (the metrics).
 func (s *Subscription) Sent(n int) { s.b.opts.Metrics.sentTo(n) }
+
+// Held is how many subscribers b holds.
+func Held(b *Broker) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}

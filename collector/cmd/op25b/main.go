@@ -10,6 +10,7 @@
 //	op25b countries [--family ipv4] [--window 30d]
 //	op25b info                                            the collector's software, schema, licence, limits
 //	op25b export --start 2026-03-01 --end 2026-03-08 [--asn N] [--country CC] [--family F] [--format csv|ndjson|parquet] -o FILE
+//	op25b watch [--asn N] [--country CC] [--port 25] [--verdict V,...] [--format table|json]   live results and changes until Ctrl-C
 //	op25b version | op25b help [COMMAND]
 //
 // It reads the collector's HTTP API (/api/v1) at --collector, also set
@@ -70,7 +71,7 @@ type command struct {
 var commands []*command // in the order op25b help lists them; filled by init
 
 func init() {
-	commands = []*command{asnsCommand, asnCommand, peersCommand, prefixesCommand, changesCommand, countriesCommand, infoCommand, exportCommand}
+	commands = []*command{asnsCommand, asnCommand, peersCommand, prefixesCommand, changesCommand, countriesCommand, infoCommand, exportCommand, watchCommand}
 }
 
 func lookup(name string) *command {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/op25b/observatory/collector/dataset"
 	"github.com/op25b/observatory/collector/httpapi"
+	"github.com/op25b/observatory/collector/stream"
 	"github.com/op25b/observatory/internal/shares"
 	"github.com/op25b/observatory/internal/uuidv7"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
@@ -44,6 +45,9 @@ type Server struct {
 	// each flushed to the client. BreakAfter, if positive, fails the export
 	// once that many rows have gone out, which breaks off the transfer.
 	ExportRows, Chunk, BreakAfter int
+	// Stream serves /api/v1/stream: what a test publishes to it goes to
+	// the subscribers.
+	Stream *stream.Broker
 
 	mu       sync.Mutex
 	requests []string
@@ -51,8 +55,8 @@ type Server struct {
 
 // Start starts a fake on 127.0.0.1 and stops it when the test ends.
 func Start(t testing.TB) *Server {
-	s := &Server{PageSize: 3, ExportRows: 5, Chunk: 1}
-	api := httpapi.New(querier{s}, httpapi.Options{Now: func() time.Time { return Now }})
+	s := &Server{PageSize: 3, ExportRows: 5, Chunk: 1, Stream: stream.NewBroker(stream.Options{})}
+	api := httpapi.New(querier{s}, httpapi.Options{Now: func() time.Time { return Now }, Stream: s.Stream})
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, r.URL.RequestURI())
@@ -60,6 +64,8 @@ func Start(t testing.TB) *Server {
 		api.ServeHTTP(w, r)
 	}))
 	t.Cleanup(ts.Close)
+	// Before the server closes, which waits for live streams to end.
+	t.Cleanup(s.Stream.Close)
 	s.URL = ts.URL
 	return s
 }
