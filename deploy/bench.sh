@@ -86,6 +86,19 @@ copy10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitCopy/rows=10000 results/
 idem200=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=200 results/s)
 idem10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=10000 results/s)
 
+echo "bench: live stream: ingest with and without announcements (3 runs), fan-out at 2,000 results/s" >&2
+go test -run '^$' -bench 'Ingest' -benchtime 60000x -count 3 ./collector/stream | tee "$work/stream.txt" >&2
+go test -run '^$' -bench 'Fanout' -benchtime 1x -timeout 20m ./collector/stream | tee -a "$work/stream.txt" >&2
+notify_off=$(metric "$work/stream.txt" BenchmarkIngest/notify=false results/s)
+notify_on=$(metric "$work/stream.txt" BenchmarkIngest/notify=true results/s)
+# fanout SUBS UNIT: one figure of the fan-out run with SUBS subscribers.
+fanout() { metric "$work/stream.txt" "BenchmarkFanout/subs=$1" "$2"; }
+fanout_rows() {
+	for n in 1 100 250 500; do
+		echo "| live stream at 2,000 results/s, $n SSE subscribers on loopback (readers in the same process): delay from commit to subscriber p50 / p99; $(fanout "$n" dropped) dropped, $(fanout "$n" delivered) of the events delivered | $(fanout "$n" p50_ms) / $(fanout "$n" p99_ms) ms | ingest kept $(fanout "$n" results/s) of 2,000 results/s, slowest batch $(fanout "$n" slowest_insert_ms) ms | | |"
+	done
+}
+
 echo "bench: ASN lookups per core (go test -bench -cpu 1, 3 runs)" >&2
 go test -run '^$' -bench 'Lookup' -cpu 1 -count 3 ./collector/asn | tee "$work/asn.txt" >&2
 lpm4=$(metric "$work/asn.txt" BenchmarkLookup/IPv4 lookups/s)
@@ -198,6 +211,8 @@ the test cluster (fsync off), median of 3 runs.
 | idempotent \`COPY\`, 10,000 rows per transaction | $idem10k results/s | plain \`COPY\` into an unindexed table, 10,000 rows: $copy10k results/s (200 rows: $copy200) | $(ratio "$idem10k" "$copy10k") | |
 | the store alone (\`InsertResults\`, 32 writers of 200-row batches, group commit) | $rawcopy results/s | idempotent \`COPY\`, 10,000 rows: $idem10k results/s | $(ratio "$rawcopy" "$idem10k") | |
 | end-to-end ingest | $ingest results/s | the store alone: $rawcopy results/s | $(ratio "$ingest" "$rawcopy") | |
+| the store with the live stream's announcements (\`serve --stream\`, \`pg_notify\` of the public columns in the ingest transaction; 8 writers of 200-row batches, median of 3) | $notify_on results/s | the same without: $notify_off results/s | $(ratio "$notify_on" "$notify_off") | |
+$(fanout_rows)
 | the store's insert with the dataset's tallies (ASN attributed) | $rawcopy results/s | the same rows without an ASN (no tallies): $rawbare results/s | $(ratio "$rawcopy" "$rawbare") | |
 | the same, as rounds of three reference MTAs in three networks, compared across them (docs/dataset.md, "Faults near a reference MTA") | $rawthree results/s | the same rows, one network (no comparison): $rawcopy results/s | $(ratio "$rawthree" "$rawcopy") | |
 | collector RSS with 10,000 agents connected (each enrolled, on its own TLS connection, with an open upload stream that delivered a batch: $agents_line) | $(kmib "$agents_rss") | the same collector idle: $(kmib "$idle_rss") | $(ratio "$agents_rss" "$idle_rss") ($(awk -v a="$agents_rss" -v b="$idle_rss" 'BEGIN {printf "%.0f", (a-b)/10000}') KiB per agent) | |

@@ -45,7 +45,7 @@ func result(asn uint32, port uint16, v pb.Verdict) store.Result {
 		EgressSource: store.EgressControl, Prefix: netip.MustParsePrefix("198.51.100.0/24"), ASN: asn}
 }
 
-func insert(t *testing.T, s *store.Store, rs ...store.Result) {
+func insert(t testing.TB, s *store.Store, rs ...store.Result) {
 	t.Helper()
 	if n, err := s.InsertResults(context.Background(), rs); err != nil || n != int64(len(rs)) {
 		t.Fatalf("InsertResults = %d, %v; want %d", n, err, len(rs))
@@ -61,7 +61,7 @@ type collector struct {
 	grpc   pb.DatasetServiceClient
 }
 
-func newCollector(t *testing.T, st *store.Store, opts stream.Options) *collector {
+func newCollector(t testing.TB, st *store.Store, opts stream.Options) *collector {
 	t.Helper()
 	st.NotifyResults(true)
 	ds, err := dataset.New(st.Pool, dataset.Config{}, nil)
@@ -147,7 +147,7 @@ func (s *subscriber) wait(t *testing.T, n int) []*pb.StreamResponse {
 	return s.got()
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
