@@ -401,3 +401,28 @@ func TestInvalidFilters(t *testing.T) {
 		t.Errorf("gRPC Stream of port 26: %v; want INVALID_ARGUMENT", err)
 	}
 }
+
+// TestReconnectSendsGap: when the listening connection dies, the follower
+// reconnects, tells subscribers that events may be missing, and streams
+// again.
+func TestReconnectSendsGap(t *testing.T) {
+	st := storetest.New(t)
+	c := newCollector(t, st, stream.Options{})
+	sub := subscribe(t, c, datasetclient.StreamRequest{})
+	insert(t, st, result(64500, 25, pb.Verdict_VERDICT_OPEN))
+	sub.wait(t, 1)
+	ctx := context.Background()
+	var killed int
+	if err := st.Pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d listeners, %v; want 1", killed, err)
+	}
+	got := sub.wait(t, 2)
+	if g := got[1].GetGap(); g == nil || !strings.Contains(g.Reason, "lost its database connection") {
+		t.Fatalf("after the connection broke: %v; want a gap", got[1])
+	}
+	insert(t, st, result(64500, 587, pb.Verdict_VERDICT_OPEN))
+	if got := sub.wait(t, 3); got[2].GetResult().GetPort() != 587 {
+		t.Errorf("after the reconnection: %v", got[2])
+	}
+}
