@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -51,7 +50,7 @@ func (s *server) stream(w http.ResponseWriter, r *http.Request, q *query) error 
 		return nil
 	}
 	sub, err := s.broker.Subscribe(f, r.Header.Get("Last-Event-ID"))
-	if errors.Is(err, stream.ErrFull) {
+	if err != nil { // stream.ErrFull or ErrClosed
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error())
 		return nil

@@ -32,6 +32,9 @@ import (
 // subscribers.
 var ErrFull = errors.New("stream: the collector holds its maximum of live subscribers; try again later or another collector")
 
+// ErrClosed is returned by Subscribe once the broker is closed.
+var ErrClosed = errors.New("stream: the collector is shutting down; try another collector or again shortly")
+
 // The reasons a subscriber is dropped, as reported to it and counted.
 const (
 	DropSlow     = "slow"     // its buffer was full
@@ -226,11 +229,14 @@ func (s *Subscription) Close() {
 
 // Subscribe adds a subscriber of the events f selects, resuming after the
 // event lastID (empty: from the next event). It returns ErrFull at the
-// subscriber cap.
+// subscriber cap, ErrClosed once the broker is closed.
 func (b *Broker) Subscribe(f Filter, lastID string) (*Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.closed || len(b.subs) >= b.opts.MaxSubscribers {
+	if b.closed {
+		return nil, ErrClosed
+	}
+	if len(b.subs) >= b.opts.MaxSubscribers {
 		b.opts.Metrics.dropped("full", len(b.subs))
 		return nil, ErrFull
 	}

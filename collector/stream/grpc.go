@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"errors"
 	"fmt"
 
 	"google.golang.org/grpc"
@@ -36,7 +35,7 @@ func (b *Broker) Serve(req *pb.StreamRequest, srv grpc.ServerStreamingServer[pb.
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	sub, err := b.Subscribe(f, req.GetLastEventId())
-	if errors.Is(err, ErrFull) {
+	if err != nil {
 		return status.Error(codes.Unavailable, err.Error())
 	}
 	defer sub.Close()
