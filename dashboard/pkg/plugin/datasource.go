@@ -20,6 +20,7 @@ import (
 var (
 	_ backend.QueryDataHandler      = (*Datasource)(nil)
 	_ backend.CheckHealthHandler    = (*Datasource)(nil)
+	_ backend.StreamHandler         = (*Datasource)(nil)
 	_ instancemgmt.InstanceDisposer = (*Datasource)(nil)
 )
 
@@ -27,8 +28,10 @@ var (
 // collector.
 type Datasource struct {
 	address string
-	conn    *grpc.ClientConn
-	client  op25bv1.DatasetServiceClient
+	// uid names the data source in its Grafana Live channels.
+	uid    string
+	conn   *grpc.ClientConn
+	client op25bv1.DatasetServiceClient
 	// err is why the settings cannot work; CheckHealth and every query
 	// report it.
 	err error
@@ -39,7 +42,7 @@ type Datasource struct {
 func NewDatasource(_ context.Context, s backend.DataSourceInstanceSettings) (instancemgmt.Instance, error) {
 	st, err := models.Load(s)
 	if err != nil {
-		return &Datasource{err: err}, nil
+		return &Datasource{uid: s.UID, err: err}, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: st.ServerName, InsecureSkipVerify: st.TLSSkipVerify}
 	if st.TLSCACert != "" {
@@ -52,9 +55,9 @@ func NewDatasource(_ context.Context, s backend.DataSourceInstanceSettings) (ins
 	}
 	conn, err := grpc.NewClient(st.Address, opts...)
 	if err != nil {
-		return &Datasource{address: st.Address, err: err}, nil
+		return &Datasource{address: st.Address, uid: s.UID, err: err}, nil
 	}
-	return &Datasource{address: st.Address, conn: conn, client: op25bv1.NewDatasetServiceClient(conn)}, nil
+	return &Datasource{address: st.Address, uid: s.UID, conn: conn, client: op25bv1.NewDatasetServiceClient(conn)}, nil
 }
 
 // Dispose closes the connection when the settings change or Grafana stops.

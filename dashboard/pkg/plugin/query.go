@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/op25b/observatory/internal/shares"
+	"github.com/op25b/observatory/internal/verdict"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -43,6 +44,7 @@ var handlers = map[string]handler{
 	"changes":   (*Datasource).changes,
 	"prefixes":  (*Datasource).prefixes,
 	"results":   (*Datasource).results,
+	"live":      (*Datasource).live,
 }
 
 // queryModel is a query as the front end sends it.
@@ -54,6 +56,8 @@ type queryModel struct {
 	PolicyClass string `json:"policyClass"`
 	Port        uint32 `json:"port"`
 	Limit       int    `json:"limit"`
+	// Verdicts filter a live query's results (DESIGN.md names); none: all.
+	Verdicts []string `json:"verdicts"`
 }
 
 // asn reads 64500, "64500" or "AS64500": dashboard variables arrive as
@@ -76,13 +80,14 @@ func (a *asn) UnmarshalJSON(b []byte) error {
 
 // params are a checked query in the collector's terms.
 type params struct {
-	asn     uint32
-	country string
-	family  op25bv1.AddressFamily
-	class   op25bv1.PolicyClass
-	port    uint32
-	limit   int
-	tr      backend.TimeRange
+	asn      uint32
+	country  string
+	family   op25bv1.AddressFamily
+	class    op25bv1.PolicyClass
+	port     uint32
+	limit    int
+	verdicts []op25bv1.Verdict
+	tr       backend.TimeRange
 }
 
 // QueryData answers each query on its own: a query that fails gets an
@@ -169,6 +174,13 @@ func parse(dq backend.DataQuery) (params, handler, error) {
 			return params{}, nil, invalid("policy class %q: want one of %s", m.PolicyClass, strings.Join(names, ", "))
 		}
 		q.class = op25bv1.PolicyClass(v)
+	}
+	for _, s := range m.Verdicts {
+		v, err := verdict.Parse(strings.ToUpper(strings.TrimSpace(s)))
+		if err != nil {
+			return params{}, nil, invalid("%v", err)
+		}
+		q.verdicts = append(q.verdicts, op25bv1.Verdict(v))
 	}
 	if q.port != 25 && q.port != 587 && q.port != 465 {
 		return params{}, nil, invalid("port %d: want 25, 587 or 465", q.port)

@@ -150,7 +150,7 @@ func TestQueryErrors(t *testing.T) {
 		status backend.Status
 		want   string
 	}{
-		{`{"queryType": "nonsense"}`, backend.StatusBadRequest, `query type "nonsense": want one of asns, changes, countries, peers, prefixes, results, timeline`},
+		{`{"queryType": "nonsense"}`, backend.StatusBadRequest, `query type "nonsense": want one of asns, changes, countries, live, peers, prefixes, results, timeline`},
 		{`{"queryType": "prefixes"}`, backend.StatusBadRequest, "needs an ASN"},
 		{`{"queryType": "prefixes", "asn": 65000}`, backend.StatusNotFound, "no measurements from AS65000"},
 		{`{"queryType": "asns", "family": "ipv5"}`, backend.StatusBadRequest, `family "ipv5"`},
