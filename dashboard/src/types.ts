@@ -2,9 +2,18 @@ import { DataSourceJsonData } from '@grafana/data';
 import { DataQuery } from '@grafana/schema';
 
 /** What a query asks the collector's DatasetService for. */
-export type QueryType = 'asns' | 'timeline' | 'countries' | 'peers' | 'prefixes' | 'changes' | 'results';
+export type QueryType = 'asns' | 'timeline' | 'countries' | 'peers' | 'prefixes' | 'changes' | 'results' | 'live';
 
-export const QUERY_TYPES: QueryType[] = ['asns', 'timeline', 'countries', 'peers', 'prefixes', 'changes', 'results'];
+export const QUERY_TYPES: QueryType[] = [
+  'asns',
+  'timeline',
+  'countries',
+  'peers',
+  'prefixes',
+  'changes',
+  'results',
+  'live',
+];
 
 /** Address family; '' is both. */
 export type Family = 'ipv4' | 'ipv6' | '';
@@ -42,6 +51,7 @@ export const QUERY_FIELDS: Record<QueryType, Array<keyof Omit<OP25BQuery, keyof 
   prefixes: ['asn', 'family', 'port'],
   changes: ['asn', 'country', 'family'],
   results: ['asn', 'country', 'family', 'limit'],
+  live: ['asn', 'port'],
 };
 
 /** Default and largest number of rows of a results query. */
@@ -56,7 +66,7 @@ export interface OP25BQuery extends DataQuery {
   country?: string;
   family?: Family | Variable;
   policyClass?: PolicyClass | Variable;
-  /** The port a timeline follows, or whose verdict a prefixes query gives. */
+  /** The port a timeline follows, whose verdict a prefixes query gives, or a live query streams (none: all). */
   port?: Port;
   /** Rows of a results query: default 1000, at most 10000. */
   limit?: number;

@@ -256,7 +256,7 @@ func TestLiveQuery(t *testing.T) {
 	d := open(t, settings("127.0.0.1:9", nil))
 	rs := run(t, d, `{"queryType": "live", "asn": "AS64500"}`, `{"queryType": "live", "asn": 64500, "port": 587, "verdicts": ["open", "BLOCKED_RESET"]}`,
 		`{"queryType": "live"}`, `{"queryType": "live", "asn": 64500, "verdicts": ["SPAMMY"]}`)
-	for ref, want := range map[string]string{"A": "ds/op25b/results/64500/port=25", "B": "ds/op25b/results/64500/port=587/verdict=OPEN/verdict=BLOCKED_RESET"} {
+	for ref, want := range map[string]string{"A": "ds/op25b/results/64500", "B": "ds/op25b/results/64500/port=587/verdict=OPEN/verdict=BLOCKED_RESET"} {
 		dr := rs[ref]
 		if dr.Error != nil || len(dr.Frames) != 1 {
 			t.Fatalf("%s: %v, %d frames", ref, dr.Error, len(dr.Frames))

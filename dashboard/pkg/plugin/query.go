@@ -154,7 +154,10 @@ func parse(dq backend.DataQuery) (params, handler, error) {
 		return params{}, nil, invalid("query type %q: want one of %s", m.QueryType, strings.Join(slices.Sorted(maps.Keys(handlers)), ", "))
 	}
 	q := params{asn: uint32(m.ASN), country: strings.ToUpper(strings.TrimSpace(m.Country)),
-		port: cmp.Or(m.Port, 25), limit: cmp.Or(m.Limit, defaultLimit), tr: dq.TimeRange}
+		port: m.Port, limit: cmp.Or(m.Limit, defaultLimit), tr: dq.TimeRange}
+	if q.port == 0 && m.QueryType != "live" { // a live panel follows every port unless told
+		q.port = 25
+	}
 	switch strings.ToLower(m.Family) {
 	case "":
 	case "ipv4":
@@ -182,7 +185,7 @@ func parse(dq backend.DataQuery) (params, handler, error) {
 		}
 		q.verdicts = append(q.verdicts, op25bv1.Verdict(v))
 	}
-	if q.port != 25 && q.port != 587 && q.port != 465 {
+	if q.port != 0 && q.port != 25 && q.port != 587 && q.port != 465 {
 		return params{}, nil, invalid("port %d: want 25, 587 or 465", q.port)
 	}
 	if q.limit < 1 || q.limit > maxRows {

@@ -42,6 +42,15 @@ describe('QueryEditor', () => {
     expect(screen.queryByLabelText('Country')).not.toBeInTheDocument();
   });
 
+  it('asks a live query for its ASN and port only', () => {
+    renderEditor({ refId: 'A', queryType: 'live' });
+    expect(screen.getByText('Live results')).toBeInTheDocument();
+    expect(screen.getByLabelText('ASN')).toHaveAttribute('placeholder', 'required');
+    expect(screen.getByText('Port')).toBeInTheDocument();
+    expect(screen.queryByLabelText('Family')).not.toBeInTheDocument();
+    expect(screen.queryByLabelText('Country')).not.toBeInTheDocument();
+  });
+
   it('calls onChange and runs the query when the query type changes', () => {
     const { onChange, onRunQuery } = renderEditor({ refId: 'A', queryType: 'asns' });
     const select = screen.getByLabelText('Query type');

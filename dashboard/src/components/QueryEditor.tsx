@@ -29,10 +29,11 @@ export const QUERY_TYPE_OPTIONS: Array<SelectableValue<QueryType>> = [
   { value: 'prefixes', label: 'ASN prefixes', description: 'Verdict of each /24 or /48 prefix of one ASN on a port' },
   { value: 'changes', label: 'Policy changes', description: 'Days an ASN changed class (usable as annotations)' },
   { value: 'results', label: 'Raw results', description: `Public raw results, at most ${MAX_RESULTS_LIMIT} rows` },
+  { value: 'live', label: 'Live results', description: "One ASN's results as the collector stores them (Grafana Live)" },
 ];
 
 /** The query types that answer for one ASN. */
-const ASN_REQUIRED: QueryType[] = ['timeline', 'peers', 'prefixes'];
+const ASN_REQUIRED: QueryType[] = ['timeline', 'peers', 'prefixes', 'live'];
 
 const FAMILY_OPTIONS: Array<SelectableValue<string>> = [
   { value: '', label: 'Both' },
