@@ -5,7 +5,7 @@
 import plugin from './plugin.json';
 
 describe('plugin.json', () => {
-  it('declares the backend data source with alerting and annotations', () => {
+  it('declares the backend data source with alerting, annotations and live streams', () => {
     expect(plugin).toMatchObject({
       id: 'op25b-observatory-datasource',
       type: 'datasource',
@@ -14,6 +14,9 @@ describe('plugin.json', () => {
       executable: 'gpx_op25b',
       alerting: true,
       annotations: true,
+      // The live query's panels subscribe to the backend's streams
+      // (pkg/plugin/live.go) through Grafana Live.
+      streaming: true,
       dependencies: { grafanaDependency: '>=10.4.0' },
       info: { version: '%VERSION%', updated: '%TODAY%', logos: { small: 'img/logo.svg', large: 'img/logo.svg' } },
     });
