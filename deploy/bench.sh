@@ -86,6 +86,12 @@ copy10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitCopy/rows=10000 results/
 idem200=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=200 results/s)
 idem10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=10000 results/s)
 
+echo "bench: webhook delivery delay (go test -bench, 3 runs of 500 events)" >&2
+go test -run '^$' -bench 'Delivery' -benchtime 500x -count 3 ./collector/webhook | tee "$work/webhook.txt" >&2
+hook50=$(metric "$work/webhook.txt" BenchmarkDelivery p50-ms)
+hook99=$(metric "$work/webhook.txt" BenchmarkDelivery p99-ms)
+hookpost=$(metric "$work/webhook.txt" BenchmarkDelivery post-p50-ms)
+
 echo "bench: live stream: ingest with and without announcements (3 runs), fan-out at 2,000 results/s" >&2
 go test -run '^$' -bench 'Ingest' -benchtime 60000x -count 3 ./collector/stream | tee "$work/stream.txt" >&2
 go test -run '^$' -bench 'Fanout' -benchtime 1x -timeout 20m ./collector/stream | tee -a "$work/stream.txt" >&2
@@ -213,6 +219,7 @@ the test cluster (fsync off), median of 3 runs.
 | end-to-end ingest | $ingest results/s | the store alone: $rawcopy results/s | $(ratio "$ingest" "$rawcopy") | |
 | the store with the live stream's announcements (\`serve --stream\`, \`pg_notify\` of the public columns in the ingest transaction; 8 writers of 200-row batches, median of 3) | $notify_on results/s | the same without: $notify_off results/s | $(ratio "$notify_on" "$notify_off") | |
 $(fanout_rows)
+| webhook delivery delay, from the commit of a change event (its row and the notification, as a refresh logs it) to the receiver holding the signed POST, one event at a time on loopback, p50 / p99 (median of 3 runs of 500) | $hook50 / $hook99 ms | a plain POST of a delivery's size to the same receiver: $hookpost ms | $(dratio "$hook50" "$hookpost") | |
 | the store's insert with the dataset's tallies (ASN attributed) | $rawcopy results/s | the same rows without an ASN (no tallies): $rawbare results/s | $(ratio "$rawcopy" "$rawbare") | |
 | the same, as rounds of three reference MTAs in three networks, compared across them (docs/dataset.md, "Faults near a reference MTA") | $rawthree results/s | the same rows, one network (no comparison): $rawcopy results/s | $(ratio "$rawthree" "$rawcopy") | |
 | collector RSS with 10,000 agents connected (each enrolled, on its own TLS connection, with an open upload stream that delivered a batch: $agents_line) | $(kmib "$agents_rss") | the same collector idle: $(kmib "$idle_rss") | $(ratio "$agents_rss" "$idle_rss") ($(awk -v a="$agents_rss" -v b="$idle_rss" 'BEGIN {printf "%.0f", (a-b)/10000}') KiB per agent) | |
