@@ -75,6 +75,7 @@ var grammar = map[string][]subcommand{
 		{path: []string{"countries"}},
 		{path: []string{"info"}},
 		{path: []string{"export"}},
+		{path: []string{"watch"}},
 		{path: []string{"help"}, maxArgs: 1, noFlags: true},
 		{path: []string{"version"}, noFlags: true},
 	},
