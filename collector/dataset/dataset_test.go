@@ -146,6 +146,20 @@ func snapshot(t *testing.T, s *store.Store) string {
 	return b.String()
 }
 
+// rebuildMatches rebuilds the rollups with d and reports, as what, where
+// the state s held before (what incremental refreshes reached) differs
+// from the rebuilt one.
+func rebuildMatches(t *testing.T, s *store.Store, d *dataset.Dataset, what string) {
+	t.Helper()
+	incremental := snapshot(t, s)
+	if _, err := d.Rebuild(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if rebuilt := snapshot(t, s); rebuilt != incremental {
+		t.Errorf("%s: %s", what, firstDiff(incremental, rebuilt))
+	}
+}
+
 // firstDiff shows where two snapshots first differ.
 func firstDiff(a, b string) string {
 	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")

@@ -103,13 +103,7 @@ func TestQuietRefreshes(t *testing.T) {
 	if st, err := d.Refresh(ctx); err != nil || st.Days != 0 || st.Keys != 0 {
 		t.Errorf("refresh after that: %+v, %v; want nothing recomputed", st, err)
 	}
-	incremental := snapshot(t, s)
-	if _, err := d.Rebuild(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	if rebuilt := snapshot(t, s); rebuilt != incremental {
-		t.Errorf("rebuild differs from the state the quiet and the dirty refreshes reached: %s", firstDiff(incremental, rebuilt))
-	}
+	rebuildMatches(t, s, d, "rebuild differs from the state the quiet and the dirty refreshes reached")
 }
 
 // TestOneReplicaAtATime: the collectors sharing a database refresh and
@@ -224,13 +218,7 @@ func TestOneReplicaAtATime(t *testing.T) {
 		}
 		t.Logf("round %d: %d dirty days; skipped: %v, %v", round, dirty, first.st.Skipped, second.st.Skipped)
 	}
-	incremental := snapshot(t, sA)
-	if _, err := dB.Rebuild(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	if rebuilt := snapshot(t, sA); rebuilt != incremental {
-		t.Errorf("the replicas' refreshes differ from a rebuild: %s", firstDiff(incremental, rebuilt))
-	}
+	rebuildMatches(t, sA, dB, "the replicas' refreshes differ from a rebuild")
 }
 
 // TestWindowsReadOneSnapshot: the refresh of the rolling windows reads the
@@ -295,13 +283,7 @@ func TestWindowsReadOneSnapshot(t *testing.T) {
 	if st.Deltas != 1 || st.Keys != 1 || st.Days != 1 {
 		t.Errorf("the refresh after: %d deltas, %d window keys, %d days; want the new result's 1 delta, key and day", st.Deltas, st.Keys, st.Days)
 	}
-	incremental := snapshot(t, s)
-	if _, err := d.Rebuild(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	if rebuilt := snapshot(t, s); rebuilt != incremental {
-		t.Errorf("a result committed during the windows' refresh was not counted once: %s", firstDiff(incremental, rebuilt))
-	}
+	rebuildMatches(t, s, d, "a result committed during the windows' refresh was not counted once")
 }
 
 // TestRunCadence: Run refreshes the daily points at every tick and the
