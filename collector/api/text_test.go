@@ -11,12 +11,11 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/encoding"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/op25b/observatory/collector/api"
 	"github.com/op25b/observatory/collector/auth"
+	"github.com/op25b/observatory/collector/collectortest"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -73,11 +72,11 @@ func TestUploadBadTextStoredOrRejectedAlone(t *testing.T) {
 	// Same length, so the wire format stays well formed.
 	msg = bytes.Replace(msg, []byte("not-utf8"), []byte("\xe6\x97\xff\xfe\xc0\xaf\x80\x80"), 1)
 
-	stream, err := op25bv1.NewAgentServiceClient(e.conn).UploadResults(ctx, grpc.ForceCodecV2(rawCodec{}))
+	stream, err := op25bv1.NewAgentServiceClient(e.conn).UploadResults(ctx, grpc.ForceCodecV2(collectortest.RawCodec{}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.SendMsg(rawMessage(msg)); err != nil {
+	if err := stream.SendMsg(collectortest.RawMessage(msg)); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := stream.Recv()
@@ -128,22 +127,3 @@ func TestUploadBadTextStoredOrRejectedAlone(t *testing.T) {
 		}
 	}
 }
-
-// rawMessage is an upload message already in wire format.
-type rawMessage []byte
-
-// rawCodec sends rawMessage as it is and everything else as protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	if b, ok := v.(rawMessage); ok {
-		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-	}
-	return encoding.GetCodecV2("proto").Marshal(v)
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	return encoding.GetCodecV2("proto").Unmarshal(data, v)
-}
-
-func (rawCodec) Name() string { return "proto" }
