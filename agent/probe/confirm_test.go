@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/op25b/observatory/internal/proof"
+	"github.com/op25b/observatory/internal/testenv"
 	"github.com/op25b/observatory/internal/verdict"
 )
 
@@ -140,6 +141,7 @@ func TestRefusalOfAnotherNonce(t *testing.T) {
 // round-trip time, between Timeout and MaxTimeout, so that a greeting that
 // takes longer than Timeout on a slow path is still heard.
 func TestAdaptiveDeadline(t *testing.T) {
+	testenv.Long(t, "a reference MTA that greets after 1.2 s")
 	key := newKey(t)
 	tg := fakeRefMTA(t, "127.0.0.1", key, func(f *fakeMTA) { f.greetAfter = 1200 * time.Millisecond })
 	r := newRunner(Config{Timeout: time.Second, MaxTimeout: 3 * time.Second})

@@ -25,6 +25,7 @@ import (
 // like from here.
 func blackhole(t *testing.T) uint16 {
 	t.Helper()
+	testenv.Long(t, "waits for connection attempts to time out")
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/op25b/observatory/internal/testenv"
 )
 
 // The environment that turns TestHelperAppender into the crash test's
@@ -64,6 +66,7 @@ func TestHelperAppender(t *testing.T) {
 // round it also appends half a frame to the newest segment, as a torn
 // write would leave it, and checks that exactly that is cut.
 func TestCrash(t *testing.T) {
+	testenv.Long(t, "kills a writer process 100 times")
 	const kills = 100
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 0))

@@ -20,6 +20,7 @@ import (
 // the test and a directory for a cluster.
 func prepare(t *testing.T) (context.Context, string) {
 	t.Helper()
+	testenv.Integration(t, "PostgreSQL server binaries")
 	if _, err := FindBinDir(); err != nil {
 		testenv.Unavailable(t, err.Error())
 	}

@@ -68,6 +68,7 @@ func checkPages(t *testing.T, baseURL, name string, want []wantASN, submission s
 	if len(want) == 0 {
 		t.Fatal("checkPages: no ASN to look for")
 	}
+	testenv.Integration(t, "Chromium")
 	exe, err := exec.LookPath("chromium")
 	if err != nil {
 		testenv.Unavailable(t, "chromium is not installed (make testdeps installs it): "+err.Error())

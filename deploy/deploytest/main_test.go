@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/op25b/observatory/internal/testenv"
 )
 
 var (
@@ -40,6 +42,7 @@ func TestMain(m *testing.M) {
 // progs returns our programs, built once per test binary.
 func progs(t *testing.T) *Programs {
 	t.Helper()
+	testenv.Integration(t, "every program built with go build")
 	progOnce.Do(func() {
 		programs, progErr = BuildPrograms(root, filepath.Join(workDir, "bin"))
 	})

@@ -79,6 +79,7 @@ type unpacked struct {
 // the amd64 deb. The files are the ones --list names and SHA256SUMS
 // covers, under a valid signature.
 func TestPackages(t *testing.T) {
+	testenv.Integration(t, "nfpm, and packages installed into a root file system")
 	nfpm := filepath.Join(root, "bin", "nfpm")
 	if _, err := os.Stat(nfpm); err != nil {
 		testenv.Unavailable(t, "bin/nfpm is missing (make tools installs it)")

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/testenv"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 	"github.com/op25b/observatory/refmta/refmtatest"
 	"github.com/op25b/observatory/refmta/smtpd"
@@ -26,6 +27,7 @@ import (
 // directory and returns it.
 func buildCommands(t *testing.T, pkgs ...string) string {
 	t.Helper()
+	testenv.Integration(t, "the programs built with go build and run as processes")
 	bin := t.TempDir()
 	args := []string{"build", "-o", bin + "/"}
 	for _, p := range pkgs {

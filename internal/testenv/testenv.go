@@ -22,9 +22,31 @@ func Unavailable(t testing.TB, reason string) {
 	t.Skip(reason)
 }
 
+// Integration skips t under go test -short, the unit tier: what names the
+// real part t needs (PostgreSQL, a browser, network namespaces) that makes
+// it an integration test. make test runs without -short, so it runs them
+// all (and OP25B_REQUIRE_ALL=1 does not turn this skip into a failure:
+// -short asks for it).
+func Integration(t testing.TB, what string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("integration test (needs %s): go test -short runs the unit tier only", what)
+	}
+}
+
+// Long skips t under go test -short: why says what takes it seconds (real
+// timeouts, processes killed and restarted).
+func Long(t testing.TB, why string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("takes seconds (%s): go test -short runs the unit tier only", why)
+	}
+}
+
 // NeedRoot stops t unless it runs as root (network namespaces, nftables).
 func NeedRoot(t testing.TB) {
 	t.Helper()
+	Integration(t, "root, network namespaces and nftables")
 	if os.Geteuid() != 0 {
 		Unavailable(t, "needs root to build network namespaces and nftables rules (run: sudo make test)")
 	}

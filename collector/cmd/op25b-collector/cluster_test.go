@@ -24,6 +24,7 @@ const runAsCollector = "OP25B_TEST_RUN_COLLECTOR"
 // the same data directory takes that server over and stops it when it is
 // itself stopped cleanly, so no server is left without an owner.
 func TestKilledCollectorsClusterIsStoppedByTheNext(t *testing.T) {
+	testenv.Integration(t, "PostgreSQL")
 	if _, err := pgcluster.FindBinDir(); err != nil {
 		testenv.Unavailable(t, err.Error())
 	}

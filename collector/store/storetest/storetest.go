@@ -68,6 +68,7 @@ func Main(m *testing.M) {
 // use (nil when $OP25B_TEST_DATABASE_URL names a server instead).
 func Cluster(t testing.TB) *pgcluster.Cluster {
 	t.Helper()
+	testenv.Integration(t, "PostgreSQL")
 	once.Do(func() {
 		if u := serverURL(); u != "" {
 			baseURL = u

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/op25b/observatory/internal/testenv"
 )
 
 func TestMain(m *testing.M) { Main(m) }
@@ -14,6 +16,7 @@ func TestMain(m *testing.M) { Main(m) }
 // TestDatabaseDroppedAfterUse: a test's database is gone once the test
 // ended, connections still open to it or not.
 func TestDatabaseDroppedAfterUse(t *testing.T) {
+	testenv.Integration(t, "PostgreSQL")
 	var name string
 	t.Run("user", func(t *testing.T) {
 		s := New(t)
