@@ -18,6 +18,7 @@ import (
 	"github.com/op25b/observatory/collector/collectortest"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/internal/collectorclient"
+	"github.com/op25b/observatory/internal/testenv"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 	"github.com/op25b/observatory/refmta/refmtatest"
 	"github.com/op25b/observatory/refmta/smtpd"
@@ -58,23 +59,12 @@ func setup(t *testing.T, interval time.Duration, opts spool.Options) (c *collect
 		ScheduleEvery: 100 * time.Millisecond, Drain: 5 * time.Second}, sp, spoolDir
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func TestRoundsAreDeliveredOnce(t *testing.T) {
 	c, d, sp, _ := setup(t, 300*time.Millisecond, spool.Options{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	waitFor(t, "3 rounds stored", 30*time.Second, func() bool { return c.Count(t, "results") >= 9 })
+	testenv.WaitFor(t, "3 rounds stored", 30*time.Second, func() bool { return c.Count(t, "results") >= 9 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run after cancel = %v", err)
@@ -179,7 +169,7 @@ func run(t *testing.T, d *daemon.Daemon, what string, limit time.Duration, stop 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	waitFor(t, what, limit, stop)
+	testenv.WaitFor(t, what, limit, stop)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run after cancel = %v", err)
@@ -259,8 +249,8 @@ func TestNoStreamBetweenRounds(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	for round := 1; round <= 2; round++ {
-		waitFor(t, fmt.Sprintf("round %d stored", round), 30*time.Second, func() bool { return c.Count(t, "results") >= 3*round })
-		waitFor(t, fmt.Sprintf("no stream open after round %d", round), 10*time.Second, func() bool {
+		testenv.WaitFor(t, fmt.Sprintf("round %d stored", round), 30*time.Second, func() bool { return c.Count(t, "results") >= 3*round })
+		testenv.WaitFor(t, fmt.Sprintf("no stream open after round %d", round), 10*time.Second, func() bool {
 			return c.Gauge(t, "op25b_agents_connected") == 0
 		})
 	}

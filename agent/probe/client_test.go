@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/op25b/observatory/internal/testenv"
 	"github.com/op25b/observatory/internal/verdict"
 )
 
@@ -52,7 +54,7 @@ func TestWireOnlyEHLOSTARTTLSQUIT(t *testing.T) {
 			}
 			// The sessions end when the probe closes; wait for the
 			// servers to have read everything.
-			waitFor(t, func() bool {
+			testenv.WaitFor(t, "the servers to read QUIT", 2*time.Second, func() bool {
 				for _, w := range wires {
 					if !strings.HasSuffix(w.String(), "QUIT\r\n") {
 						return false

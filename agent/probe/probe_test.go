@@ -109,7 +109,7 @@ func TestOpenAgainstRefMTA(t *testing.T) {
 			}
 			// The reference MTA saw each probe's nonce: the collector joins
 			// results to sightings by it.
-			waitFor(t, func() bool { return s.Sightings.Len() >= 4 })
+			testenv.WaitFor(t, "4 sightings", 2*time.Second, func() bool { return s.Sightings.Len() >= 4 })
 			seen := map[string]uint16{}
 			for _, sg := range s.Sightings.Peek(100) {
 				seen[hex.EncodeToString(sg.Nonce)] = sg.Port
@@ -120,16 +120,6 @@ func TestOpenAgainstRefMTA(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 200 && !cond(); i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if !cond() {
-		t.Fatal("condition not met within 2s")
 	}
 }
 

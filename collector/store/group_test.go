@@ -9,6 +9,7 @@ import (
 
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/internal/testenv"
 )
 
 // held runs calls to InsertResults while the store's one committer is held
@@ -47,7 +48,7 @@ func held(t *testing.T, s *store.Store, busy []store.Result, calls map[string][]
 		}()
 	}
 	call("busy", busy)
-	waitFor(t, func() bool {
+	testenv.WaitFor(t, "the busy insert to wait for the lock", 30*time.Second, func() bool {
 		var waiting int
 		s.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE NOT granted").Scan(&waiting)
 		return waiting > 0
@@ -55,7 +56,7 @@ func held(t *testing.T, s *store.Store, busy []store.Result, calls map[string][]
 	for name, rs := range calls {
 		call(name, rs)
 	}
-	waitFor(t, func() bool { return s.Waiting() == len(calls) })
+	testenv.WaitFor(t, "the calls to queue", 30*time.Second, func() bool { return s.Waiting() == len(calls) })
 	blocker.Rollback(ctx)
 	wg.Wait()
 	return got
@@ -115,16 +116,5 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if n := transactions(); n != 3+1+3 {
 		t.Errorf("%d transactions; want 7: the busy call, then the three good queued calls one by one after their group failed", n)
-	}
-}
-
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("gave up waiting")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }

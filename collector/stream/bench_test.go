@@ -16,6 +16,7 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/collector/stream"
+	"github.com/op25b/observatory/internal/testenv"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -123,7 +124,7 @@ func fanout(b *testing.B, subs int) {
 			}
 		})
 	}
-	waitFor(b, "the subscribers", func() bool { return subscribers(c) == subs })
+	testenv.WaitFor(b, "the subscribers", 15*time.Second, func() bool { return subscribers(c) == subs })
 
 	start := time.Now()
 	tick := time.NewTicker(every)
@@ -147,7 +148,7 @@ func fanout(b *testing.B, subs int) {
 	elapsed := time.Since(start)
 	// Let the last events arrive.
 	want := batches * 200
-	waitFor(b, "delivery", func() bool {
+	testenv.WaitFor(b, "delivery", 15*time.Second, func() bool {
 		for i := range counts {
 			if counts[i].Load() < int64(want) && !finished[i].Load() {
 				return false

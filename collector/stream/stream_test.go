@@ -25,6 +25,7 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/collector/stream"
+	"github.com/op25b/observatory/internal/testenv"
 	"github.com/op25b/observatory/internal/uuidv7"
 	pb "github.com/op25b/observatory/proto/op25b/v1"
 )
@@ -128,7 +129,7 @@ func subscribe(t *testing.T, c *collector, req datasetclient.StreamRequest) *sub
 		s.mu.Unlock()
 	}()
 	t.Cleanup(func() { cancel(); <-s.done })
-	waitFor(t, "the subscriber to be held", func() bool { return subscribers(c) > before })
+	testenv.WaitFor(t, "the subscriber to be held", 15*time.Second, func() bool { return subscribers(c) > before })
 	return s
 }
 
@@ -143,19 +144,8 @@ func (s *subscriber) got() []*pb.StreamResponse {
 
 func (s *subscriber) wait(t *testing.T, n int) []*pb.StreamResponse {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d events", n), func() bool { return len(s.got()) >= n })
+	testenv.WaitFor(t, fmt.Sprintf("%d events", n), 15*time.Second, func() bool { return len(s.got()) >= n })
 	return s.got()
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestResultsAndChangesFiltered(t *testing.T) {
@@ -229,7 +219,7 @@ func TestPrivacy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two subscribers", func() bool { return subscribers(c) == 2 })
+	testenv.WaitFor(t, "two subscribers", 15*time.Second, func() bool { return subscribers(c) == 2 })
 	insert(t, st, result(64500, 25, pb.Verdict_VERDICT_BLOCKED_TIMEOUT), result(64500, 465, pb.Verdict_VERDICT_OPEN))
 	var raw strings.Builder
 	sc := bufio.NewScanner(resp.Body)
@@ -356,7 +346,7 @@ func TestDroppedSubscribersAreTold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "two subscribers", func() bool { return subscribers(c) == 2 })
+	testenv.WaitFor(t, "two subscribers", 15*time.Second, func() bool { return subscribers(c) == 2 })
 
 	// Beyond the cap: 503.
 	err = c.http.Stream(ctx, datasetclient.StreamRequest{}, func(*pb.StreamResponse) error { return nil })

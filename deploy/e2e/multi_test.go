@@ -22,6 +22,7 @@ import (
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/internal/collectorclient"
+	"github.com/op25b/observatory/internal/testenv"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -123,7 +124,7 @@ func TestFailoverBetweenCollectors(t *testing.T) {
 	}
 	defer func() { agent.Process.Kill(); agent.Wait() }()
 
-	waitFor(t, "a third of the results stored", time.Minute, func() bool { r, _ := stored(t, st); return r >= n/3 })
+	testenv.WaitFor(t, "a third of the results stored", time.Minute, func() bool { r, _ := stored(t, st); return r >= n/3 })
 	// The agent holds its upload stream on one collector at a time: that
 	// one is killed, the other must not have had it.
 	streaming, other := a, b
@@ -144,7 +145,7 @@ func TestFailoverBetweenCollectors(t *testing.T) {
 		t.Fatalf("all results were stored before the kill; the test proves nothing")
 	}
 
-	waitFor(t, "every result stored", 2*time.Minute, func() bool { r, _ := stored(t, st); return r >= n })
+	testenv.WaitFor(t, "every result stored", 2*time.Minute, func() bool { r, _ := stored(t, st); return r >= n })
 	if got := other.metric(t, "op25b_upload_batches_total"); got == 0 {
 		t.Errorf("collector %s took no batch; the results came another way", other.dial)
 	}
@@ -191,7 +192,7 @@ func TestEnrollWithFirstCollectorDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	waitFor(t, "the results delivered", time.Minute, func() bool { return sp.Len() == 0 })
+	testenv.WaitFor(t, "the results delivered", time.Minute, func() bool { return sp.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)

@@ -77,17 +77,6 @@ func missing(t *testing.T, st *store.Store, ids []string) int {
 	return n
 }
 
-func waitFor(t *testing.T, what string, limit time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, limit)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // agent enrolls an agent with token at the collectors addrs, as
 // op25b-agent run does, and returns its daemon (not running) and spool.
 func agent(t *testing.T, addrs []string, caFile, token string) (*daemon.Daemon, *spool.Spool) {
@@ -123,7 +112,7 @@ func startCollector(t *testing.T, bin, addr string, args ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "the collector at "+addr+" to listen", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "the collector at "+addr+" to listen", 30*time.Second, func() bool {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
@@ -160,7 +149,7 @@ func TestCollectorKilledMidStream(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 
-	waitFor(t, "a third of the results stored", time.Minute, func() bool { r, _ := stored(t, st); return r >= n/3 })
+	testenv.WaitFor(t, "a third of the results stored", time.Minute, func() bool { r, _ := stored(t, st); return r >= n/3 })
 	first.Process.Kill() // SIGKILL, mid-stream
 	first.Wait()
 	r, _ := stored(t, st)
@@ -169,7 +158,7 @@ func TestCollectorKilledMidStream(t *testing.T) {
 		t.Fatalf("all results were stored before the kill; the test proves nothing")
 	}
 	start()
-	waitFor(t, "every result stored", 2*time.Minute, func() bool { return sp.Len() == 0 })
+	testenv.WaitFor(t, "every result stored", 2*time.Minute, func() bool { return sp.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)
@@ -202,7 +191,7 @@ func TestPostgresDownFor60s(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	waitFor(t, "the first results delivered", time.Minute, func() bool { return sp.Len() == 0 })
+	testenv.WaitFor(t, "the first results delivered", time.Minute, func() bool { return sp.Len() == 0 })
 
 	if err := cluster.Stop(); err != nil {
 		t.Fatal(err)
@@ -210,7 +199,7 @@ func TestPostgresDownFor60s(t *testing.T) {
 	// The agent goes on measuring while the database is away.
 	produce(t, sp, d.Identity.ID, 2000)
 	waitedBefore, retriesBefore := clock.Waited()
-	waitFor(t, "60 s of the agent's time", time.Minute, func() bool { w, _ := clock.Waited(); return w-waitedBefore >= 60*time.Second })
+	testenv.WaitFor(t, "60 s of the agent's time", time.Minute, func() bool { w, _ := clock.Waited(); return w-waitedBefore >= 60*time.Second })
 	if got := sp.Len(); got != 2000 {
 		t.Errorf("spooled while PostgreSQL was down: %d; want 2000 (nothing acknowledged)", got)
 	}
@@ -222,7 +211,7 @@ func TestPostgresDownFor60s(t *testing.T) {
 	if err := cluster.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the spool delivered after the outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
+	testenv.WaitFor(t, "the spool delivered after the outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
 
 	// A second outage starts from the shortest wait again: the delivery
 	// after the first one reset the backoff, which had reached RetryMax.
@@ -231,14 +220,14 @@ func TestPostgresDownFor60s(t *testing.T) {
 	}
 	_, retriesBefore = clock.Waited()
 	produce(t, sp, d.Identity.ID, 10)
-	waitFor(t, "a failed delivery in the second outage", time.Minute, func() bool { _, n := clock.Waited(); return n > retriesBefore })
+	testenv.WaitFor(t, "a failed delivery in the second outage", time.Minute, func() bool { _, n := clock.Waited(); return n > retriesBefore })
 	if first := clock.Wait(retriesBefore); first >= time.Second {
 		t.Errorf("first wait of the second outage: %v; want under the backoff's 1 s minimum (reset by the delivery before)", first)
 	}
 	if err := cluster.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the spool delivered after the second outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
+	testenv.WaitFor(t, "the spool delivered after the second outage", 2*time.Minute, func() bool { return sp.Len() == 0 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("agent: %v", err)

@@ -22,6 +22,7 @@ import (
 	"github.com/op25b/observatory/collector/collectortest"
 	"github.com/op25b/observatory/collector/ingest"
 	"github.com/op25b/observatory/internal/proof"
+	"github.com/op25b/observatory/internal/testenv"
 	"github.com/op25b/observatory/internal/uuidv7"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
@@ -127,7 +128,7 @@ func TestFaultyRefMTAThroughIngest(t *testing.T) {
 				t.Errorf("agent: %v", err)
 			}
 		}()
-		waitFor(t, "the agent's spool delivered", time.Minute, func() bool { return sp.Len() == 0 })
+		testenv.WaitFor(t, "the agent's spool delivered", time.Minute, func() bool { return sp.Len() == 0 })
 		cancel()
 	}
 	wg.Wait()

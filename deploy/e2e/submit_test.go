@@ -114,7 +114,7 @@ func TestCheckSubmit(t *testing.T) {
 	}
 
 	var asns []byte
-	waitFor(t, "AS64500 in op25b asns", 30*time.Second, func() bool {
+	testenv.WaitFor(t, "AS64500 in op25b asns", 30*time.Second, func() bool {
 		asns, _ = exec.Command(filepath.Join(bin, "op25b"), "asns", "--collector", base).CombinedOutput()
 		return strings.Contains(string(asns), "64500")
 	})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"testing"
+	"time"
 )
 
 // RequireAll reports whether every suite must run (OP25B_REQUIRE_ALL=1).
@@ -61,4 +62,18 @@ func NeedIPv6Loopback(t testing.TB) {
 		return
 	}
 	ln.Close()
+}
+
+// WaitFor polls ok until it holds, and fails t when limit passes first,
+// saying what it waited for.
+func WaitFor(t testing.TB, what string, limit time.Duration, ok func() bool) {
+	t.Helper()
+	poll := min(max(limit/200, 10*time.Millisecond), 100*time.Millisecond)
+	deadline := time.Now().Add(limit)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s after %v", what, limit)
+		}
+		time.Sleep(poll)
+	}
 }

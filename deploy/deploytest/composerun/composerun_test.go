@@ -26,6 +26,7 @@ import (
 
 	"github.com/op25b/observatory/collector/store/storetest"
 	"github.com/op25b/observatory/deploy/deploytest"
+	"github.com/op25b/observatory/internal/testenv"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
@@ -197,18 +198,6 @@ func freeAddr(t *testing.T) string {
 
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 
-// waitFor polls until ok or the deadline.
-func waitFor(t *testing.T, what string, d time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", d, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func readFile(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -289,7 +278,7 @@ func TestComposeSetUp(t *testing.T) {
 	for i, a := range health {
 		health[i] = strings.Replace(a, "127.0.0.1:"+port(composeHTTP), httpAddr, 1)
 	}
-	waitFor(t, "the collector's health check", 60*time.Second, func() bool {
+	testenv.WaitFor(t, "the collector's health check", 60*time.Second, func() bool {
 		return exec.Command(health[0], health[1:]...).Run() == nil
 	})
 
@@ -326,7 +315,7 @@ func TestComposeSetUp(t *testing.T) {
 	ag := w.start("agent-op25b", w.env(agent), agArgv)
 
 	for what, cred := range map[string]string{"refmta-1": refState, "agent-op25b": agState} {
-		waitFor(t, what+" to enroll", 60*time.Second, func() bool {
+		testenv.WaitFor(t, what+" to enroll", 60*time.Second, func() bool {
 			_, err := os.Stat(filepath.Join(cred, "credential"))
 			return err == nil
 		})
@@ -343,7 +332,7 @@ func TestComposeSetUp(t *testing.T) {
 	if served.Id != made.Id || !bytes.Equal(served.PublicKey, made.PublicKey) || !slices.Equal(served.Addresses, made.Addresses) || served.Hostname != made.Hostname {
 		t.Errorf("refmta-1 serves as %s %q %s, bootstrap published %s %q %s", served.Id, served.Addresses, served.Hostname, made.Id, made.Addresses, made.Hostname)
 	}
-	waitFor(t, "refmta-1 to upload", 10*time.Second, func() bool { return strings.Contains(ref.out.String(), "uploading sightings") })
+	testenv.WaitFor(t, "refmta-1 to upload", 10*time.Second, func() bool { return strings.Contains(ref.out.String(), "uploading sightings") })
 	if strings.Contains(ref.out.String(), "enrolled under another id") {
 		t.Errorf("refmta-1 enrolled under another id than its identity document's")
 	}
