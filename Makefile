@@ -66,7 +66,7 @@ dashboard: ## Build the Grafana plugin (front end, then the backend for linux am
 	@echo "dashboard: $(OUT)/$(PLUGIN_ID)-$(VERSION).zip has plugin.json, module.js and the linux amd64 and arm64 backends"
 
 .PHONY: test
-test: tools testdeps checkgenerate lint crosscheck compose-check dashboard-frontend-test dashboard-backend-test dashboard ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
+test: tools testdeps duckdb checkgenerate lint crosscheck compose-check dashboard-frontend-test dashboard-backend-test dashboard ## Run every test, with the race detector (CI sets OP25B_REQUIRE_ALL=1: no skips allowed); artefacts such as the web page's screenshots go to out/artifacts.
 	OP25B_ARTIFACTS=$${OP25B_ARTIFACTS:-$(OUT)/artifacts} CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 .PHONY: crosscheck
@@ -131,6 +131,18 @@ testdeps: ## Install what the tests need (nftables, iproute2, gcc for -race, chr
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing$$need"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$need >/dev/null; \
 	else echo "testdeps: missing$$need (install them as root; the testbed tests will skip or, with OP25B_REQUIRE_ALL=1, fail)"; fi
+
+# DuckDB's Node package runs the researcher guide's queries against a real
+# archive (collector/archive, TestArchiveDuckDB); the stamp says the install
+# matches the lock file.
+DUCKDB_STAMP := $(CURDIR)/tools/duckdb/node_modules/.npm-ci.stamp
+
+.PHONY: duckdb
+duckdb: $(DUCKDB_STAMP) ## Install DuckDB's Node package into tools/duckdb, for the test that runs docs/researcher.md's queries.
+
+$(DUCKDB_STAMP): tools/duckdb/package.json tools/duckdb/package-lock.json | dashboard-node
+	cd tools/duckdb && $(NPM) ci --no-audit --no-fund
+	@touch $@
 
 .PHONY: clean
 clean: ## Remove build outputs.
