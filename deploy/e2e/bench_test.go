@@ -150,12 +150,14 @@ func newUploader(b *testing.B, c *collectortest.Collector, n int) *uploader {
 		b.Fatal(err)
 	}
 	u := &uploader{stream: stream, wire: wire, n: n}
+	from := 0 // the results are encoded in order
 	for _, r := range rs {
-		at := bytes.Index(wire, []byte(r.ResultId))
+		at := bytes.Index(wire[from:], []byte(r.ResultId))
 		if at < 0 || len(r.ResultId) != 36 {
 			b.Fatalf("result id %q not found in the encoded batch", r.ResultId)
 		}
-		u.tails = append(u.tails, at+24)
+		from += at + len(r.ResultId)
+		u.tails = append(u.tails, from-12)
 	}
 	return u
 }
