@@ -88,6 +88,11 @@ copy200=$(metric "$work/ingest.txt" BenchmarkIngestLimitCopy/rows=200 results/s)
 copy10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitCopy/rows=10000 results/s)
 idem200=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=200 results/s)
 idem10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=10000 results/s)
+pg_ingest128=$(metric "$work/ingest.txt" BenchmarkIngestGRPC/agents=128 pg-cpu-us/result)
+pg_idem10k=$(metric "$work/ingest.txt" BenchmarkIngestLimitIdempotent/rows=10000 pg-cpu-us/result)
+pg_rawcopy=$(metric "$work/ingest.txt" BenchmarkIngestRawCopy pg-cpu-us/result)
+rawnoidx=$(metric "$work/ingest.txt" BenchmarkIngestRawCopyNoExportIndex results/s)
+pg_rawnoidx=$(metric "$work/ingest.txt" BenchmarkIngestRawCopyNoExportIndex pg-cpu-us/result)
 
 echo "bench: webhook delivery delay (go test -bench, 3 runs of 500 events)" >&2
 go test -run '^$' -bench 'Delivery' -benchtime 500x -count 3 ./collector/webhook | tee "$work/webhook.txt" >&2
@@ -225,6 +230,8 @@ the test cluster (fsync off), median of 3 runs.
 | acknowledgement latency of a batch, end to end, 128 agents, p99 (p50) | $ack128p99 ms ($ack128p50 ms) | | | |
 | end-to-end ingest, 32 agents | $ingest results/s | idempotent \`COPY\`, 10,000 rows per transaction: $idem10k results/s | $(ratio "$ingest" "$idem10k") | |
 | acknowledgement latency of a batch, end to end, 32 agents, p99 (p50) | $ackp99 ms ($ackp50 ms) | | | |
+| PostgreSQL's CPU per result (the postmaster and all its processes), end to end, 128 agents | $pg_ingest128 µs | idempotent \`COPY\`, 10,000 rows per transaction: $pg_idem10k µs | $(dratio "$pg_ingest128" "$pg_idem10k") | |
+| the store alone, PostgreSQL's CPU per result | $pg_rawcopy µs | the same rows without the index of exports by ASN (\`BenchmarkIngestRawCopyNoExportIndex\`): $pg_rawnoidx µs, $rawnoidx results/s | $(dratio "$pg_rawcopy" "$pg_rawnoidx") | |
 | idempotent \`COPY\`, 200 rows per transaction (an agent's batch, unmerged) | $idem200 results/s | the same, 10,000 rows: $idem10k results/s | $(ratio "$idem200" "$idem10k") | |
 | idempotent \`COPY\`, 10,000 rows per transaction | $idem10k results/s | plain \`COPY\` into an unindexed table, 10,000 rows: $copy10k results/s (200 rows: $copy200) | $(ratio "$idem10k" "$copy10k") | |
 | the store alone (\`InsertResults\`, 32 writers of 200-row batches, group commit) | $rawcopy results/s | idempotent \`COPY\`, 10,000 rows: $idem10k results/s | $(ratio "$rawcopy" "$idem10k") | |

@@ -7,8 +7,12 @@ import (
 	"crypto/rand"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -83,6 +87,7 @@ func benchGRPC(b *testing.B, agents int) {
 	var mu sync.Mutex
 	var latencies []time.Duration
 	b.SetParallelism(perProc)
+	cpu := postgresCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		u := <-uploaders
@@ -107,6 +112,7 @@ func benchGRPC(b *testing.B, agents int) {
 		mu.Unlock()
 	})
 	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "results/s")
+	reportPostgresCPU(b, cpu, b.N*benchBatch)
 	// From sending a batch to its acknowledgement, after the COMMIT that
 	// holds it: what group commit adds to each batch's wait.
 	slices.Sort(latencies)
@@ -178,6 +184,13 @@ func (u *uploader) fresh() {
 func BenchmarkIngestRawCopy(b *testing.B) { benchRawCopy(b, 64500, false) }
 
 func BenchmarkIngestRawCopyUnattributed(b *testing.B) { benchRawCopy(b, 0, false) }
+
+// BenchmarkIngestRawCopyNoExportIndex writes the same rows into results
+// without the index of exports by ASN (0006_indexes.sql): what that one
+// index costs ingest, in throughput and in PostgreSQL's CPU per result.
+func BenchmarkIngestRawCopyNoExportIndex(b *testing.B) {
+	benchRawCopy(b, 64500, false, dropExportIndex)
+}
 
 // BenchmarkIngestRawCopyThreeRefMTAs writes the same rows as rounds that
 // probed three reference MTAs in three networks, as production does, so
@@ -258,6 +271,7 @@ func benchLimit(b *testing.B, n int, idempotent bool) {
 	}
 	sets := writerSets(n, 64500, nil)
 	b.SetParallelism(benchAgents / 2)
+	cpu := postgresCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		rows := <-sets
@@ -287,10 +301,14 @@ func benchLimit(b *testing.B, n int, idempotent bool) {
 		}
 	})
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "results/s")
+	reportPostgresCPU(b, cpu, b.N*n)
 }
 
-func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool) {
+func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool, setup ...func(*testing.B, *store.Store)) {
 	st := storetest.New(b)
+	for _, f := range setup {
+		f(b, st)
+	}
 	// Rows prepared before the timed loop, as the limit harness's: the
 	// store's own work is what is measured, not making test data.
 	var threeNetworks func(w int, rows []store.Result)
@@ -310,6 +328,7 @@ func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool) {
 	}
 	sets := writerSets(benchBatch, asn, threeNetworks)
 	b.SetParallelism(benchAgents / 2)
+	cpu := postgresCPU(b)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		rows := <-sets
@@ -322,4 +341,55 @@ func benchRawCopy(b *testing.B, asn uint32, threeRefMTAs bool) {
 		}
 	})
 	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "results/s")
+	reportPostgresCPU(b, cpu, b.N*benchBatch)
+}
+
+func dropExportIndex(b *testing.B, st *store.Store) {
+	if _, err := st.Pool.Exec(context.Background(), "DROP INDEX results_asn_family_port_measured_at_idx"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// postgresCPU returns the CPU time used so far by the test cluster's
+// processes (the postmaster and its children: backends, WAL writer,
+// checkpointer), or -1 when the tests use a server of their own.
+func postgresCPU(b *testing.B) time.Duration {
+	c := storetest.Cluster(b)
+	if c == nil {
+		return -1
+	}
+	pidFile, err := os.ReadFile(filepath.Join(c.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	postmaster, _, _ := strings.Cut(string(pidFile), "\n")
+	procs, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var ticks int64
+	for _, p := range procs {
+		stat, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone
+		}
+		// Fields after the command, which may hold spaces: state, ppid, ...
+		_, rest, _ := strings.Cut(string(stat), ") ")
+		f := strings.Fields(rest)
+		if len(f) < 13 || filepath.Base(filepath.Dir(p)) != postmaster && f[1] != postmaster {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += utime + stime
+	}
+	return time.Duration(ticks) * (time.Second / 100) // USER_HZ
+}
+
+// reportPostgresCPU reports PostgreSQL's CPU per result since before.
+func reportPostgresCPU(b *testing.B, before time.Duration, results int) {
+	if before < 0 || results == 0 {
+		return
+	}
+	b.ReportMetric(float64((postgresCPU(b)-before).Nanoseconds())/1000/float64(results), "pg-cpu-us/result")
 }
