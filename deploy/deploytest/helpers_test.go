@@ -97,6 +97,13 @@ func TestParse(t *testing.T) {
 		{"op25b", "help export", true},
 		{"op25b", "help nonsense", false},
 		{"op25b-collector", "token create --help", true},
+		{"op25b-agent", "check --quiet=maybe", false},          // not a bool
+		{"op25b-agent", "check -quiet=false --refmta x", true}, // a bool's value
+		{"op25b", "asn AS64500 --bogus", false},                // an unknown flag after an argument
+		{"op25b", "asn -- AS64500", true},                      // "--" ends the flags
+		{"op25b", "asn AS64500 -- --family", false},            // two arguments after "--"
+		{"op25b-collector", "token revoke tok-1 --all", false}, // not interleaved: --all is an argument
+		{"op25b-agent", "version --json", false},               // takes no flags
 	} {
 		_, err := pr.Parse(tc.program, strings.Fields(tc.args))
 		if (err == nil) != tc.ok {
