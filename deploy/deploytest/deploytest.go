@@ -1,8 +1,9 @@
 // Package deploytest checks the deployment files against the repository
 // and the programs they run: the Dockerfiles, read with BuildKit's parser
 // (every path they copy exists and is sent in the build context; the
-// sources copied cover every package the programs import),
-// docker-compose.yml (loaded and validated by
+// sources copied cover every package the programs import), the
+// provisioned Grafana dashboards (their PromQL, parsed with Prometheus's
+// parser, selects metrics the collector registers), docker-compose.yml (loaded and validated by
 // tools/composecheck, the compose-spec loader behind `docker compose
 // config`; its build contexts, bind mounts, commands, environment and
 // address plan), the router's nftables rules (applied in a network
