@@ -2,9 +2,10 @@
  * @jest-environment node
  */
 // The provisioned dashboards and their provisioning files, checked against
-// what they rely on: the data source uids the provisioning creates, the
-// query types the backend answers, and the metrics the collector exports
-// (collector/api/metrics.go).
+// what they rely on: the data source uids the provisioning creates and the
+// query types the backend answers. Their PromQL expressions are parsed, and
+// the metrics they select checked against the collector's, by
+// TestDashboardQueries in deploy/deploytest.
 import fs from 'fs';
 import path from 'path';
 import { parse } from 'yaml';
@@ -13,7 +14,6 @@ import { MAX_RESULTS_LIMIT, PORTS, QUERY_FIELDS, QUERY_TYPES, QueryType } from '
 
 const DASHBOARD_ROOT = path.resolve(__dirname, '..');
 const PROVISIONING = path.join(DASHBOARD_ROOT, 'provisioning');
-const METRICS_GO = path.resolve(DASHBOARD_ROOT, '..', 'collector', 'api', 'metrics.go');
 // Where the container mounts dashboard/provisioning.
 const GRAFANA_PROVISIONING = '/etc/grafana/provisioning';
 
@@ -50,61 +50,6 @@ function panelsOf(dashboard: { panels: Panel[] }): Panel[] {
   return dashboard.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
 }
 
-/**
- * exportedMetrics reads the metric names metrics.go registers, as the
- * exposition format names them (a histogram's _bucket, _sum and _count).
- */
-export function exportedMetrics(source: string): Set<string> {
-  if (/\b(Namespace|Subsystem):/.test(source)) {
-    throw new Error('metrics.go sets Namespace or Subsystem: teach exportedMetrics to join them to Name');
-  }
-  const names = new Set<string>();
-  for (const m of source.matchAll(
-    /prometheus\.(Counter|Gauge|Histogram|Summary)Opts\{[^}]*?Name:\s*"([a-zA-Z_:][a-zA-Z0-9_:]*)"/gs
-  )) {
-    const [, kind, name] = m;
-    names.add(name);
-    if (kind === 'Histogram' || kind === 'Summary') {
-      ['_sum', '_count', ...(kind === 'Histogram' ? ['_bucket'] : [])].forEach((s) => names.add(name + s));
-    }
-  }
-  return names;
-}
-
-const PROMQL_KEYWORDS = new Set([
-  'and',
-  'or',
-  'unless',
-  'offset',
-  'bool',
-  'by',
-  'without',
-  'on',
-  'ignoring',
-  'group_left',
-  'group_right',
-  'inf',
-  'nan',
-]);
-
-/** metricNames lists the metric selectors of a PromQL expression. */
-export function metricNames(expr: string): string[] {
-  const bare = expr
-    .replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""')
-    .replace(/\{[^}]*\}/g, ' ')
-    .replace(/\[[^\]]*\]/g, ' ')
-    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
-    .replace(/\$\{[^}]*\}|\$\w+/g, ' ');
-  const names: string[] = [];
-  for (const m of bare.matchAll(/(?<![\w.:])[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
-    const rest = bare.slice(m.index! + m[0].length).trimStart();
-    if (!rest.startsWith('(') && !PROMQL_KEYWORDS.has(m[0])) {
-      names.push(m[0]);
-    }
-  }
-  return names;
-}
-
 /** variablesIn lists the dashboard variables a value refers to ($asn, ${asn}, ${asn:csv}). */
 function variablesIn(value: unknown): string[] {
   if (typeof value !== 'string') {
@@ -115,35 +60,10 @@ function variablesIn(value: unknown): string[] {
     .filter((n) => !n.startsWith('__'));
 }
 
-describe('helpers', () => {
-  it('metricNames finds selectors, not functions, labels or ranges', () => {
-    expect(
-      metricNames('sum by (verdict) (rate(op25b_results_stored_total{verdict="OPEN"}[$__rate_interval]))')
-    ).toEqual(['op25b_results_stored_total']);
-    expect(metricNames('a_total / on(instance) group_left b_total > 1e3 offset 5m')).toEqual(['a_total', 'b_total']);
-  });
-
-  it('exportedMetrics reads counters and histograms', () => {
-    const src = `prometheus.NewCounter(prometheus.CounterOpts{Name: "x_total", Help: "h"})
-      prometheus.NewHistogram(prometheus.HistogramOpts{
-        Name: "lag_seconds", Help: "h", Buckets: []float64{1}})`;
-    expect([...exportedMetrics(src)].sort()).toEqual([
-      'lag_seconds',
-      'lag_seconds_bucket',
-      'lag_seconds_count',
-      'lag_seconds_sum',
-      'x_total',
-    ]);
-  });
-});
-
 describe('provisioned dashboards', () => {
-  const metrics = exportedMetrics(fs.readFileSync(METRICS_GO, 'utf8'));
-
   it('are the three dashboards, each with its own uid', () => {
     expect(dashboards.map((d) => d.json.title).sort()).toEqual(['ASN detail', 'Network health', 'OP25B adoption']);
     expect(new Set(dashboards.map((d) => d.json.uid)).size).toBe(dashboards.length);
-    expect(metrics.size).toBeGreaterThan(0);
   });
 
   describe.each(dashboards)('$file', ({ json }) => {
@@ -184,15 +104,8 @@ describe('provisioned dashboards', () => {
             checkOP25BTarget(target, variables);
           } else {
             expect(panel.datasource!.type).toBe('prometheus');
-            const names = metricNames(String(target.expr));
-            expect(names.length).toBeGreaterThan(0);
-            for (const name of names) {
-              if (!metrics.has(name)) {
-                throw new Error(
-                  `${target.expr}: ${name} is not in collector/api/metrics.go (${[...metrics].join(', ')})`
-                );
-              }
-            }
+            expect(typeof target.expr).toBe('string');
+            expect(target.expr).not.toBe('');
           }
         }
       }
@@ -225,7 +138,6 @@ describe('provisioned dashboards', () => {
   it('"Network health" shows the results agents lost before upload, by cause', () => {
     const health = dashboards.find((d) => d.json.title === 'Network health')!.json;
     const exprs = panelsOf(health).flatMap((p) => (p.targets ?? []).map((t) => String(t.expr)));
-    expect(metrics.has('op25b_agent_results_lost_total')).toBe(true);
     expect(exprs).toContainEqual(
       expect.stringMatching(/^sum by \(cause\) \(increase\(op25b_agent_results_lost_total\[\$__rate_interval\]\)\)$/)
     );

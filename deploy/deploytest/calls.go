@@ -81,9 +81,8 @@ var (
 	composeExecBool  = set("-d", "--detach", "-T", "--privileged", "-i", "-t")
 )
 
-// wrappers run the command that follows them: sudo, env and the like, and
-// the shell keywords that can start a line of a loop or a condition.
-var wrappers = set("sudo", "exec", "env", "time", "nohup", "do", "then", "else", "if", "while", "until", "!", "{")
+// wrappers run the command that follows them.
+var wrappers = set("sudo", "exec", "env", "nohup")
 
 func set(words ...string) map[string]bool {
 	m := map[string]bool{}
@@ -258,4 +257,18 @@ func (c Call) String() string {
 		s += " (via " + c.Via + ")"
 	}
 	return s
+}
+
+// isAssignment reports whether w is NAME=VALUE, as env and sudo take it.
+func isAssignment(w string) bool {
+	name, _, ok := strings.Cut(w, "=")
+	if !ok || name == "" {
+		return false
+	}
+	for i, r := range name {
+		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }

@@ -1,15 +1,18 @@
 // Package deploytest checks the deployment files against the repository
-// and the programs they run: the Dockerfiles (every path they copy exists
-// and is sent in the build context; the sources copied cover every package
-// the programs import), docker-compose.yml (loaded and validated by
+// and the programs they run: the Dockerfiles, read with BuildKit's parser
+// (every path they copy exists and is sent in the build context; the
+// sources copied cover every package the programs import), the
+// provisioned Grafana dashboards (their PromQL, parsed with Prometheus's
+// parser, selects metrics the collector registers), docker-compose.yml (loaded and validated by
 // tools/composecheck, the compose-spec loader behind `docker compose
 // config`; its build contexts, bind mounts, commands, environment and
 // address plan), the router's nftables rules (applied in a network
 // namespace and probed), the systemd units (hardening, systemd-analyze),
 // make release's files and its deb, rpm, apk and ipk packages (opened with
 // dpkg, rpm and tar; their init scripts run in dash and busybox sh) and
-// the guides in docs/, whose every command line that runs one of our
-// programs must use only flags the program has.
+// the guides in docs/, whose every command line (parsed with
+// mvdan.cc/sh) that runs one of our programs must use only flags the
+// program has.
 //
 // The non-test code here is shared with deploy/deploytest/composerun, which
 // runs the compose file's set-up steps against a real PostgreSQL.

@@ -1,19 +1,23 @@
 package deploytest
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"strings"
+
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/patternmatcher"
+	"github.com/moby/patternmatcher/ignorefile"
+	"mvdan.cc/sh/v3/syntax"
 )
 
-// Dockerfile is a parsed Dockerfile: its stages, in order.
+// Dockerfile is what the checks read of a Dockerfile: its stages, in order.
 type Dockerfile struct {
 	Path   string
 	Stages []*Stage
@@ -49,179 +53,129 @@ func (d *Dockerfile) Stage(name string) *Stage {
 	return nil
 }
 
-// ParseDockerfile reads the instructions the checks need from a Dockerfile.
-// Build arguments in paths are not expanded: a COPY source with a $ is an
-// error, since it could not be checked.
+// ParseDockerfile reads a Dockerfile with BuildKit's own parser and keeps
+// what the checks need. Build arguments in paths are not expanded: a COPY
+// source from the build context with a $ is an error, since it could not
+// be checked.
 func ParseDockerfile(file string) (*Dockerfile, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	d := &Dockerfile{Path: file}
-	var cur *Stage
-	sc := bufio.NewScanner(f)
-	lineNo, start := 0, 0
-	var logical strings.Builder
-	for sc.Scan() {
-		lineNo++
-		line := sc.Text()
-		trimmed := strings.TrimSpace(line)
-		if strings.HasPrefix(trimmed, "#") || (trimmed == "" && logical.Len() == 0) {
-			continue
-		}
-		if logical.Len() == 0 {
-			start = lineNo
-		}
-		if body, ok := strings.CutSuffix(strings.TrimRight(line, " \t"), `\`); ok {
-			logical.WriteString(body + " ")
-			continue
-		}
-		logical.WriteString(line)
-		text := strings.TrimSpace(logical.String())
-		logical.Reset()
-		instr, rest, _ := strings.Cut(text, " ")
-		rest = strings.TrimSpace(rest)
-		where := fmt.Sprintf("%s:%d", file, start)
-		switch strings.ToUpper(instr) {
-		case "FROM":
-			words := dropFlags(strings.Fields(rest))
-			if len(words) == 0 {
-				return nil, fmt.Errorf("%s: FROM without an image", where)
-			}
-			cur = &Stage{From: words[0], Workdir: "/"}
-			if len(words) == 3 && strings.EqualFold(words[1], "AS") {
-				cur.Name = words[2]
-			}
-			d.Stages = append(d.Stages, cur)
-		case "COPY", "ADD":
-			if cur == nil {
-				return nil, fmt.Errorf("%s: %s before FROM", where, instr)
-			}
-			c := Copy{Line: start}
-			words, err := splitArgs(rest)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %v", where, err)
-			}
-			for len(words) > 0 && strings.HasPrefix(words[0], "--") {
-				if v, ok := strings.CutPrefix(words[0], "--from="); ok {
-					c.From = v
-				}
-				words = words[1:]
-			}
-			if len(words) < 2 {
-				return nil, fmt.Errorf("%s: %s needs a source and a destination", where, instr)
-			}
-			c.Sources, c.Dest = words[:len(words)-1], words[len(words)-1]
-			if c.From == "" {
-				for _, s := range c.Sources {
-					if strings.Contains(s, "$") {
-						return nil, fmt.Errorf("%s: source %q has a variable: it cannot be checked", where, s)
-					}
-				}
-			}
-			cur.Copies = append(cur.Copies, c)
-		case "RUN":
-			if cur == nil {
-				return nil, fmt.Errorf("%s: RUN before FROM", where)
-			}
-			cur.Runs = append(cur.Runs, rest)
-		case "WORKDIR":
-			if cur != nil {
-				cur.Workdir = path.Join(cur.Workdir, rest)
-			}
-		case "USER":
-			if cur != nil {
-				cur.User = rest
-			}
-		case "ENTRYPOINT", "CMD":
-			if cur == nil {
-				return nil, fmt.Errorf("%s: %s before FROM", where, instr)
-			}
-			argv, err := execForm(rest)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %s: %v", where, instr, err)
-			}
-			if strings.EqualFold(instr, "ENTRYPOINT") {
-				cur.Entrypoint = argv
-			} else {
-				cur.Cmd = argv
-			}
-		case "HEALTHCHECK":
-			if cur == nil {
-				return nil, fmt.Errorf("%s: HEALTHCHECK before FROM", where)
-			}
-			words := strings.Fields(rest)
-			for len(words) > 0 && strings.HasPrefix(words[0], "--") {
-				words = words[1:]
-			}
-			if len(words) == 0 || !strings.EqualFold(words[0], "CMD") {
-				return nil, fmt.Errorf("%s: HEALTHCHECK without CMD", where)
-			}
-			argv, err := execForm(strings.TrimSpace(rest[strings.Index(strings.ToUpper(rest), "CMD")+3:]))
-			if err != nil {
-				return nil, fmt.Errorf("%s: HEALTHCHECK: %v", where, err)
-			}
-			cur.Healthcheck = argv
-		}
+	d, err := parseDockerfile(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	if err := sc.Err(); err != nil {
+	d.Path = file
+	return d, nil
+}
+
+func parseDockerfile(r io.Reader) (*Dockerfile, error) {
+	ast, err := parser.Parse(r)
+	if err != nil {
 		return nil, err
 	}
-	if len(d.Stages) == 0 {
-		return nil, fmt.Errorf("%s: no FROM", file)
+	stages, _, err := instructions.Parse(ast.AST, nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(stages) == 0 {
+		return nil, errors.New("no FROM")
+	}
+	d := &Dockerfile{}
+	for _, s := range stages {
+		st := &Stage{Name: s.Name, From: s.BaseName, Workdir: "/"}
+		for _, cmd := range s.Commands {
+			var err error
+			switch c := cmd.(type) {
+			case *instructions.CopyCommand:
+				err = st.addCopy(c, c.From, c.SourcesAndDest)
+			case *instructions.AddCommand:
+				err = st.addCopy(c, "", c.SourcesAndDest)
+			case *instructions.RunCommand:
+				st.Runs = append(st.Runs, shellText(c.ShellDependantCmdLine))
+			case *instructions.WorkdirCommand:
+				if path.IsAbs(c.Path) {
+					st.Workdir = path.Clean(c.Path)
+				} else {
+					st.Workdir = path.Join(st.Workdir, c.Path)
+				}
+			case *instructions.UserCommand:
+				st.User = c.User
+			case *instructions.EntrypointCommand:
+				st.Entrypoint, err = argv(c.ShellDependantCmdLine)
+			case *instructions.CmdCommand:
+				st.Cmd, err = argv(c.ShellDependantCmdLine)
+			case *instructions.HealthCheckCommand:
+				switch test := c.Health.Test; test[0] {
+				case "CMD":
+					st.Healthcheck = test[1:]
+				case "CMD-SHELL":
+					st.Healthcheck = []string{"/bin/sh", "-c", test[1]}
+				}
+			}
+			if err != nil {
+				return nil, fmt.Errorf("line %d: %s: %w", line(cmd), cmd.Name(), err)
+			}
+		}
+		d.Stages = append(d.Stages, st)
 	}
 	return d, nil
 }
 
-// dropFlags removes leading --flag=value words.
-func dropFlags(words []string) []string {
-	for len(words) > 0 && strings.HasPrefix(words[0], "--") {
-		words = words[1:]
-	}
-	return words
-}
-
-// splitArgs splits COPY arguments: the JSON form or whitespace-separated.
-func splitArgs(s string) ([]string, error) {
-	words := strings.Fields(s)
-	var flags []string
-	for len(words) > 0 && strings.HasPrefix(words[0], "--") {
-		flags, words = append(flags, words[0]), words[1:]
-	}
-	rest := strings.Join(words, " ")
-	if strings.HasPrefix(rest, "[") {
-		var a []string
-		if err := json.Unmarshal([]byte(rest), &a); err != nil {
-			return nil, fmt.Errorf("JSON form: %v", err)
+func (st *Stage) addCopy(cmd instructions.Command, from string, sd instructions.SourcesAndDest) error {
+	if from == "" {
+		for _, s := range sd.SourcePaths {
+			if strings.Contains(s, "$") {
+				return fmt.Errorf("source %q has a variable: it cannot be checked", s)
+			}
 		}
-		return append(flags, a...), nil
 	}
-	return append(flags, words...), nil
+	st.Copies = append(st.Copies, Copy{Line: line(cmd), From: from, Sources: sd.SourcePaths, Dest: sd.DestPath})
+	return nil
 }
 
-// execForm parses ["a", "b"]; the shell form becomes /bin/sh -c TEXT.
-func execForm(s string) ([]string, error) {
-	if !strings.HasPrefix(s, "[") {
-		return []string{"/bin/sh", "-c", s}, nil
+func line(cmd instructions.Command) int {
+	if loc := cmd.Location(); len(loc) > 0 {
+		return loc[0].Start.Line
 	}
-	var a []string
-	if err := json.Unmarshal([]byte(s), &a); err != nil {
-		return nil, fmt.Errorf("exec form: %v", err)
+	return 0
+}
+
+// argv returns what an ENTRYPOINT or CMD runs: the exec form's words, the
+// shell form under /bin/sh -c. BuildKit takes a malformed exec form for
+// the shell form; here it is an error.
+func argv(c instructions.ShellDependantCmdLine) ([]string, error) {
+	if !c.PrependShell {
+		return c.CmdLine, nil
 	}
-	return a, nil
+	text := strings.Join(c.CmdLine, " ")
+	if strings.HasPrefix(text, "[") {
+		return nil, fmt.Errorf("%s: not a JSON array of strings", text)
+	}
+	return []string{"/bin/sh", "-c", text}, nil
+}
+
+// shellText returns a RUN as shell text: the exec form quoted.
+func shellText(c instructions.ShellDependantCmdLine) string {
+	if c.PrependShell {
+		return strings.Join(c.CmdLine, " ")
+	}
+	words := make([]string, len(c.CmdLine))
+	for i, w := range c.CmdLine {
+		q, err := syntax.Quote(w, syntax.LangBash)
+		if err != nil {
+			q = w
+		}
+		words[i] = q
+	}
+	return strings.Join(words, " ")
 }
 
 // Ignore is a parsed .dockerignore file.
 type Ignore struct {
-	patterns []ignorePattern
-}
-
-type ignorePattern struct {
-	text    string
-	negate  bool
-	re      *regexp.Regexp
-	literal string // the part before the first wildcard
+	pm *patternmatcher.PatternMatcher
 }
 
 // ReadIgnore reads the ignore file BuildKit uses for a Dockerfile: the
@@ -239,103 +193,38 @@ func ReadIgnore(dockerfile, context string) (*Ignore, string, error) {
 		ig, err := ParseIgnore(string(b))
 		return ig, p, err
 	}
-	return &Ignore{}, "", nil
+	ig, err := ParseIgnore("")
+	return ig, "", err
 }
 
-// ParseIgnore parses .dockerignore text, with the semantics of
-// moby/patternmatcher: a path is excluded when the last pattern matching it
-// or one of its parent directories is not negated with "!"; "**" matches
-// any number of directories.
+// ParseIgnore parses .dockerignore text as Docker does (moby's
+// patternmatcher and ignorefile).
 func ParseIgnore(text string) (*Ignore, error) {
-	ig := &Ignore{}
-	for line := range strings.Lines(text) {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		p := ignorePattern{text: line}
-		if rest, ok := strings.CutPrefix(line, "!"); ok {
-			p.negate, line = true, strings.TrimSpace(rest)
-		}
-		line = strings.TrimPrefix(path.Clean("/"+line), "/")
-		re, err := globRegexp(line)
-		if err != nil {
-			return nil, fmt.Errorf("dockerignore pattern %q: %v", p.text, err)
-		}
-		p.re = re
-		p.literal = line
-		if i := strings.IndexAny(line, "*?["); i >= 0 {
-			p.literal = line[:i]
-		}
-		ig.patterns = append(ig.patterns, p)
+	patterns, err := ignorefile.ReadAll(strings.NewReader(text))
+	if err != nil {
+		return nil, err
 	}
-	return ig, nil
-}
-
-func globRegexp(pattern string) (*regexp.Regexp, error) {
-	var b strings.Builder
-	b.WriteString("^")
-	for i := 0; i < len(pattern); i++ {
-		c := pattern[i]
-		switch {
-		case strings.HasPrefix(pattern[i:], "**/"):
-			b.WriteString("(.*/)?")
-			i += 2
-		case strings.HasPrefix(pattern[i:], "**"):
-			b.WriteString(".*")
-			i++
-		case c == '*':
-			b.WriteString("[^/]*")
-		case c == '?':
-			b.WriteString("[^/]")
-		case c == '[':
-			j := strings.IndexByte(pattern[i:], ']')
-			if j < 0 {
-				return nil, fmt.Errorf("unterminated [")
-			}
-			b.WriteString(pattern[i : i+j+1])
-			i += j
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
+	pm, err := patternmatcher.New(patterns)
+	if err != nil {
+		return nil, fmt.Errorf("dockerignore: %w", err)
 	}
-	b.WriteString("$")
-	return regexp.Compile(b.String())
+	return &Ignore{pm: pm}, nil
 }
 
 // Excluded reports whether rel, a slash-separated path relative to the
-// context, is left out of the build context.
+// context, is left out of the build context: the last pattern matching it
+// or one of its parent directories is not negated with "!".
 func (ig *Ignore) Excluded(rel string) bool {
-	excluded := false
-	for _, p := range ig.patterns {
-		if p.matchesOrParent(rel) {
-			excluded = !p.negate
-		}
-	}
-	return excluded
-}
-
-func (p ignorePattern) matchesOrParent(rel string) bool {
-	for q := rel; q != "." && q != "/" && q != ""; q = path.Dir(q) {
-		if p.re.MatchString(q) {
-			return true
-		}
-	}
-	return false
+	excluded, err := ig.pm.MatchesOrParentMatches(rel)
+	return err == nil && excluded
 }
 
 // mayInclude reports whether some file under directory rel could be sent
-// although rel itself is excluded: a negated pattern after the last one
-// that matches rel reaches into it.
+// although rel itself is excluded: a negated pattern reaches into it. It is
+// the test Docker's context walk makes before it skips a directory.
 func (ig *Ignore) mayInclude(rel string) bool {
-	last := -1
-	for i, p := range ig.patterns {
-		if p.matchesOrParent(rel) {
-			last = i
-		}
-	}
-	for _, p := range ig.patterns[last+1:] {
-		if p.negate && (strings.HasPrefix(p.literal, rel+"/") || strings.HasPrefix(rel+"/", p.literal)) {
+	for _, p := range ig.pm.Patterns() {
+		if p.Exclusion() && strings.HasPrefix(p.String()+"/", rel+"/") {
 			return true
 		}
 	}

@@ -2,12 +2,13 @@ package deploytest
 
 import (
 	"encoding/json"
+	"fmt"
 	"io/fs"
 	"maps"
+	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -47,52 +48,55 @@ func TestDockerfileCopies(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, ctx := range ctxs {
-			ig, igPath, err := ReadIgnore(df, ctx)
-			if err != nil {
+			if err := checkCopies(t.Errorf, df, ctx, d); err != nil {
 				t.Fatal(err)
-			}
-			copies := 0
-			for i, st := range d.Stages {
-				for _, c := range st.Copies {
-					if c.From != "" {
-						if !strings.ContainsAny(c.From, "/:") && !slices.ContainsFunc(d.Stages[:i], func(s *Stage) bool { return s.Name == c.From }) {
-							t.Errorf("%s:%d: COPY --from=%s: no earlier stage of that name", rel(df), c.Line, c.From)
-						}
-						continue
-					}
-					for _, src := range c.Sources {
-						copies++
-						matches, err := filepath.Glob(filepath.Join(ctx, src))
-						if err != nil || len(matches) == 0 {
-							t.Errorf("%s:%d: COPY %s: nothing at %s in the build context %s", rel(df), c.Line, src, src, rel(ctx))
-							continue
-						}
-						for _, m := range matches {
-							r, _ := filepath.Rel(ctx, m)
-							sent, err := ig.SentFiles(ctx, r)
-							if err != nil {
-								t.Fatal(err)
-							}
-							if len(sent) == 0 {
-								t.Errorf("%s:%d: COPY %s: %s exists but %s leaves it out of the build context", rel(df), c.Line, src, r, rel(igPath))
-							}
-						}
-					}
-				}
-			}
-			if copies == 0 {
-				t.Errorf("%s copies nothing from its context: the check found no COPY", rel(df))
 			}
 		}
 	}
 }
 
-// goBuild matches a RUN that builds Go packages: an optional "cd DIR &&"
-// and the ./package arguments.
-var (
-	goBuildCd  = regexp.MustCompile(`(?:^|&&|;)\s*cd\s+(\S+)\s*&&`)
-	goBuildPkg = regexp.MustCompile(`(?:^|\s)(\./[^\s"']+)`)
-)
+// checkCopies reports, with errorf, what d copies from the build context
+// ctx that is not there or not sent, and the stages it copies from that
+// do not come before. An error means it could not check.
+func checkCopies(errorf func(string, ...any), df, ctx string, d *Dockerfile) error {
+	ig, igPath, err := ReadIgnore(df, ctx)
+	if err != nil {
+		return err
+	}
+	copies := 0
+	for i, st := range d.Stages {
+		for _, c := range st.Copies {
+			if c.From != "" {
+				if !strings.ContainsAny(c.From, "/:") && !slices.ContainsFunc(d.Stages[:i], func(s *Stage) bool { return s.Name == c.From }) {
+					errorf("%s:%d: COPY --from=%s: no earlier stage of that name", rel(df), c.Line, c.From)
+				}
+				continue
+			}
+			for _, src := range c.Sources {
+				copies++
+				matches, err := filepath.Glob(filepath.Join(ctx, src))
+				if err != nil || len(matches) == 0 {
+					errorf("%s:%d: COPY %s: nothing at %s in the build context %s", rel(df), c.Line, src, src, rel(ctx))
+					continue
+				}
+				for _, m := range matches {
+					r, _ := filepath.Rel(ctx, m)
+					sent, err := ig.SentFiles(ctx, r)
+					if err != nil {
+						return err
+					}
+					if len(sent) == 0 {
+						errorf("%s:%d: COPY %s: %s exists but %s leaves it out of the build context", rel(df), c.Line, src, r, rel(igPath))
+					}
+				}
+			}
+		}
+	}
+	if copies == 0 {
+		errorf("%s copies nothing from its context: the check found no COPY", rel(df))
+	}
+	return nil
+}
 
 // TestDockerfileGoSources checks, for every stage that runs go build, that
 // the sources it copies cover every file of every package the build
@@ -105,47 +109,95 @@ func TestDockerfileGoSources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, st := range d.Stages {
-			for _, run := range st.Runs {
-				if !strings.Contains(run, "go build") {
-					continue
-				}
-				for _, flag := range []string{"CGO_ENABLED=0", "-trimpath", "-s -w"} {
-					if !strings.Contains(run, flag) {
-						t.Errorf("%s: stage %s: go build without %s", rel(df), st.Name, flag)
-					}
-				}
-				dir := "."
-				if m := goBuildCd.FindStringSubmatch(run); m != nil {
-					dir = m[1]
-				}
-				var pkgs []string
-				for _, m := range goBuildPkg.FindAllStringSubmatch(run, -1) {
-					pkgs = append(pkgs, m[1])
-				}
-				if len(pkgs) == 0 {
-					t.Errorf("%s: stage %s: go build of no ./package: cannot check its sources", rel(df), st.Name)
-					continue
-				}
-				for _, ctx := range ctxs {
-					checkGoSources(t, df, ctx, st, dir, pkgs)
-				}
+		for _, ctx := range ctxs {
+			if err := checkGoBuilds(t.Errorf, df, ctx, d); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
 }
 
-func checkGoSources(t *testing.T, df, ctx string, st *Stage, dir string, pkgs []string) {
-	t.Helper()
+// goBuild is a go build a RUN runs.
+type goBuild struct {
+	dir       string // where it runs, relative to WORKDIR
+	env, args []string
+}
+
+// goBuilds returns the go builds of a RUN's shell text, each in the
+// directory the cd commands before it lead to.
+func goBuilds(run string) ([]goBuild, error) {
+	cmds, err := ShellCommands(run)
+	if err != nil {
+		return nil, err
+	}
+	dir := "."
+	var builds []goBuild
+	for _, c := range cmds {
+		switch {
+		case len(c.Argv) == 2 && c.Argv[0] == "cd":
+			dir = path.Join(dir, c.Argv[1])
+		case len(c.Argv) >= 2 && c.Argv[0] == "go" && c.Argv[1] == "build":
+			builds = append(builds, goBuild{dir: dir, env: c.Env, args: c.Argv[2:]})
+		}
+	}
+	return builds, nil
+}
+
+// checkGoBuilds reports, with errorf, each go build of d that is not static
+// and stripped, or whose stage does not copy in every file it needs.
+func checkGoBuilds(errorf func(string, ...any), df, ctx string, d *Dockerfile) error {
+	for _, st := range d.Stages {
+		for _, run := range st.Runs {
+			builds, err := goBuilds(run)
+			if err != nil {
+				return fmt.Errorf("%s: stage %s: RUN %s: %w", rel(df), st.Name, run, err)
+			}
+			for _, b := range builds {
+				var ldflags string
+				var pkgs []string
+				for i, a := range b.args {
+					switch {
+					case a == "-ldflags" && i+1 < len(b.args):
+						ldflags = b.args[i+1]
+					case strings.HasPrefix(a, "-ldflags="):
+						ldflags = strings.TrimPrefix(a, "-ldflags=")
+					case strings.HasPrefix(a, "./"):
+						pkgs = append(pkgs, a)
+					}
+				}
+				fields := strings.Fields(ldflags)
+				for what, ok := range map[string]bool{
+					"CGO_ENABLED=0":  slices.Contains(b.env, "CGO_ENABLED=0"),
+					"-trimpath":      slices.Contains(b.args, "-trimpath"),
+					"-ldflags -s -w": slices.Contains(fields, "-s") && slices.Contains(fields, "-w"),
+				} {
+					if !ok {
+						errorf("%s: stage %s: go build without %s", rel(df), st.Name, what)
+					}
+				}
+				if len(pkgs) == 0 {
+					errorf("%s: stage %s: go build of no ./package: cannot check its sources", rel(df), st.Name)
+					continue
+				}
+				if err := checkGoSources(errorf, df, ctx, st, b.dir, pkgs); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func checkGoSources(errorf func(string, ...any), df, ctx string, st *Stage, dir string, pkgs []string) error {
 	ig, igPath, err := ReadIgnore(df, ctx)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command("go", append([]string{"list", "-deps", "-json=Dir,GoFiles,EmbedFiles,Module"}, pkgs...)...)
 	cmd.Dir = filepath.Join(ctx, dir)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("%s: go list -deps %s in %s: %v", rel(df), strings.Join(pkgs, " "), rel(cmd.Dir), err)
+		return fmt.Errorf("%s: go list -deps %s in %s: %v", rel(df), strings.Join(pkgs, " "), rel(cmd.Dir), err)
 	}
 	need := map[string]bool{}
 	dec := json.NewDecoder(strings.NewReader(string(out)))
@@ -156,7 +208,7 @@ func checkGoSources(t *testing.T, df, ctx string, st *Stage, dir string, pkgs []
 			Module              *struct{ Dir, GoMod string }
 		}
 		if err := dec.Decode(&p); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		r, err := filepath.Rel(ctx, p.Dir)
 		if err != nil || strings.HasPrefix(r, "..") {
@@ -172,7 +224,7 @@ func checkGoSources(t *testing.T, df, ctx string, st *Stage, dir string, pkgs []
 		}
 	}
 	if len(need) == 0 {
-		t.Fatalf("%s: go list found no files of this repository for %s", rel(df), strings.Join(pkgs, " "))
+		return fmt.Errorf("%s: go list found no files of this repository for %s", rel(df), strings.Join(pkgs, " "))
 	}
 	var missing, ignored []string
 	for _, f := range slices.Sorted(maps.Keys(need)) {
@@ -184,13 +236,14 @@ func checkGoSources(t *testing.T, df, ctx string, st *Stage, dir string, pkgs []
 		}
 	}
 	if len(missing) > 0 {
-		t.Errorf("%s: stage %s runs go build %s but copies nothing, or not to the same place under WORKDIR, of %s",
+		errorf("%s: stage %s runs go build %s but copies nothing, or not to the same place under WORKDIR, of %s",
 			rel(df), st.Name, strings.Join(pkgs, " "), strings.Join(missing, ", "))
 	}
 	if len(ignored) > 0 {
-		t.Errorf("%s: stage %s needs files of %s, which %s leaves out of the build context",
+		errorf("%s: stage %s needs files of %s, which %s leaves out of the build context",
 			rel(df), st.Name, strings.Join(ignored, ", "), rel(igPath))
 	}
+	return nil
 }
 
 // appendDir adds f's directory (or f, for a module file) to dirs once.
@@ -273,6 +326,79 @@ func TestDockerfileImages(t *testing.T) {
 		})
 		if !copied {
 			t.Errorf("service %s: stage %s: ENTRYPOINT %s is not copied into the stage", s.Name, st.Name, prog)
+		}
+	}
+}
+
+// TestDockerfileChecksCatch runs the checks of TestDockerfileCopies and
+// TestDockerfileGoSources on a small module with Dockerfiles that each
+// have one mistake: each is reported.
+func TestDockerfileChecksCatch(t *testing.T) {
+	ctx := t.TempDir()
+	for name, text := range map[string]string{
+		"go.mod":         "module example.com/x\n\ngo 1.26\n",
+		"go.sum":         "",
+		"cmd/x/main.go":  "package main\n\nimport \"example.com/x/lib\"\n\nfunc main() { lib.F() }\n",
+		"lib/lib.go":     "package lib\n\nfunc F() {}\n",
+		"secret/key.txt": "do not send\n",
+		".dockerignore":  "secret/\n",
+	} {
+		p := filepath.Join(ctx, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const good = `FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+COPY cmd/ cmd/
+COPY lib/ lib/
+RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o /out/ ./cmd/x
+RUN cd cmd && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=1" -o /out/ ./x
+FROM scratch
+COPY --from=build /out/x /x
+`
+	for _, tc := range []struct{ old, new, want string }{
+		{"", "", ""},
+		{"COPY lib/ lib/\n", "", "copies nothing, or not to the same place under WORKDIR, of lib/"},
+		{"COPY lib/ lib/\n", "COPY lib/ pkg/\n", "copies nothing, or not to the same place under WORKDIR, of lib/"},
+		{"COPY go.mod go.sum ./\n", "COPY go.mod ./\n", "of go.sum"},
+		{"RUN CGO_ENABLED=0 go", "RUN go", "go build without CGO_ENABLED=0"},
+		{`-trimpath -ldflags "-s -w" -o /out/ ./cmd/x`, `-ldflags "-s -w" -o /out/ ./cmd/x`, "go build without -trimpath"},
+		{`-ldflags="-s -w -X`, `-ldflags="-s -X`, "go build without -ldflags -s -w"},
+		{" ./cmd/x\n", " cmd/x\n", "go build of no ./package"},
+		{"COPY cmd/ cmd/\n", "COPY cmd/ cmd/\nCOPY docs/ docs/\n", "COPY docs/: nothing at docs/"},
+		{"COPY cmd/ cmd/\n", "COPY cmd/ cmd/\nCOPY secret/ secret/\n", "COPY secret/: secret exists but"},
+		{"--from=build", "--from=biuld", "COPY --from=biuld: no earlier stage"},
+	} {
+		text := strings.Replace(good, tc.old, tc.new, 1)
+		if text == good && tc.old != "" {
+			t.Fatalf("%q is not in the Dockerfile", tc.old)
+		}
+		df := filepath.Join(ctx, "Dockerfile")
+		if err := os.WriteFile(df, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, err := ParseDockerfile(df)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var problems []string
+		errorf := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+		if err := checkCopies(errorf, df, ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		if err := checkGoBuilds(errorf, df, ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case tc.want == "" && len(problems) > 0:
+			t.Errorf("the good Dockerfile: %q", problems)
+		case tc.want != "" && (len(problems) == 0 || slices.ContainsFunc(problems, func(p string) bool { return !strings.Contains(p, tc.want) })):
+			t.Errorf("%q -> %q: problems %q; want each with %q", tc.old, tc.new, problems, tc.want)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"bufio"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -81,40 +82,85 @@ func TestDocCommands(t *testing.T) {
 	pr := progs(t)
 	seen := map[string]int{}
 	for _, g := range commandDocs {
-		n := 0
-		for _, b := range codeBlocks(readGuide(t, g)) {
-			if !shellInfo[b.info] {
-				continue
-			}
-			cmds, err := ShellCommands(b.text)
-			if err != nil {
-				t.Errorf("%s:%d: %v", g, b.line, err)
-				continue
-			}
-			calls, err := im.Calls(cmds)
-			if err != nil {
-				t.Errorf("%s:%d: %v", g, b.line, err)
-				continue
-			}
-			for _, c := range calls {
-				n++
-				seen[c.Program]++
-				if err := pr.Check(c); err != nil {
-					t.Errorf("%s:%d: %s: %v", g, b.line+c.Line-1, c, err)
-				} else {
-					t.Logf("%s:%d: %s", g, b.line+c.Line-1, c)
-				}
-			}
+		calls, problems := docCommands(im, pr, readGuide(t, g))
+		for _, p := range problems {
+			t.Errorf("%s:%s", g, p)
 		}
-		if n == 0 && slices.Contains(guides, g) {
+		for _, c := range calls {
+			seen[c.Program]++
+			t.Logf("%s:%d: %s", g, c.Line, c)
+		}
+		if len(calls) == 0 && slices.Contains(guides, g) {
 			t.Errorf("%s: no command of ours found: is the parser broken?", g)
 		}
-		t.Logf("%s: %d commands checked", g, n)
+		t.Logf("%s: %d commands checked", g, len(calls))
 	}
 	for _, p := range []string{"op25b-agent", "op25b-refmta", "op25b-collector", "op25b"} {
 		if seen[p] == 0 {
 			t.Errorf("no guide shows %s", p)
 		}
+	}
+}
+
+// docCommands finds the calls of our programs in the shell blocks of a
+// Markdown text, with their lines in the text, and checks each: it
+// returns the calls and the problems, each as "LINE: what".
+func docCommands(im *Images, pr *Programs, text string) (calls []Call, problems []string) {
+	for _, b := range codeBlocks(text) {
+		if !shellInfo[b.info] {
+			continue
+		}
+		cmds, err := ShellCommands(b.text)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%d: %v", b.line, err))
+			continue
+		}
+		found, err := im.Calls(cmds)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%d: %v", b.line, err))
+			continue
+		}
+		for _, c := range found {
+			c.Line += b.line - 1
+			if err := pr.Check(c); err != nil {
+				problems = append(problems, fmt.Sprintf("%d: %s: %v", c.Line, c, err))
+			}
+			calls = append(calls, c)
+		}
+	}
+	return calls, problems
+}
+
+// TestDocCommandsCatch shows TestDocCommands a guide with a mistake in
+// each command: each is reported, at its line.
+func TestDocCommandsCatch(t *testing.T) {
+	_, im := compose(t)
+	pr := progs(t)
+	guide := "# A guide\n\n```sh\n" + `op25b-agent check --refmta 192.0.2.25 --quiet
+op25b-agent check --no-such-flag
+sudo OP25B_NO_SUCH_VARIABLE=1 op25b-agent run --collector c:8443
+docker compose run --rm agent-open check --bogus
+docker compose exec collector op25b-collector token frobnicate
+token=$(op25b-collector token create --notes x)
+for a in AS64500 AS64501; do op25b asn "$a" --window 7d --frmat csv; done
+sh -c 'op25b-refmta identity --hostnme mta'
+` + "```\n\n```text\nop25b-agent check --not-a-command-in-a-text-block\n```\n\n```bash\nop25b-agent check \"unterminated\n```\n"
+	calls, problems := docCommands(im, pr, guide)
+	if len(calls) != 8 {
+		t.Errorf("found %d calls; want the 8 of the sh block:\n%v", len(calls), calls)
+	}
+	want := []string{
+		"5: op25b-agent check --no-such-flag: op25b-agent check: flag provided but not defined: -no-such-flag",
+		"6: op25b-agent run --collector c:8443: op25b-agent run has no flag that OP25B_NO_SUCH_VARIABLE sets",
+		"7: op25b-agent check --bogus (via docker compose run agent-open): op25b-agent check: flag provided but not defined: -bogus",
+		`8: op25b-collector token frobnicate (via docker compose exec collector): op25b-collector: no subcommand "token frobnicate"`,
+		"9: op25b-collector token create --notes x: op25b-collector token create: flag provided but not defined: -notes",
+		"10: op25b asn $a --window 7d --frmat csv: op25b asn: flag provided but not defined: -frmat",
+		"11: op25b-refmta identity --hostnme mta: op25b-refmta identity: flag provided but not defined: -hostnme",
+		"19: 1:19: reached EOF without closing quote `\"`",
+	}
+	if !slices.Equal(problems, want) {
+		t.Errorf("problems\n%s\nwant\n%s", strings.Join(problems, "\n"), strings.Join(want, "\n"))
 	}
 }
 

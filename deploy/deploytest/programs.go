@@ -3,12 +3,16 @@ package deploytest
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"maps"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -37,7 +41,10 @@ type subcommand struct {
 }
 
 // grammar lists each program's subcommands. The empty path is what runs
-// when the first argument is a flag (or there is none).
+// when the first argument is a flag (or there is none). The subcommands
+// and their positional arguments are our own grammar, which no library
+// knows and the programs do not export, so they are written here; each
+// subcommand's flags come from the program itself (Flags).
 var grammar = map[string][]subcommand{
 	"op25b-agent": {
 		{path: []string{"check"}},
@@ -136,7 +143,8 @@ var releaseName = regexp.MustCompile(`^op25b-agent_[^_/\s]+_(linux|windows|darwi
 var flagLine = regexp.MustCompile(`^  -([^\s=]+)(?: (\S+))?(?:\t.*)?$`)
 
 // Flags returns the flags of program's subcommand sub, each with whether it
-// takes a value, from the program's own --help.
+// takes a value, from the program's own --help: the listing of Go's
+// flag.PrintDefaults, a line per flag.
 func (p *Programs) Flags(program string, sub []string) (map[string]bool, error) {
 	key := strings.Join(append([]string{program}, sub...), " ")
 	p.mu.Lock()
@@ -173,8 +181,8 @@ type Invocation struct {
 }
 
 // Parse checks args of program against its grammar and the flags its
-// --help lists, as the program's flag parsing would, and returns what they
-// say. A --help or -h anywhere is accepted.
+// --help lists, with Go's flag package as the program parses them, and
+// returns what they say. A --help or -h anywhere is accepted.
 func (p *Programs) Parse(program string, args []string) (*Invocation, error) {
 	subs, ok := grammar[program]
 	if !ok {
@@ -194,49 +202,32 @@ func (p *Programs) Parse(program string, args []string) (*Invocation, error) {
 		return nil, fmt.Errorf("%s: no subcommand %q", program, strings.Join(args, " "))
 	}
 	inv := &Invocation{Program: program, Sub: sub.path, Flags: map[string]string{}}
-	rest := args[len(sub.path):]
-	var flags map[string]bool
+	name := strings.Join(append([]string{program}, sub.path...), " ")
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	if !sub.noFlags {
-		var err error
-		if flags, err = p.Flags(program, sub.path); err != nil {
+		flags, err := p.Flags(program, sub.path)
+		if err != nil {
 			return nil, err
 		}
+		for f, takesValue := range flags {
+			fs.Var(recorder{inv.Flags, f, !takesValue}, f, "")
+		}
 	}
-	name := strings.Join(append([]string{program}, sub.path...), " ")
-	for i := 0; i < len(rest); i++ {
-		a := rest[i]
-		if a == "--" {
-			inv.Args = append(inv.Args, rest[i+1:]...)
+	rest := args[len(sub.path):]
+	for {
+		if err := fs.Parse(rest); errors.Is(err, flag.ErrHelp) {
+			return inv, nil
+		} else if err != nil {
+			return nil, fmt.Errorf("%s: %v", name, err)
+		}
+		// Interleaved: a positional argument, then flags again, until "--".
+		parsed := len(rest) - fs.NArg()
+		if fs.NArg() == 0 || !interleaved[program] && !sub.interleaved || parsed > 0 && rest[parsed-1] == "--" {
+			inv.Args = append(inv.Args, fs.Args()...)
 			break
 		}
-		if !strings.HasPrefix(a, "-") || a == "-" {
-			if !interleaved[program] && !sub.interleaved {
-				inv.Args = append(inv.Args, rest[i:]...)
-				break
-			}
-			inv.Args = append(inv.Args, a)
-			continue
-		}
-		f, value, hasValue := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-"), "=")
-		if f == "help" || f == "h" {
-			return inv, nil
-		}
-		takesValue, known := flags[f]
-		if !known {
-			return nil, fmt.Errorf("%s has no flag -%s", name, f)
-		}
-		switch {
-		case hasValue:
-		case takesValue:
-			if i+1 >= len(rest) {
-				return nil, fmt.Errorf("%s: flag -%s needs a value", name, f)
-			}
-			i++
-			value = rest[i]
-		default:
-			value = "true"
-		}
-		inv.Flags[f] = value
+		inv.Args, rest = append(inv.Args, fs.Arg(0)), fs.Args()[1:]
 	}
 	if n := len(inv.Args); n < sub.minArgs || n > sub.maxArgs {
 		return nil, fmt.Errorf("%s: %d positional argument(s) %q; want %d to %d", name, n, inv.Args, sub.minArgs, sub.maxArgs)
@@ -248,6 +239,28 @@ func (p *Programs) Parse(program string, args []string) (*Invocation, error) {
 	}
 	return inv, nil
 }
+
+// recorder is a flag of a FlagSet built from a --help listing: it keeps
+// the last value given to it.
+type recorder struct {
+	values  map[string]string
+	name    string
+	boolean bool
+}
+
+func (r recorder) String() string { return "" }
+
+func (r recorder) Set(v string) error {
+	if r.boolean {
+		if _, err := strconv.ParseBool(v); err != nil {
+			return err
+		}
+	}
+	r.values[r.name] = v
+	return nil
+}
+
+func (r recorder) IsBoolFlag() bool { return r.boolean }
 
 // CheckEnv checks that name, an environment variable given to inv's
 // program, sets one of its flags (OP25B_<FLAG>, internal/flagenv), or is

@@ -1,191 +1,97 @@
 package deploytest
 
 import (
-	"fmt"
 	"strings"
+
+	"mvdan.cc/sh/v3/syntax"
 )
 
 // SimpleCommand is one command of a shell text: its leading variable
-// assignments and its words, quotes removed. Command substitutions and
-// variables are kept as written ("$(cat token)").
+// assignments and its words, quotes removed. Parameter expansions and
+// command substitutions are kept as written ("$(cat token)").
 type SimpleCommand struct {
 	Line int // line of the text where it starts, from 1
 	Env  []string
 	Argv []string
 }
 
-// ShellCommands splits shell text, such as a code block of a guide or a
-// script, into simple commands: lines joined at a trailing backslash,
-// comments removed, split at | || && ; & ( ) and newlines, redirections
-// and their targets dropped. It understands quotes and $(...), not
-// control flow: the words of `for`, `if` and here-documents come out as
-// commands of their own, which matters only if they name our programs.
+// ShellCommands parses shell text, such as a code block of a guide or a
+// script, as bash does (mvdan.cc/sh) and returns its simple commands in
+// the order they appear: those of pipelines, lists, loops and conditions,
+// and those inside command substitutions. Redirections are not part of a
+// command.
 func ShellCommands(text string) ([]SimpleCommand, error) {
+	f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(text), "")
+	if err != nil {
+		return nil, err
+	}
 	var out []SimpleCommand
-	var cur SimpleCommand
-	var word strings.Builder
-	inWord := false
-	line := 1
-	skipNext := false // the next word is a redirection's target
-	flushWord := func() {
-		if !inWord {
-			return
+	syntax.Walk(f, func(n syntax.Node) bool {
+		call, ok := n.(*syntax.CallExpr)
+		if !ok {
+			return true
 		}
-		w := word.String()
-		word.Reset()
-		inWord = false
-		if skipNext {
-			skipNext = false
-			return
+		c := SimpleCommand{Line: int(call.Pos().Line())}
+		for _, a := range call.Assigns {
+			v := ""
+			if a.Value != nil {
+				v = wordText(a.Value)
+			}
+			c.Env = append(c.Env, a.Name.Value+"="+v)
 		}
-		if len(cur.Argv) == 0 && isAssignment(w) {
-			cur.Env = append(cur.Env, w)
-			return
+		for _, w := range call.Args {
+			c.Argv = append(c.Argv, wordText(w))
 		}
-		cur.Argv = append(cur.Argv, w)
-	}
-	flushCommand := func() {
-		flushWord()
-		if len(cur.Argv) > 0 || len(cur.Env) > 0 {
-			out = append(out, cur)
-		}
-		cur = SimpleCommand{}
-	}
-	for i := 0; i < len(text); i++ {
-		c := text[i]
-		if cur.Line == 0 && len(cur.Argv) == 0 && len(cur.Env) == 0 && !inWord {
-			cur.Line = line
-		}
-		switch {
-		case c == '\\' && i+1 < len(text) && text[i+1] == '\n':
-			i++
-			line++
-		case c == '\\' && i+1 < len(text):
-			word.WriteByte(text[i+1])
-			inWord = true
-			i++
-		case c == '\'':
-			j := strings.IndexByte(text[i+1:], '\'')
-			if j < 0 {
-				return nil, fmt.Errorf("line %d: unterminated '", line)
-			}
-			word.WriteString(text[i+1 : i+1+j])
-			line += strings.Count(text[i+1:i+1+j], "\n")
-			inWord = true
-			i += j + 1
-		case c == '"':
-			j := i + 1
-			for ; j < len(text) && text[j] != '"'; j++ {
-				if text[j] == '\\' && j+1 < len(text) {
-					j++
-					word.WriteByte(text[j])
-					continue
-				}
-				if text[j] == '$' && j+1 < len(text) && text[j+1] == '(' {
-					k, err := closeParen(text, j+1)
-					if err != nil {
-						return nil, fmt.Errorf("line %d: %v", line, err)
-					}
-					word.WriteString(text[j : k+1])
-					j = k
-					continue
-				}
-				if text[j] == '\n' {
-					line++
-				}
-				word.WriteByte(text[j])
-			}
-			if j >= len(text) {
-				return nil, fmt.Errorf("line %d: unterminated \"", line)
-			}
-			inWord = true
-			i = j
-		case c == '$' && i+1 < len(text) && text[i+1] == '(':
-			k, err := closeParen(text, i+1)
-			if err != nil {
-				return nil, fmt.Errorf("line %d: %v", line, err)
-			}
-			word.WriteString(text[i : k+1])
-			inWord = true
-			i = k
-		case c == '#' && !inWord:
-			for i < len(text) && text[i] != '\n' {
-				i++
-			}
-			i--
-		case c == '\n':
-			flushCommand()
-			line++
-		case c == ' ' || c == '\t':
-			flushWord()
-		case c == '|' || c == ';' || c == '(' || c == ')':
-			flushCommand()
-			if i+1 < len(text) && text[i+1] == c {
-				i++
-			}
-		case c == '&':
-			if i+1 < len(text) && text[i+1] == '>' { // &> file
-				flushWord()
-				skipNext = true
-				i++
-				continue
-			}
-			flushCommand()
-			if i+1 < len(text) && text[i+1] == '&' {
-				i++
-			}
-		case c == '>' || c == '<':
-			// 2>&1, >file, >> file, <<EOF: drop the operator and its target.
-			w := word.String()
-			if inWord && strings.Trim(w, "0123456789") == "" {
-				word.Reset()
-				inWord = false
-			} else {
-				flushWord()
-			}
-			for i+1 < len(text) && (text[i+1] == '>' || text[i+1] == '<' || text[i+1] == '&') {
-				i++
-			}
-			if i+1 < len(text) && text[i+1] >= '0' && text[i+1] <= '9' && text[i] == '&' {
-				i++
-				continue
-			}
-			skipNext = true
-		default:
-			word.WriteByte(c)
-			inWord = true
-		}
-	}
-	flushCommand()
+		out = append(out, c)
+		return true
+	})
 	return out, nil
 }
 
-// closeParen returns the index of the parenthesis closing the one at open.
-func closeParen(text string, open int) (int, error) {
-	depth := 0
-	for k := open; k < len(text); k++ {
-		switch text[k] {
-		case '(':
-			depth++
-		case ')':
-			depth--
-			if depth == 0 {
-				return k, nil
+// wordText returns a word as the command receives it when it holds only
+// literal text, quotes and escapes removed; expansions stay as written.
+func wordText(w *syntax.Word) string {
+	var b strings.Builder
+	for _, p := range w.Parts {
+		switch p := p.(type) {
+		case *syntax.Lit:
+			b.WriteString(unescape(p.Value, ""))
+		case *syntax.SglQuoted:
+			b.WriteString(p.Value)
+		case *syntax.DblQuoted:
+			for _, q := range p.Parts {
+				if lit, ok := q.(*syntax.Lit); ok {
+					b.WriteString(unescape(lit.Value, "$`\"\\\n"))
+				} else {
+					b.WriteString(source(q))
+				}
 			}
+		default:
+			b.WriteString(source(p))
 		}
 	}
-	return 0, fmt.Errorf("unterminated $(")
+	return b.String()
 }
 
-func isAssignment(w string) bool {
-	name, _, ok := strings.Cut(w, "=")
-	if !ok || name == "" {
-		return false
+// unescape removes the backslashes of text that escape a character of
+// special (any character when special is empty, as outside quotes).
+func unescape(text, special string) string {
+	if !strings.Contains(text, `\`) {
+		return text
 	}
-	for i, r := range name {
-		if !(r == '_' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || i > 0 && r >= '0' && r <= '9') {
-			return false
+	var b strings.Builder
+	for i := 0; i < len(text); i++ {
+		if text[i] == '\\' && i+1 < len(text) && (special == "" || strings.IndexByte(special, text[i+1]) >= 0) {
+			i++
 		}
+		b.WriteByte(text[i])
 	}
-	return true
+	return b.String()
+}
+
+// source prints a node as shell source.
+func source(n syntax.Node) string {
+	var b strings.Builder
+	syntax.NewPrinter(syntax.Minify(true)).Print(&b, n)
+	return b.String()
 }
