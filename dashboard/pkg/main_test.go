@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -16,21 +15,17 @@ import (
 	"github.com/hashicorp/go-hclog"
 	goplugin "github.com/hashicorp/go-plugin"
 
-	"github.com/op25b/observatory/collector/api"
-	"github.com/op25b/observatory/collector/collectortest"
-	"github.com/op25b/observatory/collector/dataset"
-	"github.com/op25b/observatory/collector/dataset/datasettest"
-	"github.com/op25b/observatory/collector/store/storetest"
-	"github.com/op25b/observatory/internal/testenv"
+	"github.com/op25b/observatory/dashboard/pkg/internal/collectorfixture"
+	"github.com/op25b/observatory/dashboard/pkg/internal/testenv"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) { collectorfixture.Main(m) }
 
-// The built executable, started the way Grafana starts a backend plugin
-// (hashicorp/go-plugin's handshake, protocol 2, gRPC, without the host's
-// environment) and asked over the plugin protocol, against a real
-// collector over the seeded world.
-func TestExecutable(t *testing.T) {
+// start builds the executable and starts it the way Grafana starts a
+// backend plugin: hashicorp/go-plugin's handshake, protocol 2, gRPC,
+// without the host's environment. It is killed when the test ends.
+func start(t *testing.T) goplugin.ClientProtocol {
+	t.Helper()
 	gobin, err := exec.LookPath("go")
 	if err != nil {
 		testenv.Unavailable(t, "no go command to build the plugin executable: "+err.Error())
@@ -39,18 +34,6 @@ func TestExecutable(t *testing.T) {
 	if out, err := exec.Command(gobin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-
-	c := collectortest.Start(t, api.Options{})
-	c.Now = func() time.Time { return datasettest.Now }
-	datasettest.NewWorld().Seed(t, c.Store)
-	if _, err := c.Dataset.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	client := goplugin.NewClient(&goplugin.ClientConfig{
 		HandshakeConfig: goplugin.HandshakeConfig{ProtocolVersion: grpcplugin.ProtocolVersion,
 			MagicCookieKey: grpcplugin.MagicCookieKey, MagicCookieValue: grpcplugin.MagicCookieValue},
@@ -66,21 +49,35 @@ func TestExecutable(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go-plugin handshake: %v", err)
 	}
+	return rpc
+}
+
+// pluginContext is what Grafana sends with each call for a data source
+// that uses c.
+func pluginContext(c *collectorfixture.Collector, updated time.Time) backend.PluginContext {
+	return backend.PluginContext{PluginID: "op25b-observatory-datasource",
+		DataSourceInstanceSettings: &backend.DataSourceInstanceSettings{ID: 1, UID: "op25b", Name: "OP25B", Updated: updated,
+			JSONData:                fmt.Appendf(nil, `{"address": %q}`, c.Addr),
+			DecryptedSecureJSONData: map[string]string{"tlsCACert": c.CACert}}}
+}
+
+// The built executable, asked over the plugin protocol, against a real
+// collector over the seeded world.
+func TestExecutable(t *testing.T) {
+	c, w := collectorfixture.Seeded(t)
+	rpc := start(t)
 	diagnostics := dispense[grpcplugin.DiagnosticsClient](t, rpc, "diagnostics")
 	data := dispense[grpcplugin.DataClient](t, rpc, "data")
 
-	pctx := backend.PluginContext{PluginID: "op25b-observatory-datasource",
-		DataSourceInstanceSettings: &backend.DataSourceInstanceSettings{ID: 1, UID: "op25b", Name: "OP25B", Updated: datasettest.Now,
-			JSONData:                fmt.Appendf(nil, `{"address": %q}`, c.Addr),
-			DecryptedSecureJSONData: map[string]string{"tlsCACert": string(ca)}}}
+	pctx := pluginContext(c, w.Now)
 	ctx := context.Background()
 	health, err := diagnostics.CheckHealth(ctx, &pluginv2.CheckHealthRequest{PluginContext: backend.ToProto().PluginContext(pctx)})
-	if want := "Connected to OP25B collector dev, dataset schema " + dataset.SchemaVersion + ", refreshed 2026-03-10T12:00:00Z"; err != nil ||
+	if want := "Connected to OP25B collector dev, dataset schema " + w.SchemaVersion + ", refreshed 2026-03-10T12:00:00Z"; err != nil ||
 		health.GetStatus() != pluginv2.CheckHealthResponse_OK || health.GetMessage() != want {
 		t.Errorf("CheckHealth = %v, %v; want OK %q", health, err, want)
 	}
 
-	week := backend.TimeRange{From: datasettest.Now.Add(-7 * 24 * time.Hour), To: datasettest.Now}
+	week := backend.TimeRange{From: w.Now.Add(-7 * 24 * time.Hour), To: w.Now}
 	req := &backend.QueryDataRequest{PluginContext: pctx, Queries: []backend.DataQuery{
 		{RefID: "A", JSON: []byte(`{"queryType": "asns"}`), TimeRange: week},
 		{RefID: "B", JSON: []byte(`{"queryType": "timeline", "asn": 64501}`), TimeRange: week},
