@@ -78,19 +78,23 @@ bench: build $(BIN)/nfpm ## Run the benchmarks and rewrite BENCHMARKS.md (make r
 	deploy/bench.sh $(OUT)
 
 .PHONY: generate
-generate: tools ## Regenerate the protobuf and gRPC code.
+generate: tools ## Regenerate the protobuf and gRPC code, and the Grafana plugin's copies of it and of the root packages it uses (tools/plugincopy).
 	cd proto && buf generate
+	rm -f dashboard/pkg/internal/op25bv1/*.pb.go && buf generate --template proto/buf.gen.dashboard.yaml
+	$(GO) run ./tools/plugincopy
 
 .PHONY: checkgenerate
-checkgenerate: tools ## Fail if the committed generated code is stale.
+checkgenerate: tools ## Fail if the committed generated code, or a copy of it or of a package in the plugin, is stale.
 	@rm -rf $(OUT)/_gen && mkdir -p $(OUT)/_gen
-	cd proto && buf generate --output $(OUT)/_gen
+	cd proto && buf generate --output $(OUT)/_gen/proto
+	buf generate --template proto/buf.gen.dashboard.yaml --output $(OUT)/_gen
 	@for f in $$(cd $(OUT)/_gen && find . -name '*.go'); do \
-	  cmp -s $(OUT)/_gen/$$f proto/$$f || { echo "checkgenerate: proto/$$f is stale: run 'make generate' and commit"; exit 1; }; \
+	  cmp -s $(OUT)/_gen/$$f $$f || { echo "checkgenerate: $${f#./} is stale: run 'make generate' and commit"; exit 1; }; \
 	done
-	@for f in $$(cd proto && find . -name '*.pb.go'); do \
-	  [ -f $(OUT)/_gen/$$f ] || { echo "checkgenerate: proto/$$f has no .proto: remove it"; exit 1; }; \
+	@for f in $$(find proto dashboard/pkg/internal/op25bv1 -name '*.pb.go'); do \
+	  [ -f $(OUT)/_gen/$$f ] || { echo "checkgenerate: $$f has no .proto (or proto/buf.gen.dashboard.yaml no longer names it): remove it"; exit 1; }; \
 	done
+	$(GO) run ./tools/plugincopy -check
 	@echo "checkgenerate: generated code is current"
 
 .PHONY: lint

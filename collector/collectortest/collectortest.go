@@ -7,6 +7,7 @@ package collectortest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"github.com/op25b/observatory/collector/localca"
 	"github.com/op25b/observatory/collector/store"
 	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/collector/stream"
 	"github.com/op25b/observatory/internal/collectorclient"
 	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
@@ -40,9 +42,14 @@ type Collector struct {
 	Dataset *dataset.Dataset
 	Now     func() time.Time
 	// Metrics holds the server's metrics.
-	Metrics  *prometheus.Registry
+	Metrics *prometheus.Registry
+	// Broker serves DatasetService.Stream; nil unless New was asked to
+	// stream.
+	Broker   *stream.Broker
 	schedule *op25bv1.Schedule
 	grpc     *grpc.Server
+	// stop stops the broker's follower.
+	stop func()
 }
 
 // Gauge returns the value of the unlabelled gauge name, or -1 when the
@@ -65,13 +72,25 @@ func (c *Collector) Gauge(t testing.TB, name string) float64 {
 // it stops when the test ends. opts may be zero.
 func Start(t testing.TB, opts api.Options) *Collector {
 	t.Helper()
-	st := storetest.New(t)
-	c := &Collector{Store: st, Auth: &auth.Service{Pool: st.Pool, Now: time.Now}, schedule: &op25bv1.Schedule{Version: "empty"},
-		ASN: &ingest.Snapshots{}}
-	dir := t.TempDir()
-	cert, err := localca.Ensure(dir, []string{"127.0.0.1"}, time.Now())
+	c, err := New(storetest.New(t), t.TempDir(), opts, false)
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// New is Start for a program that serves tests without being one
+// (cmd/op25b-fixture): a collector over st, with its TLS files in dir,
+// until Close. With stream it also serves DatasetService.Stream, as the
+// collector does by default: the results st stores and the policy changes
+// it logs, as they come.
+func New(st *store.Store, dir string, opts api.Options, stream bool) (*Collector, error) {
+	c := &Collector{Store: st, Auth: &auth.Service{Pool: st.Pool, Now: time.Now}, schedule: &op25bv1.Schedule{Version: "empty"},
+		ASN: &ingest.Snapshots{}, stop: func() {}}
+	cert, err := localca.Ensure(dir, []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		return nil, err
 	}
 	c.CAFile = filepath.Join(dir, localca.CACert)
 	g := &api.Guard{Auth: c.Auth, UnaryTimeout: 10 * time.Second}
@@ -86,17 +105,49 @@ func Start(t testing.TB, opts api.Options) *Collector {
 	c.Server.Register(srv)
 	c.Now = time.Now
 	if c.Dataset, err = dataset.New(st.Pool, dataset.Config{}, func() time.Time { return c.Now() }); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	op25bv1.RegisterDatasetServiceServer(srv, &dataset.Server{D: c.Dataset})
+	ds := &dataset.Server{D: c.Dataset}
+	if stream {
+		if err := c.follow(); err != nil {
+			return nil, err
+		}
+		ds.Streamer = c.Broker
+	}
+	op25bv1.RegisterDatasetServiceServer(srv, ds)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		c.stop()
+		return nil, err
 	}
 	c.Addr, c.grpc = ln.Addr().String(), srv
 	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	return c
+	return c, nil
+}
+
+// follow starts c's stream broker, fed by a follower of its store, and
+// waits until the follower listens.
+func (c *Collector) follow() error {
+	c.Store.NotifyResults(true)
+	c.Broker = stream.NewBroker(stream.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	f := stream.NewFollower(c.Store, c.Dataset, c.Broker, nil)
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctx) }()
+	c.stop = func() { cancel(); <-done }
+	select {
+	case <-f.Ready():
+		return nil
+	case <-time.After(10 * time.Second):
+		c.stop()
+		return errors.New("collectortest: the stream's follower never listened")
+	}
+}
+
+// Close stops the collector; its store stays open.
+func (c *Collector) Close() {
+	c.grpc.Stop()
+	c.stop()
 }
 
 // SetSchedule changes the schedule agents get.

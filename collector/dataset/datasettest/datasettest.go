@@ -248,15 +248,24 @@ func (w *World) Results() []store.Result { return w.rs }
 // AS names, in batches as agents would upload them.
 func (w *World) Seed(t testing.TB, s *store.Store) {
 	t.Helper()
-	ctx := context.Background()
+	if err := w.Insert(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Insert is Seed for a program that serves tests without being one
+// (collector/collectortest/cmd/op25b-fixture).
+func (w *World) Insert(ctx context.Context, s *store.Store) error {
 	var hs []store.ASHolder
 	for _, a := range ASNs {
 		hs = append(hs, store.ASHolder{ASN: a.ASN, Name: a.Name, Country: a.Country})
 	}
 	if err := s.UpsertASNames(ctx, hs); err != nil {
-		t.Fatalf("seed AS names: %v", err)
+		return fmt.Errorf("seed AS names: %w", err)
 	}
-	w.EnrollRefMTAs(t, s)
+	if err := w.enrollRefMTAs(ctx, s); err != nil {
+		return err
+	}
 	// Batches end with a round, as agents upload them.
 	for i := 0; i < len(w.rs); {
 		j := min(i+500, len(w.rs))
@@ -264,23 +273,24 @@ func (w *World) Seed(t testing.TB, s *store.Store) {
 			j++
 		}
 		if _, err := s.InsertResults(ctx, w.rs[i:j]); err != nil {
-			t.Fatalf("seed results: %v", err)
+			return fmt.Errorf("seed results: %w", err)
 		}
 		i = j
 	}
+	return nil
 }
 
-// EnrollRefMTAs records the world's reference MTAs as enrolled principals,
-// which the per-reference-MTA figures list.
-func (w *World) EnrollRefMTAs(t testing.TB, s *store.Store) {
-	t.Helper()
+// enrollRefMTAs records the world's reference MTAs as enrolled
+// principals, which the per-reference-MTA figures list.
+func (w *World) enrollRefMTAs(ctx context.Context, s *store.Store) error {
 	for _, id := range w.refmtas {
 		sum := sha256.Sum256([]byte(id))
-		if _, err := s.Pool.Exec(context.Background(), `INSERT INTO principals (principal_id, kind, public_key, credential_hash, label)
+		if _, err := s.Pool.Exec(ctx, `INSERT INTO principals (principal_id, kind, public_key, credential_hash, label)
 			VALUES ($1, 2, $2, $2, 'seeded') ON CONFLICT DO NOTHING`, id, sum[:]); err != nil {
-			t.Fatalf("seed reference MTAs: %v", err)
+			return fmt.Errorf("seed reference MTAs: %w", err)
 		}
 	}
+	return nil
 }
 
 // Open returns a fresh database seeded with w, and its query layer on the

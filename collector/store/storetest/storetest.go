@@ -12,10 +12,14 @@
 // A package that uses it calls Main from TestMain:
 //
 //	func TestMain(m *testing.M) { storetest.Main(m) }
+//
+// A program that serves tests without being one takes its databases from
+// Database and calls Stop when done.
 package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -52,6 +56,13 @@ var (
 // Main runs the tests and stops the cluster afterwards.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop stops the private cluster and its standby, if started, and removes
+// their directory.
+func Stop() {
 	if standby != nil {
 		standby.Stop()
 	}
@@ -61,14 +72,26 @@ func Main(m *testing.M) {
 	if dir != "" {
 		os.RemoveAll(dir)
 	}
-	os.Exit(code)
 }
+
+// ErrUnavailable is why Database fails on a machine that has no
+// PostgreSQL for tests.
+var ErrUnavailable = errors.New("no PostgreSQL for integration tests")
 
 // Cluster returns the test binary's private cluster, starting it on first
 // use (nil when $OP25B_TEST_DATABASE_URL names a server instead).
 func Cluster(t testing.TB) *pgcluster.Cluster {
 	t.Helper()
 	testenv.Integration(t, "PostgreSQL")
+	if err := setUp(); err != nil {
+		testenv.Unavailable(t, err.Error())
+	}
+	return cluster
+}
+
+// setUp starts the private cluster, or takes the server of
+// $OP25B_TEST_DATABASE_URL, once; its error wraps ErrUnavailable.
+func setUp() error {
 	once.Do(func() {
 		if u := serverURL(); u != "" {
 			baseURL = u
@@ -91,9 +114,9 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 		}
 	})
 	if initErr != nil {
-		testenv.Unavailable(t, "no PostgreSQL for integration tests (install one, or set "+EnvURL+"): "+initErr.Error())
+		return fmt.Errorf("%w (install one, or set %s): %w", ErrUnavailable, EnvURL, initErr)
 	}
-	return cluster
+	return nil
 }
 
 // URL creates a fresh, empty database and returns its connection string.
@@ -102,22 +125,47 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 func URL(t testing.TB) string {
 	t.Helper()
 	Cluster(t)
-	name := fmt.Sprintf("test_%d_%d", os.Getpid(), seq.Add(1))
-	if err := admin("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("storetest: create database: %v", err)
+	u, drop, err := database()
+	if err != nil {
+		t.Fatalf("storetest: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := admin("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
-			t.Errorf("storetest: drop the test's database %s: %v", name, err)
+		if err := drop(); err != nil {
+			t.Errorf("storetest: %v", err)
 		}
 	})
+	return u
+}
+
+// Database is URL for a program that serves tests without being one
+// (collector/collectortest/cmd/op25b-fixture): a fresh, empty database on
+// the same server, and drop, which drops it with the connections still
+// open to it. Such a program calls Stop when done.
+func Database() (dbURL string, drop func() error, err error) {
+	if err := setUp(); err != nil {
+		return "", nil, err
+	}
+	return database()
+}
+
+func database() (string, func() error, error) {
+	name := fmt.Sprintf("test_%d_%d", os.Getpid(), seq.Add(1))
+	if err := admin("CREATE DATABASE " + name); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	drop := func() error {
+		if err := admin("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop the test's database %s: %w", name, err)
+		}
+		return nil
+	}
 	// The server's URL with the database replaced, password and
 	// parameters kept.
 	if u, err := url.Parse(baseURL); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		u.Path = "/" + name
-		return u.String()
+		return u.String(), drop, nil
 	}
-	return baseURL + " dbname=" + name // keyword/value form: the last one wins
+	return baseURL + " dbname=" + name, drop, nil // keyword/value form: the last one wins
 }
 
 // serverURL is the server the tests are given, if any.

@@ -1,6 +1,7 @@
 // Package plugin is the backend of the OP25B Observatory data source: it
 // answers Grafana's queries and health checks from a collector's gRPC
-// DatasetService (proto/op25b/v1/dataset.proto).
+// DatasetService (proto/op25b/v1/dataset.proto), through the module's own
+// copy of the generated code (internal/op25bv1; dashboard/README.md).
 package plugin
 
 import (
@@ -13,8 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	op25bv1 "github.com/op25b/observatory/dashboard/pkg/internal/op25bv1"
 	"github.com/op25b/observatory/dashboard/pkg/models"
-	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 var (

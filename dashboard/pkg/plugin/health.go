@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+	op25bv1 "github.com/op25b/observatory/dashboard/pkg/internal/op25bv1"
 )
 
 // healthTimeout bounds the Save & test button's wait for the collector.

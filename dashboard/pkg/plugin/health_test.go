@@ -2,10 +2,15 @@ package plugin
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +20,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/op25b/observatory/collector/dataset"
-	"github.com/op25b/observatory/collector/localca"
+	"github.com/op25b/observatory/dashboard/pkg/internal/op25bv1"
 	"github.com/op25b/observatory/dashboard/pkg/models"
-	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
 )
 
 func checkHealth(t *testing.T, s backend.DataSourceInstanceSettings) *backend.CheckHealthResult {
@@ -31,15 +34,17 @@ func checkHealth(t *testing.T, s backend.DataSourceInstanceSettings) *backend.Ch
 }
 
 func TestCheckHealth(t *testing.T) {
-	res := checkHealth(t, seeded(t))
-	if want := "Connected to OP25B collector dev, dataset schema " + dataset.SchemaVersion + ", refreshed 2026-03-10T12:00:00Z"; res.Status != backend.HealthStatusOk || res.Message != want {
+	s, w := seeded(t)
+	res := checkHealth(t, s)
+	if want := "Connected to OP25B collector dev, dataset schema " + w.SchemaVersion + ", refreshed 2026-03-10T12:00:00Z"; res.Status != backend.HealthStatusOk || res.Message != want {
 		t.Errorf("CheckHealth = %v %q; want OK %q", res.Status, res.Message, want)
 	}
 }
 
 // What a user who got the settings wrong reads on "Save & test".
 func TestCheckHealthErrors(t *testing.T) {
-	st, err := models.Load(seeded(t))
+	s, _ := seeded(t)
+	st, err := models.Load(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,15 +101,7 @@ func (s *infoServer) GetInfo(ctx context.Context, _ *op25bv1.GetInfoRequest) (*o
 // The API token travels as a bearer credential; the server name given
 // replaces the address's host in the certificate check.
 func TestAPITokenAndServerName(t *testing.T) {
-	dir := t.TempDir()
-	cert, err := localca.Ensure(dir, []string{"collector.example"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(dir, localca.CACert))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert, ca := selfSigned(t, "collector.example")
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
 	info := &infoServer{md: make(chan metadata.MD, 1)}
 	op25bv1.RegisterDatasetServiceServer(srv, info)
@@ -115,7 +112,7 @@ func TestAPITokenAndServerName(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(srv.Stop)
 
-	s := settings(ln.Addr().String(), map[string]string{"tlsCACert": string(ca), "apiToken": "s3cret"})
+	s := settings(ln.Addr().String(), map[string]string{"tlsCACert": ca, "apiToken": "s3cret"})
 	s.JSONData = []byte(`{"address": "` + ln.Addr().String() + `", "serverName": "collector.example"}`)
 	res := checkHealth(t, s)
 	if res.Status != backend.HealthStatusOk || res.Message != "Connected to OP25B collector v9, dataset schema 1.0, refreshed never" {
@@ -124,4 +121,22 @@ func TestAPITokenAndServerName(t *testing.T) {
 	if got := (<-info.md).Get("authorization"); len(got) != 1 || got[0] != "Bearer s3cret" {
 		t.Errorf("authorization %q; want Bearer s3cret", got)
 	}
+}
+
+// selfSigned returns a certificate for name that is its own CA, and its
+// PEM.
+func selfSigned(t *testing.T, name string) (tls.Certificate, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

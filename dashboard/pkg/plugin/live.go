@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/op25b/observatory/internal/verdict"
-	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+	op25bv1 "github.com/op25b/observatory/dashboard/pkg/internal/op25bv1"
+	"github.com/op25b/observatory/dashboard/pkg/internal/verdict"
 )
 
 // Grafana Live channels of the data source are ds/<uid>/<path>, where path

@@ -2,86 +2,32 @@ package plugin
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/op25b/observatory/collector/api"
-	"github.com/op25b/observatory/collector/collectortest"
-	"github.com/op25b/observatory/collector/dataset"
-	"github.com/op25b/observatory/collector/localca"
-	"github.com/op25b/observatory/collector/store"
-	"github.com/op25b/observatory/collector/store/storetest"
-	"github.com/op25b/observatory/collector/stream"
-	"github.com/op25b/observatory/internal/uuidv7"
-	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+	"github.com/op25b/observatory/dashboard/pkg/internal/collectorfixture"
 )
 
-// streaming starts a collector that serves the live stream (a broker fed
-// by a follower of a fresh database) over gRPC with TLS on a free port,
-// and returns the settings of a data source that uses it.
-func streaming(t *testing.T) (backend.DataSourceInstanceSettings, *store.Store, *stream.Broker) {
+// streaming starts a collector that serves the live stream over a fresh
+// database, and returns the settings of a data source that uses it.
+func streaming(t *testing.T) (backend.DataSourceInstanceSettings, *collectorfixture.Collector) {
 	t.Helper()
-	st := storetest.New(t)
-	st.NotifyResults(true)
-	ds, err := dataset.New(st.Pool, dataset.Config{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := stream.NewBroker(stream.Options{})
-	ctx, cancel := context.WithCancel(context.Background())
-	f := stream.NewFollower(st, ds, b, nil)
-	done := make(chan struct{})
-	go func() { defer close(done); f.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-f.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the follower never listened")
-	}
-
-	dir := t.TempDir()
-	cert, err := localca.Ensure(dir, []string{"127.0.0.1"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := os.ReadFile(filepath.Join(dir, localca.CACert))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
-	op25bv1.RegisterDatasetServiceServer(srv, &dataset.Server{D: ds, Streamer: b})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(srv.Stop)
-	return settings(ln.Addr().String(), map[string]string{"tlsCACert": string(ca)}), st, b
+	c := collectorfixture.Start(t, collectorfixture.Options{Stream: true})
+	return settings(c.Addr, map[string]string{"tlsCACert": c.CACert}), c
 }
 
-// result is a stored result of asn on port with verdict.
-func result(asn uint32, port uint16, v op25bv1.Verdict, prefix string) store.Result {
-	now := time.Now().Truncate(time.Microsecond)
-	p := netip.MustParsePrefix(prefix)
-	return store.Result{ID: uuidv7.New(now), MeasuredAt: now, AgentID: "agent-1", RefMTA: "refmta-tokyo",
-		Port: port, Family: 4, Verdict: uint8(v), Failure: "timeout", Egress: p.Addr().Next(),
-		EgressSource: store.EgressControl, Prefix: p, ASN: asn}
+// result is a result of asn on port with verdict, from prefix.
+func result(asn uint32, port uint16, verdict, prefix string) collectorfixture.Result {
+	return collectorfixture.Result{ASN: asn, Port: port, Verdict: verdict, Prefix: prefix, Failure: "timeout", RefMTA: "refmta-tokyo"}
 }
 
 // frames is a StreamPacketSender that decodes each packet as a frame.
@@ -131,36 +77,22 @@ func runStream(t *testing.T, d *Datasource, path string) (frames, func() error) 
 	return out, stop
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // Results stored while a live channel runs arrive as frames of one row,
 // only those of the channel's ASN and port; a change of the ASN arrives on
 // its changes channel; both stop when Grafana cancels them.
 func TestRunStream(t *testing.T) {
-	s, st, b := streaming(t)
+	s, c := streaming(t)
 	d := open(t, s)
 	results, stopResults := runStream(t, d, "results/64500/port=25")
 	changes, stopChanges := runStream(t, d, "changes/64500")
-	waitFor(t, "both streams to subscribe", func() bool { return stream.Held(b) == 2 })
+	c.WaitHeld(t, 2) // both streams subscribed
 
-	rs := []store.Result{
-		result(64500, 25, op25bv1.Verdict_VERDICT_BLOCKED_TIMEOUT, "198.51.100.0/24"),
-		result(64500, 587, op25bv1.Verdict_VERDICT_OPEN, "198.51.100.0/24"),
-		result(64501, 25, op25bv1.Verdict_VERDICT_OPEN, "203.0.113.0/24"),
-		result(64500, 25, op25bv1.Verdict_VERDICT_OPEN, "192.0.2.0/24"), // last: nothing may follow it
-	}
-	if n, err := st.InsertResults(context.Background(), rs); err != nil || n != int64(len(rs)) {
-		t.Fatalf("InsertResults = %d, %v", n, err)
-	}
+	c.Insert(t,
+		result(64500, 25, "BLOCKED_TIMEOUT", "198.51.100.0/24"),
+		result(64500, 587, "OPEN", "198.51.100.0/24"),
+		result(64501, 25, "OPEN", "203.0.113.0/24"),
+		result(64500, 25, "OPEN", "192.0.2.0/24"), // last: nothing may follow it
+	)
 	var got []string
 	for len(got) < 2 {
 		f := results.next(t)
@@ -179,14 +111,7 @@ func TestRunStream(t *testing.T) {
 	}
 
 	// A policy change of AS64500, logged as the refresh does.
-	ctx := context.Background()
-	if _, err := st.Pool.Exec(ctx, `INSERT INTO policy_change_events (asn, family, day, from_class, to_class, seen_at)
-		VALUES (64500, 4, '2026-03-08', 3, 1, now())`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := st.Pool.Exec(ctx, `SELECT pg_notify($1, '')`, dataset.EventsChannel); err != nil {
-		t.Fatal(err)
-	}
+	c.Change(t, collectorfixture.Change{ASN: 64500, Family: 4, Day: "2026-03-08", From: "OPEN", To: "OP25B"})
 	f := changes.next(t)
 	if f.Rows() != 1 || f.At(1, 0) != "ipv4" || f.At(2, 0) != "OPEN" || f.At(3, 0) != "OP25B" || f.At(4, 0) != false {
 		t.Errorf("changes/64500 sent\n%v\nwant ipv4 OPEN to OP25B", dump(f))
@@ -197,7 +122,7 @@ func TestRunStream(t *testing.T) {
 			t.Errorf("RunStream %s = %v after cancel; want nil", path, err)
 		}
 	}
-	waitFor(t, "the collector to let both subscriptions go", func() bool { return stream.Held(b) == 0 })
+	c.WaitHeld(t, 0) // the collector let both subscriptions go
 	select {
 	case f := <-changes:
 		t.Errorf("changes/64500 sent a result:\n%v", dump(f))
@@ -208,15 +133,11 @@ func TestRunStream(t *testing.T) {
 // A collector that cannot stream (one older than schema 1.6) ends
 // RunStream with its reason rather than a loop of retries.
 func TestRunStreamUnimplemented(t *testing.T) {
-	c := collectortest.Start(t, api.Options{})
-	ca, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := open(t, settings(c.Addr, map[string]string{"tlsCACert": string(ca)}))
+	c := collectorfixture.Start(t, collectorfixture.Options{})
+	d := open(t, settings(c.Addr, map[string]string{"tlsCACert": c.CACert}))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = d.RunStream(ctx, &backend.RunStreamRequest{Path: "results/64500"}, backend.NewStreamSender(make(frames, 1)))
+	err := d.RunStream(ctx, &backend.RunStreamRequest{Path: "results/64500"}, backend.NewStreamSender(make(frames, 1)))
 	if err == nil || status.Code(errors.Unwrap(err)) != codes.Unimplemented {
 		t.Errorf("RunStream against a collector without the stream = %v; want Unimplemented", err)
 	}

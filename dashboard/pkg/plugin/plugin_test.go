@@ -3,40 +3,34 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
-	"github.com/op25b/observatory/collector/api"
-	"github.com/op25b/observatory/collector/collectortest"
-	"github.com/op25b/observatory/collector/dataset/datasettest"
-	"github.com/op25b/observatory/collector/store/storetest"
+	"github.com/op25b/observatory/dashboard/pkg/internal/collectorfixture"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+func TestMain(m *testing.M) { collectorfixture.Main(m) }
 
-// seeded starts a real collector over PostgreSQL seeded with
-// datasettest's world, on that world's clock and refreshed, and returns
-// the settings of a data source that uses it.
-func seeded(t *testing.T) backend.DataSourceInstanceSettings {
+// seededNow is the seeded world's clock (datasettest.Now), which the
+// golden files were made on.
+var seededNow = time.Date(2026, 3, 10, 12, 0, 0, 0, time.UTC)
+
+// seeded returns the settings of a data source that uses a real collector
+// over PostgreSQL seeded with datasettest's world, on that world's clock
+// and refreshed (collectorfixture), and the world's facts.
+func seeded(t *testing.T) (backend.DataSourceInstanceSettings, collectorfixture.World) {
 	t.Helper()
-	c := collectortest.Start(t, api.Options{})
-	c.Now = func() time.Time { return datasettest.Now }
-	datasettest.NewWorld().Seed(t, c.Store)
-	if _, err := c.Dataset.Refresh(context.Background()); err != nil {
-		t.Fatal(err)
+	c, w := collectorfixture.Seeded(t)
+	if !w.Now.Equal(seededNow) {
+		t.Fatalf("the seeded world's clock is %v; the golden files are of %v", w.Now, seededNow)
 	}
-	ca, err := os.ReadFile(c.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return settings(c.Addr, map[string]string{"tlsCACert": string(ca)})
+	return settings(c.Addr, map[string]string{"tlsCACert": c.CACert}), w
 }
 
 func settings(addr string, secure map[string]string) backend.DataSourceInstanceSettings {
-	return backend.DataSourceInstanceSettings{UID: "op25b", Name: "OP25B", Updated: datasettest.Now,
+	return backend.DataSourceInstanceSettings{UID: "op25b", Name: "OP25B", Updated: seededNow,
 		JSONData: fmt.Appendf(nil, `{"address": %q}`, addr), DecryptedSecureJSONData: secure}
 }
 

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/op25b/observatory/internal/shares"
-	"github.com/op25b/observatory/internal/verdict"
-	op25bv1 "github.com/op25b/observatory/proto/op25b/v1"
+	op25bv1 "github.com/op25b/observatory/dashboard/pkg/internal/op25bv1"
+	"github.com/op25b/observatory/dashboard/pkg/internal/shares"
+	"github.com/op25b/observatory/dashboard/pkg/internal/verdict"
 )
 
 const (

@@ -11,14 +11,12 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 	"github.com/grafana/grafana-plugin-sdk-go/experimental"
-
-	"github.com/op25b/observatory/collector/dataset/datasettest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // week is the seeded week as a dashboard's "last 7 days" asks for it.
-var week = backend.TimeRange{From: datasettest.Now.Add(-7 * day), To: datasettest.Now}
+var week = backend.TimeRange{From: seededNow.Add(-7 * day), To: seededNow}
 
 func run(t *testing.T, d *Datasource, queries ...string) backend.Responses {
 	t.Helper()
@@ -36,7 +34,8 @@ func run(t *testing.T, d *Datasource, queries ...string) backend.Responses {
 // Every query type against a real collector over the seeded world, its
 // frames checked against testdata/*.jsonc (go test -update rewrites them).
 func TestQueryGolden(t *testing.T) {
-	d := open(t, seeded(t))
+	s, _ := seeded(t)
+	d := open(t, s)
 	for _, tc := range []struct{ name, query string }{
 		{"asns", `{"queryType": "asns"}`},
 		{"asns-jp-op25b", `{"queryType": "asns", "country": "jp", "family": "ipv4", "policyClass": "OP25B"}`},
@@ -74,7 +73,8 @@ func TestQueryGolden(t *testing.T) {
 // The golden files hold what the dataset's own tests expect of the seeded
 // world: each ASN's class, AS64506's change and AS64501's IPv6 gap.
 func TestQuerySeededWorld(t *testing.T) {
-	d := open(t, seeded(t))
+	s, w := seeded(t)
+	d := open(t, s)
 	rs := run(t, d, `{"queryType": "asns"}`, `{"queryType": "changes", "family": "ipv4"}`, `{"queryType": "peers", "asn": 64501}`,
 		`{"queryType": "timeline", "asn": 64506}`)
 	for _, dr := range rs {
@@ -87,7 +87,10 @@ func TestQuerySeededWorld(t *testing.T) {
 	for i := range asns.Rows() {
 		got[fmt.Sprintf("AS%d %s", asns.At(0, i), asns.At(3, i))] = asns.At(4, i).(string)
 	}
-	for _, a := range datasettest.ASNs {
+	if len(w.ASNs) == 0 {
+		t.Fatal("the fixture names no seeded ASN")
+	}
+	for _, a := range w.ASNs {
 		for family, class := range a.Class {
 			if k := fmt.Sprintf("AS%d %s", a.ASN, family); got[k] != class {
 				t.Errorf("asns: %s class %q; want %q", k, got[k], class)
@@ -95,8 +98,8 @@ func TestQuerySeededWorld(t *testing.T) {
 		}
 	}
 	changes := rs["B"].Frames[0]
-	if changes.Rows() != 1 || changes.At(6, 0) != "AS64506 IPv4 turned to OP25B" || !changes.At(0, 0).(time.Time).Equal(datasettest.ChangeDay) {
-		t.Errorf("changes:\n%v\nwant AS64506 IPv4 turned to OP25B on %v", dump(changes), datasettest.ChangeDay)
+	if changes.Rows() != 1 || changes.At(6, 0) != "AS64506 IPv4 turned to OP25B" || !changes.At(0, 0).(time.Time).Equal(w.ChangeDay) {
+		t.Errorf("changes:\n%v\nwant AS64506 IPv4 turned to OP25B on %v", dump(changes), w.ChangeDay)
 	}
 	if n := rs["C"].Frames[0].Meta.Notices; len(n) != 1 || !strings.HasPrefix(n[0].Text, "ipv6_open_ipv4_blocked") {
 		t.Errorf("peers of AS64501: notices %v; want the ipv6_open_ipv4_blocked gap", n)
@@ -110,7 +113,8 @@ func TestQuerySeededWorld(t *testing.T) {
 // The prefixes query says which of a network's prefixes let port 25 out
 // (AS64504: two /24s open, two blocked), and holds no address.
 func TestQueryPrefixes(t *testing.T) {
-	d := open(t, seeded(t))
+	s, w := seeded(t)
+	d := open(t, s)
 	dr := run(t, d, `{"queryType": "prefixes", "asn": 64504}`)["A"]
 	if dr.Error != nil {
 		t.Fatal(dr.Error)
@@ -125,7 +129,10 @@ func TestQueryPrefixes(t *testing.T) {
 		t.Errorf("prefixes of AS64504:\n%v\nwant port 25 %v", dump(f), want)
 	}
 	table := dump(f)
-	for _, a := range datasettest.NewWorld().Addresses() {
+	if len(w.Addresses) == 0 {
+		t.Fatal("the fixture names no seeded address")
+	}
+	for _, a := range w.Addresses {
 		if strings.Contains(table, a+" ") || strings.Contains(table, a+"\n") {
 			t.Errorf("the frame holds the address %s", a)
 		}
@@ -144,7 +151,8 @@ func dump(fs ...*data.Frame) string {
 // A query that cannot run gets its own error response; the others in the
 // request are answered.
 func TestQueryErrors(t *testing.T) {
-	d := open(t, seeded(t))
+	s, _ := seeded(t)
+	d := open(t, s)
 	for _, tc := range []struct {
 		query  string
 		status backend.Status
