@@ -175,6 +175,7 @@ func call(t testing.TB, req fixturewire.Request) fixturewire.Response {
 // running starts the fixture on first use, or stops t when it cannot run.
 func running(t testing.TB) {
 	t.Helper()
+	testenv.Integration(t, "a real collector and PostgreSQL")
 	fixture.once.Do(func() { fixture.why, fixture.err = start() })
 	if fixture.why != "" {
 		testenv.Unavailable(t, fixture.why)
